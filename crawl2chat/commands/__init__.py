@@ -1,0 +1,1 @@
+"""One module per `crawl2chat` subcommand; see crawl2chat/cli.py."""

@@ -1,0 +1,263 @@
+"""Shared wiring for every flow: Prefect API, Ray, MLflow.
+
+Embedded defaults when nothing is configured (see ../shared/PITFALLS.md):
+- Prefect: a real local API server for this process (Ray workers must report
+  to the same API; without one each worker would start its own ephemeral
+  server on the same sqlite file and lock it).
+- Ray: a local instance sized to this machine, unless `RAY_ADDRESS`/config says
+  where a cluster is.
+- MLflow: `sqlite:///<abs run root>/mlflow.db`, unless `MLFLOW_TRACKING_URI`.
+
+Scale-out is configuration only: `PREFECT_API_URL`, `RAY_ADDRESS`,
+`MLFLOW_TRACKING_URI` (+ S3 credentials for s3:// inputs and artifacts).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = "crawl2chat"
+# Variables a Ray worker needs to reach the same services as the driver.
+_PROPAGATED_ENV = (
+    "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",
+    "MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL", "CRAWL2CHAT_EXPERIMENT",
+)
+
+
+# ----------------------------------------------------------------- Prefect
+def ensure_prefect_api(timeout: int = 90) -> str:
+    """Return the Prefect API URL, starting a local server for this process if none is set."""
+    import prefect.settings
+
+    url = os.environ.get("PREFECT_API_URL") or prefect.settings.PREFECT_API_URL.value()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+        return url
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # The None-keyed instance is the one Prefect's own ephemeral client uses, so
+    # the driver and the Ray workers (via PREFECT_API_URL) share one server.
+    server = SubprocessASGIServer()
+    if not server.running:
+        log.info("starting a local Prefect API server (first start runs sqlite migrations: ~20 s)")
+        server.start(timeout=timeout)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server.api_url
+
+
+def flow_run_info() -> dict[str, str]:
+    """Id and UI URL of the current Prefect flow run ({} outside a flow)."""
+    try:
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.id
+        if not run_id:
+            return {}
+        info = {"prefect_flow_run_id": str(run_id), "prefect_flow_run_name": str(flow_run.name or "")}
+        url = flow_run.ui_url
+        if url:
+            info["prefect_flow_run_url"] = str(url)
+        return info
+    except Exception:  # runtime info is best-effort metadata
+        return {}
+
+
+def artifact_key(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes only."""
+    out = "".join(c if c.isalnum() else "-" for c in text.lower())
+    return "-".join(p for p in out.split("-") if p)[:100] or "artifact"
+
+
+def publish_markdown(key: str, markdown: str, description: str | None = None) -> None:
+    """Attach a markdown artifact to the current flow run (no-op outside a run)."""
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(key=artifact_key(key), markdown=markdown, description=description)
+    except Exception as e:  # artifacts are a view; never fail a run over one
+        log.warning("could not publish markdown artifact %s: %s", key, e)
+
+
+def publish_table(key: str, rows: list[dict[str, Any]], description: str | None = None) -> None:
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(key=artifact_key(key), table=rows, description=description)
+    except Exception as e:
+        log.warning("could not publish table artifact %s: %s", key, e)
+
+
+def publish_link(key: str, link: str, text: str | None = None, description: str | None = None) -> None:
+    try:
+        from prefect.artifacts import create_link_artifact
+
+        create_link_artifact(key=artifact_key(key), link=link, link_text=text, description=description)
+    except Exception as e:
+        log.warning("could not publish link artifact %s: %s", key, e)
+
+
+# --------------------------------------------------------------------- Ray
+def ray_address(explicit: str | None = None) -> str | None:
+    """The Ray cluster to use: explicit > $RAY_ADDRESS > None (local)."""
+    return explicit or os.environ.get("RAY_ADDRESS") or None
+
+
+def ray_init_kwargs(address: str | None, num_cpus: int | None = None) -> dict[str, Any]:
+    env = {k: os.environ[k] for k in _PROPAGATED_ENV if os.environ.get(k)}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "include_dashboard": False,
+                              "log_to_driver": True}
+    if not address:
+        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        # Ray's default object store takes 30% of RAM; our tasks pass paths.
+        kwargs["object_store_memory"] = 1 << 30
+    return kwargs
+
+
+def ray_runner(address: str | None = None, num_cpus: int | None = None):
+    """A RayTaskRunner for the configured cluster (Prefect API ensured first)."""
+    from prefect_ray import RayTaskRunner
+
+    ensure_prefect_api()
+    address = ray_address(address)
+    return RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(address, num_cpus))
+
+
+# ------------------------------------------------------------------ MLflow
+def tracking_uri(root: str | Path) -> str:
+    """$MLFLOW_TRACKING_URI, else an sqlite store under the run root (absolute path)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root}/mlflow.db"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            s = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
+            out[key] = s[:6000]  # MLflow's param value limit
+    return out
+
+
+def mlflow_run_url(run) -> str | None:
+    uri = os.environ.get("MLFLOW_UI_URL") or (os.environ.get("MLFLOW_TRACKING_URI") or "")
+    if uri.startswith("http"):
+        return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    return None
+
+
+@contextmanager
+def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """Start (or nest under the pipeline's parent) an MLflow run for one stage.
+
+    Tags the run with the stage, git commit and Prefect flow run; adds a Prefect
+    link artifact pointing at the run.
+    """
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    experiment = os.environ.get("CRAWL2CHAT_EXPERIMENT", EXPERIMENT)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        try:
+            mlflow.create_experiment(experiment)
+        except Exception:  # created concurrently by another process
+            pass
+    mlflow.set_experiment(experiment)
+    parent_id = os.environ.get("CRAWL2CHAT_PARENT_RUN_ID")
+    active = mlflow.active_run()
+    kwargs: dict[str, Any] = {"run_name": stage}
+    if active is not None:
+        kwargs["nested"] = True
+    elif parent_id:
+        kwargs["parent_run_id"] = parent_id
+    all_tags = {"stage": stage, "git_commit": git_commit(), "run_root": str(Path(root).resolve()),
+                **flow_run_info(), **(tags or {})}
+    with mlflow.start_run(**kwargs, tags=all_tags) as run:
+        if params:
+            flat = _flatten(params)
+            items = list(flat.items())
+            for i in range(0, len(items), 90):  # log_params batches are capped at 100
+                mlflow.log_params(dict(items[i:i + 90]))
+        url = mlflow_run_url(run)
+        publish_link(f"mlflow-{stage}", url or uri, text=f"MLflow run {stage} ({run.info.run_id})",
+                     description=f"MLflow run id {run.info.run_id} in experiment {experiment} at {uri}")
+        yield run
+
+
+def log_dataset(path: str | Path, name: str, context: str = "training", digest: str | None = None) -> None:
+    """Record a file/folder dataset as the active run's input (lineage)."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    path = str(Path(path).resolve()) if "://" not in str(path) else str(path)
+    try:
+        source = LocalArtifactDatasetSource(path) if "://" not in path else path
+        if isinstance(source, str):
+            from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+            source = HTTPDatasetSource(path)
+        ds = MetaDataset(source=source, name=name, digest=digest)
+        mlflow.log_input(ds, context=context)
+    except Exception as e:  # lineage is metadata: warn, don't fail the run
+        log.warning("could not log dataset %s (%s): %s", name, path, e)
+
+
+def register_checkpoint(ckpt_dir: str | Path, name: str, alias: str = "current",
+                        artifact_path: str = "checkpoint", tags: dict[str, str] | None = None) -> str:
+    """Log a checkpoint directory to the active run and register it as a model version.
+
+    Returns the model URI `models:/<name>@<alias>`.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_checkpoint needs an active MLflow run")
+    mlflow.log_artifacts(str(ckpt_dir), artifact_path=artifact_path)
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except Exception:
+        pass  # exists
+    mv = client.create_model_version(name=name, source=f"{run.info.artifact_uri}/{artifact_path}",
+                                     run_id=run.info.run_id, tags=tags or {})
+    client.set_registered_model_alias(name, alias, mv.version)
+    mlflow.set_tag(f"registered_model.{name}", mv.version)
+    return f"models:/{name}@{alias}"
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,313 @@
+"""GPT, the crawl2chat way.
+
+Notable choices (after nanochat and modern open models):
+- rotary position embeddings (no learned positions), base 10,000
+- RMSNorm without learnable weights, before attention and MLP, and on the output
+- QK-norm: queries and keys are RMS-normalised before rotary, which keeps
+  attention logits bounded and training stable at higher learning rates
+- no bias in any linear layer; untied input embedding and output head
+- ReLU² MLP (4× width)
+- optional grouped-query attention (`n_kv_head < n_head`)
+- `scaled_dot_product_attention` everywhere: flash attention on GPU when the
+  mask is causal, a boolean mask only when a KV cache holds padded rows
+- logit soft-capping (tanh, 15) so early training cannot blow up the logits
+- one size dial, `depth`: width = 64·depth, heads of 64 dims (GPTConfig.from_depth)
+
+The KV cache supports left-padded batches: every row keeps its own count of
+real tokens, so rotary positions and attention masks are per row.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 8192
+    sequence_len: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4
+    n_embd: int = 256
+    softcap: float = 15.0
+    rope_base: float = 10000.0
+
+    @classmethod
+    def from_depth(cls, depth: int, vocab_size: int, sequence_len: int,
+                   aspect_ratio: int = 64, head_dim: int = 64, kv_ratio: int = 1) -> "GPTConfig":
+        """Derive width and heads from depth (the one size dial)."""
+        n_embd = depth * aspect_ratio
+        n_head = max(1, (n_embd + head_dim - 1) // head_dim)
+        n_embd = n_head * head_dim
+        n_kv_head = max(1, n_head // kv_ratio)
+        while n_head % n_kv_head:
+            n_kv_head -= 1
+        return cls(vocab_size=vocab_size, sequence_len=sequence_len, n_layer=depth,
+                   n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, H, T, D); cos/sin broadcastable to (B, H, T, D/2)."""
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    y1 = x1 * cos + x2 * sin
+    y2 = x1 * (-sin) + x2 * cos
+    return torch.cat([y1, y2], dim=-1).to(x.dtype)
+
+
+class KVCache:
+    """Per-layer key/value buffers for incremental decoding.
+
+    `pos` is the number of slots written (shared by all rows); `valid` marks
+    which slots hold real tokens (False for left padding), and `n_real` counts
+    real tokens per row, which gives each row its own rotary positions.
+    """
+
+    def __init__(self, batch_size: int, max_len: int, config: GPTConfig,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        shape = (batch_size, config.n_kv_head, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.n_real = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.pos = 0
+        self.max_len = max_len
+        self.batch_size = batch_size
+
+    def reset(self) -> None:
+        self.pos = 0
+        self.valid.zero_()
+        self.n_real.zero_()
+
+    def expand(self, n: int) -> "KVCache":
+        """Copy a batch-1 cache into n rows (prefill once, sample n continuations)."""
+        assert self.batch_size == 1, "expand() needs a batch-1 cache"
+        new = object.__new__(KVCache)
+        new.k = [t.expand(n, -1, -1, -1).clone() for t in self.k]
+        new.v = [t.expand(n, -1, -1, -1).clone() for t in self.v]
+        new.valid = self.valid.expand(n, -1).clone()
+        new.n_real = self.n_real.expand(n).clone()
+        new.pos, new.max_len, new.batch_size = self.pos, self.max_len, n
+        return new
+
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """Keep only some rows (drop finished sequences from a batch)."""
+        new = object.__new__(KVCache)
+        new.k = [t[rows] for t in self.k]
+        new.v = [t[rows] for t in self.v]
+        new.valid, new.n_real = self.valid[rows], self.n_real[rows]
+        new.pos, new.max_len, new.batch_size = self.pos, self.max_len, int(rows.numel())
+        return new
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        assert config.n_embd % config.n_head == 0 and config.n_head % config.n_kv_head == 0
+        self.c_q = nn.Linear(config.n_embd, self.n_head * self.head_dim, bias=False)
+        self.c_k = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
+        self.c_v = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, attn_mask=None):
+        B, T, C = x.shape
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = norm(q), norm(k)  # QK-norm
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_cache is not None:
+            p = kv_cache.pos
+            kv_cache.k[self.layer_idx][:, :, p:p + T] = k.to(kv_cache.k[0].dtype)
+            kv_cache.v[self.layer_idx][:, :, p:p + T] = v.to(kv_cache.v[0].dtype)
+            k = kv_cache.k[self.layer_idx][:, :, :p + T].to(q.dtype)
+            v = kv_cache.v[self.layer_idx][:, :, :p + T].to(q.dtype)
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
+        x = x + self.attn(norm(x), cos, sin, kv_cache, attn_mask)
+        x = x + self.mlp(norm(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(config.vocab_size, config.n_embd),
+            "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+        })
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Rotary tables cover 4× the training context so generation may run past it.
+        self.rotary_len = config.sequence_len * 4
+        cos, sin = self._rotary_tables(self.rotary_len)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def _rotary_tables(self, length: int, device=None):
+        d = self.config.head_dim
+        inv_freq = 1.0 / (self.config.rope_base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d))
+        t = torch.arange(length, dtype=torch.float32, device=device)
+        freqs = torch.outer(t, inv_freq)
+        return freqs.cos(), freqs.sin()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Init: embeddings N(0,1); projections into the residual stream at zero."""
+        nn.init.normal_(self.transformer.wte.weight, mean=0.0, std=1.0)
+        nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
+        for block in self.transformer.h:
+            fan_in = self.config.n_embd
+            bound = math.sqrt(3.0) / math.sqrt(fan_in)
+            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
+                nn.init.uniform_(lin.weight, -bound, bound)
+            nn.init.zeros_(block.attn.c_proj.weight)
+            nn.init.zeros_(block.mlp.c_proj.weight)
+
+    # ---------------------------------------------------------------- helpers
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embedding:
+            n -= self.transformer.wte.weight.numel()
+        return n
+
+    def estimate_flops_per_token(self) -> float:
+        """Training FLOPs per token: 6·(non-embedding params) + attention (12·L·C·T)."""
+        c = self.config
+        return 6 * self.num_params(exclude_embedding=True) + 12 * c.n_layer * c.n_embd * c.sequence_len
+
+    def _positions(self, idx: torch.Tensor, kv_cache: KVCache | None, pad_mask: torch.Tensor | None):
+        B, T = idx.shape
+        if kv_cache is None:
+            if T > self.rotary_len:
+                raise ValueError(f"sequence of {T} tokens exceeds the model's rotary range {self.rotary_len}")
+            return self.cos[None, None, :T], self.sin[None, None, :T], None
+        if kv_cache.pos + T > kv_cache.max_len:
+            raise ValueError(f"KV cache overflow: {kv_cache.pos}+{T} > {kv_cache.max_len} slots")
+        real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if pad_mask is None else pad_mask.bool()
+        pos = kv_cache.n_real[:, None] + torch.cumsum(real.long(), dim=1) - 1
+        pos = pos.clamp(min=0)
+        if int(pos.max()) >= self.rotary_len:
+            raise ValueError(f"position {int(pos.max())} exceeds the model's rotary range {self.rotary_len}")
+        cos = self.cos[pos][:, None]  # (B,1,T,D/2)
+        sin = self.sin[pos][:, None]
+        # Attention mask over slots [0, pos+T): real slots, causal; each query may
+        # always see itself so a padded query never gets an all-masked row (NaN).
+        p = kv_cache.pos
+        kv_cache.valid[:, p:p + T] = real
+        keys_valid = kv_cache.valid[:, :p + T]  # (B, S)
+        S = p + T
+        q_slot = torch.arange(p, p + T, device=idx.device)
+        k_slot = torch.arange(S, device=idx.device)
+        causal = k_slot[None, :] <= q_slot[:, None]  # (T,S)
+        mask = causal[None] & keys_valid[:, None, :]
+        mask |= (k_slot[None, :] == q_slot[:, None])[None]
+        return cos, sin, mask[:, None]  # (B,1,T,S)
+
+    def _trunk(self, idx, kv_cache=None, pad_mask=None):
+        cos, sin, mask = self._positions(idx, kv_cache, pad_mask)
+        x = norm(self.transformer.wte(idx))
+        for block in self.transformer.h:
+            x = block(x, cos, sin, kv_cache, mask)
+        if kv_cache is not None:
+            real = torch.ones_like(idx, dtype=torch.bool) if pad_mask is None else pad_mask.bool()
+            kv_cache.n_real += real.sum(dim=1)
+            kv_cache.pos += idx.size(1)
+        return norm(x)
+
+    def hidden(self, idx: torch.Tensor, kv_cache: KVCache | None = None, pad_mask=None) -> torch.Tensor:
+        """Final normalised hidden states (B, T, C), e.g. for a reward head."""
+        return self._trunk(idx, kv_cache, pad_mask)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, pad_mask: torch.Tensor | None = None,
+                loss_reduction: str = "mean"):
+        x = self._trunk(idx, kv_cache, pad_mask)
+        logits = self.lm_head(x).float()
+        if self.config.softcap:
+            logits = self.config.softcap * torch.tanh(logits / self.config.softcap)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-1, reduction=loss_reduction)
+        if loss_reduction == "none":
+            loss = loss.view(targets.shape)
+        return loss
+
+    @torch.no_grad()
+    def generate(self, idx: list[int], max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int = 0, stop: set[int] | None = None):
+        """Minimal KV-cached sampler for one prompt (the full engine is lm/engine.py)."""
+        device = self.lm_head.weight.device
+        g = torch.Generator(device=device).manual_seed(seed)
+        cache = KVCache(1, len(idx) + max_new_tokens, self.config, device=device,
+                        dtype=self.lm_head.weight.dtype)
+        x = torch.tensor([idx], dtype=torch.long, device=device)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            logits = self(x, kv_cache=cache)[:, -1]
+            if temperature <= 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=g)
+            tok = int(nxt)
+            out.append(tok)
+            if stop and tok in stop:
+                break
+            x = nxt.view(1, 1)
+        return out

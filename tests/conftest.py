@@ -1,0 +1,88 @@
+"""Session fixtures that start REAL services: a Prefect API server, a local Ray
+instance and an sqlite MLflow store. Nothing here is mocked."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "data" / "samples"
+
+# Keep Prefect state out of ~/.prefect and off the network before prefect imports.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="c2c-prefect-home-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("RAY_ADDRESS", None)
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real sample data beside the checkout)."""
+    if not SHARED_DATA.exists():
+        pytest.fail(f"real sample data expected at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API server (subprocess, sqlite) for the whole session.
+
+    Its URL is exported as PREFECT_API_URL so Ray workers and subprocesses report
+    to the same server.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        import prefect.settings
+
+        url = prefect.settings.PREFECT_API_URL.value()
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            if old is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = old
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(prefect_api):
+    """A real local Ray instance with 2 CPUs, sharing the session's Prefect API."""
+    import ray
+
+    from flows.runtime import ray_init_kwargs
+
+    if ray.is_initialized():
+        ray.shutdown()
+    kwargs = ray_init_kwargs(None, num_cpus=2)
+    kwargs["object_store_memory"] = 1 << 30
+    ray.init(**kwargs)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store for one test, exported as MLFLOW_TRACKING_URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
