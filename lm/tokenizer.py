@@ -113,9 +113,14 @@ class Tokenizer:
             path = path / "tokenizer.json"
         if not path.exists():
             raise FileNotFoundError(f"no tokenizer at {path}; run `crawl2chat tokenize` first")
-        return cls(HFTokenizer.from_file(str(path)))
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as e:  # the Rust side raises a bare Exception for bad JSON
+            raise ValueError(f"corrupt tokenizer file {path}: {e}; re-run `crawl2chat tokenize`") from e
+        return cls(hf)
 
     def save(self, path: str | Path) -> Path:
+        """Write `tokenizer.json` atomically (`path`: the file or its directory)."""
         path = Path(path)
         if path.is_dir() or path.suffix != ".json":
             path = path / "tokenizer.json"

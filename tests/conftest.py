@@ -59,20 +59,39 @@ def prefect_api():
                 os.environ["PREFECT_API_URL"] = old
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(prefect_api):
-    """A real local Ray instance with 2 CPUs, sharing the session's Prefect API."""
+def _ray_init() -> None:
     import ray
 
     from flows.runtime import ray_init_kwargs
 
-    if ray.is_initialized():
-        ray.shutdown()
     kwargs = ray_init_kwargs(None, num_cpus=2)
     kwargs["object_store_memory"] = 1 << 30
     ray.init(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(prefect_api):
+    """A real local Ray instance with 2 CPUs, sharing the session's Prefect API.
+
+    Session-scoped. A test that must shut it down (the two-node cluster test)
+    calls `restart_local_ray()` when done, so later tests find it running.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        _ray_init()
     yield ray
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def restart_local_ray() -> None:
+    """Bring the session's local Ray instance back after a test replaced it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _ray_init()
 
 
 @pytest.fixture()

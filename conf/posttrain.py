@@ -1,0 +1,124 @@
+"""Post-training configs: SFT, RL (verifiable rewards), reward model, RLHF, DPO.
+
+Data paths default to the shared sample data (`$CRAWL2CHAT_DATA` or
+`../shared/data` next to the repository).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conf import StageConfig
+
+
+def data_dir() -> Path:
+    """Root of the sample data: $CRAWL2CHAT_DATA, else ../shared/data beside the repo."""
+    env = os.environ.get("CRAWL2CHAT_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _d(rel: str) -> str:
+    return str(data_dir() / rel)
+
+
+class TrainCommon(StageConfig):
+    """Knobs every post-training loop shares."""
+
+    steps: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    dtype: str = "float32"  # autocast dtype on GPU: bfloat16 | float32
+    log_every: int = 10
+    checkpoint_every: int = 50
+
+
+class SFTConfig(TrainCommon):
+    section: str = "sft"
+    alpaca_path: str | None = _d("sft/llamafactory_alpaca_en_demo.json")
+    glaive_path: str | None = _d("sft/llamafactory_glaive_toolcall_en_demo.json")
+    max_per_source: int | None = None
+    n_identity: int = 200
+    n_arithmetic: int = 1000
+    arithmetic_difficulty: int = 2
+    arithmetic_tool: bool = True
+    seq_len: int | None = None  # None: the model's sequence_len
+    val_fraction: float = 0.05
+    batch_size: int = 8
+    eval_every: int = 50
+    eval_batches: int = 8
+    steps: int = 200
+    lr: float = 3e-4
+
+
+class RLConfig(TrainCommon):
+    section: str = "rl"
+    task: str = "arithmetic"  # arithmetic | gsm8k
+    gsm8k_path: str = _d("gsm8k/train.jsonl")
+    gsm8k_heldout: int = 500  # last N problems are held out for evaluation
+    difficulty: int = 1
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 8  # k
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int | None = None
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0  # > 0 keeps a frozen reference and penalises KL to it
+    ppo_epochs: int = 1  # policy updates per batch of samples (>1 makes clipping bite)
+    eval_prompts: int = 64
+    eval_every: int = 25
+    eval_samples: int = 4
+    lr: float = 1e-5
+    steps: int = 50
+
+
+class RewardConfig(TrainCommon):
+    section: str = "reward"
+    prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
+    rankings: list[str] = []  # JSONL of {"prompt"|"conversation", "responses": [best, ..., worst]}
+    loss: str = "bradley_terry"  # pairwise; rankings always use Plackett–Luce
+    val_fraction: float = 0.1
+    split_salt: str = ""  # a different salt → a different split (second, independent RM)
+    max_pairs: int | None = None
+    seq_len: int | None = None
+    batch_size: int = 8
+    eval_every: int = 50
+    lr: float = 1e-4
+    steps: int = 200
+
+
+class RLHFConfig(TrainCommon):
+    section: str = "rlhf"
+    prompts_path: str = _d("prefs/hh-rlhf_harmless-base_test.jsonl.gz")
+    max_prompts: int | None = 2000
+    prompts_per_step: int = 4
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    clip_eps: float = 0.2
+    kl_coef: float = 0.05
+    kl_max: float = 5.0  # stop when the mean KL to the reference exceeds this
+    ppo_epochs: int = 1
+    divergence_patience: int = 3  # stop after this many evals where RM score rises and the check falls
+    eval_every: int = 10
+    lr: float = 1e-5
+    steps: int = 100
+
+
+class DPOConfig(TrainCommon):
+    section: str = "dpo"
+    prefs: list[str] = [_d("prefs/llamafactory_dpo_en_demo.json")]
+    beta: float = 0.1
+    val_fraction: float = 0.1
+    max_pairs: int | None = None
+    seq_len: int | None = None
+    batch_size: int = 4
+    eval_every: int = 25
+    lr: float = 1e-5
+    steps: int = 100

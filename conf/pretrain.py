@@ -1,0 +1,78 @@
+"""Config of the `pretrain` stage: token shards → a base GPT checkpoint.
+
+Mirrors `lm.train.TrainConfig` field for field (lm/ cannot depend on pydantic,
+so the training loop keeps a plain dataclass; tests/lm/test_pretrain_conf.py
+keeps the two in step). Sizes derive from one dial, `depth`: width 64·depth,
+heads of 64 dims.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from conf import StageConfig
+
+
+class PretrainConfig(StageConfig):
+    """Every knob of pretraining (see conf/presets/*.yaml, section `pretrain`)."""
+
+    section: str = "pretrain"
+
+    # --- model (GPTConfig.from_depth) ------------------------------------
+    depth: int = Field(2, ge=1)
+    sequence_len: int = Field(128, ge=8)
+    aspect_ratio: int = Field(64, ge=1)
+    head_dim: int = Field(64, ge=8)
+    kv_ratio: int = Field(1, ge=1)  # >1: grouped-query attention
+
+    # --- batch -------------------------------------------------------------
+    device_batch_size: int = Field(8, ge=1)
+    # Tokens per optimizer step over all ranks; the rest is gradient accumulation.
+    # 0: one micro-batch per rank per step.
+    total_batch_tokens: int = Field(0, ge=0)
+    max_steps: int = Field(200, ge=1)
+
+    # --- optimizer -----------------------------------------------------------
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    lr: float = Field(3e-3, gt=0)  # AdamW: block matrices and output head
+    embedding_lr: float = Field(3e-2, gt=0)  # token embedding (no weight decay)
+    muon_lr: float = Field(0.02, gt=0)  # block matrices when optimizer=muon
+    weight_decay: float = Field(0.0, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0)  # 0: off (the norm is still logged)
+
+    # --- schedule ------------------------------------------------------------
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_steps: int = Field(10, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    decay_frac: float = Field(0.2, gt=0, le=1)  # wsd: share of steps spent decaying
+
+    # --- runtime -------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    compile: bool = False
+    seed: int = 0
+    threads: int = Field(0, ge=0)  # torch CPU threads, 0: torch's default
+    peak_flops: float | None = None  # per-device FLOP/s for MFU; None: by GPU name (H100 989e12)
+
+    # --- evaluation, sampling, checkpoints, logging ---------------------------
+    eval_every: int = Field(50, ge=0)
+    eval_tokens: int = Field(32768, ge=1)
+    sample_every: int = Field(0, ge=0)
+    sample_tokens: int = Field(32, ge=0)
+    sample_prompts: list[str] = Field(default_factory=lambda: ["The", "Once upon a time", "In the beginning"])
+    checkpoint_every: int = Field(100, ge=0)
+    log_every: int = Field(1, ge=1)
+    progress: bool = True
+
+    # --- launch --------------------------------------------------------------
+    nproc_per_node: int = Field(1, ge=1)  # >1: the task runs torchrun
+    num_gpus: float = Field(0.0, ge=0)  # GPUs the Ray task asks for (0: CPU task)
+
+    def train_config(self):
+        """The plain `lm.train.TrainConfig` the training loop takes."""
+        from lm.train import TrainConfig
+
+        return TrainConfig.from_dict(self.model_dump(exclude={"section"}))

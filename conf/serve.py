@@ -1,0 +1,27 @@
+"""Config of `crawl2chat serve`: the web chat and OpenAI-compatible API."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from conf import StageConfig
+
+
+class ServeConfig(StageConfig):
+    """Server address, sampling defaults and the limits that protect a small CPU box."""
+
+    section: str = "serve"
+
+    host: str = "127.0.0.1"  # loopback unless told otherwise: the API has no auth
+    port: int = Field(8000, ge=0, le=65535)
+    device: str = "cpu"  # cpu | cuda | auto
+    # Limits (HTTP 413 / 400 / 429 past them).
+    max_prompt_tokens: int = Field(1024, gt=0)
+    max_tokens: int = Field(512, gt=0)          # cap on a request's max_tokens
+    default_max_tokens: int = Field(256, gt=0)
+    max_concurrent: int = Field(4, ge=1)        # requests generating or queued at once
+    max_n: int = Field(4, ge=1)                 # cap on `n` (samples per request)
+    # Sampling defaults when a request leaves them out.
+    temperature: float = Field(0.7, ge=0.0)
+    top_k: int | None = Field(50, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    tool_budget: int = Field(4, ge=0)

@@ -1,0 +1,133 @@
+"""`crawl2chat chat --model MODEL`: multi-turn chat in the terminal, replies streamed.
+
+Commands inside the chat: /reset, /temp X, /top_p X, /top_k N, /tokens, /help, /quit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = """commands:
+  /reset      start a new conversation
+  /temp X     sampling temperature (0 = greedy)
+  /top_p X    nucleus sampling mass in (0, 1]; 1 turns it off
+  /top_k N    keep the N most likely tokens; 0 turns it off
+  /tokens     token counts of the conversation and the context limit
+  /quit       leave (Ctrl-D works too)"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("chat", help="chat with a model in the terminal",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--max-tokens", type=int, default=256, help="cap on the reply length")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+class ChatSession:
+    """Conversation state + settings; `handle(line)` returns what to print (testable without a tty)."""
+
+    def __init__(self, engine, temperature=0.7, top_p=None, top_k=50, max_tokens=256, system=None, seed=0):
+        self.engine = engine
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.max_tokens, self.system, self.seed = max_tokens, system, seed
+        self.turn = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self.last_reply_tokens = 0
+
+    def command(self, line: str) -> str | None:
+        """Run a /command; returns a message, or None to quit."""
+        cmd, _, arg = line.strip().partition(" ")
+        try:
+            if cmd in ("/quit", "/exit"):
+                return None
+            if cmd == "/reset":
+                self.reset()
+                return "(new conversation)"
+            if cmd == "/temp":
+                self.temperature = max(0.0, float(arg))
+                return f"(temperature = {self.temperature})"
+            if cmd == "/top_p":
+                v = float(arg)
+                if not 0 < v <= 1:
+                    return "(top_p must be in (0, 1])"
+                self.top_p = None if v == 1 else v
+                return f"(top_p = {self.top_p or 'off'})"
+            if cmd == "/top_k":
+                self.top_k = int(arg) or None
+                return f"(top_k = {self.top_k or 'off'})"
+            if cmd == "/tokens":
+                from lm.engine import render_prompt
+                n = len(render_prompt(self.engine.tokenizer, self.messages))
+                return (f"(conversation: {n} tokens incl. the reply prompt; last reply: {self.last_reply_tokens}; "
+                        f"context limit: {self.engine.max_context})")
+            if cmd == "/help":
+                return HELP
+        except ValueError:
+            return f"(bad value {arg!r} for {cmd})"
+        return f"(unknown command {cmd}; /help lists them)"
+
+    def reply(self, text: str):
+        """Yield the reply's text pieces as they are generated; the turn is kept in the history."""
+        from lm.engine import render_prompt
+
+        self.messages.append({"role": "user", "content": text})
+        ids = render_prompt(self.engine.tokenizer, self.messages)
+        room = self.engine.max_context - len(ids)
+        if room <= 0:
+            self.messages.pop()
+            raise ValueError(f"the conversation ({len(ids)} tokens) fills the model's context "
+                             f"({self.engine.max_context}); /reset to start over")
+        pieces, n = [], 0
+        self.turn += 1
+        for ev in self.engine.stream(ids, min(self.max_tokens, room), temperature=self.temperature,
+                                     top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn):
+            n += 1
+            pieces.append(ev.text)
+            yield ev.text
+        self.last_reply_tokens = n
+        self.messages.append({"role": "assistant", "content": "".join(pieces)})
+
+
+def run(args) -> int:
+    from lm.engine import load_engine
+
+    engine, meta = load_engine(args.model, device=args.device)
+    s = ChatSession(engine, args.temperature, args.top_p, args.top_k, args.max_tokens, args.system, args.seed)
+    print(f"crawl2chat chat — {meta.get('path', args.model)} ({meta.get('kind', 'model')}); /help for commands")
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            msg = s.command(line)
+            if msg is None:
+                return 0
+            print(msg)
+            continue
+        sys.stdout.write("bot> ")
+        try:
+            for piece in s.reply(line):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except ValueError as e:
+            print(f"\n({e})")
+            continue
+        except KeyboardInterrupt:
+            print("\n(interrupted)")
+            s.messages.pop()
+            continue
+        print()

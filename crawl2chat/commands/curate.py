@@ -1,0 +1,73 @@
+"""`crawl2chat curate`: WARC files → clean, deduplicated, PII-free Parquet (the `curate` flow)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "curate", help="curate Common Crawl WARC files into clean Parquet shards",
+        description="Read WARC/WET files (local paths, globs, directories, https:// or s3:// URLs), filter "
+                    "them with FineWeb's recipe, remove near-duplicates (MinHash) and PII, and write "
+                    "OUT/curated/*.parquet, OUT/stats.json (the funnel) and an MLflow run `curate`. Work "
+                    "runs on Ray ($RAY_ADDRESS or a local instance), orchestrated by Prefect "
+                    "($PREFECT_API_URL or a local API); MLflow uses $MLFLOW_TRACKING_URI or OUT/mlflow.db. "
+                    "Re-running skips finished shards.")
+    p.add_argument("--input", action="append", default=[], metavar="PATH_OR_URL_OR_GLOB",
+                   help="a WARC/WET file, directory, glob, https:// or s3:// URL (repeatable)")
+    p.add_argument("--crawl", default=None, metavar="CC-MAIN-YYYY-WW",
+                   help="read the first --warc-files WARCs listed in crawl-data/<crawl>/warc.paths.gz")
+    p.add_argument("--warc-files", type=int, default=None, metavar="N", help="how many WARCs of --crawl")
+    p.add_argument("--base-url", default=None,
+                   help="where crawl-data/ lives for --crawl (default: config crawl_base_url, "
+                        "https://data.commoncrawl.org)")
+    p.add_argument("--out", required=True, help="output root (curated/, work/, stats.json, mlflow.db)")
+    p.add_argument("--preset", default=None, help="config preset (conf/presets/<name>.yaml); default tiny if present")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    p.add_argument("--extractor", choices=["trafilatura", "resiliparse"], default=None,
+                   help="text extractor (default from config: trafilatura)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="curate only the first N input files (quick runs)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import conf
+    from conf.curate import CurateConfig
+    from tasks.warc import crawl_warc_urls, expand_inputs
+
+    if not args.input and not args.crawl:
+        raise ValueError("give --input PATH_OR_URL_OR_GLOB (repeatable) or --crawl CC-MAIN-... --warc-files N")
+    if args.crawl and not args.warc_files:
+        raise ValueError("--crawl needs --warc-files N (how many WARC files of the crawl to read)")
+    if args.warc_files is not None and args.warc_files < 1:
+        raise ValueError("--warc-files must be ≥ 1")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be ≥ 1")
+    preset = args.preset or ("tiny" if "tiny" in conf.preset_names() else None)
+    cfg = conf.load(CurateConfig, preset, {
+        "ray_address": args.ray_address, "crawl_base_url": args.base_url,
+        "extractor": args.extractor, "max_warc_files": args.limit})
+
+    # Every input is checked before anything starts (no Prefect/Ray/MLflow yet).
+    inputs = expand_inputs(args.input) if args.input else []
+    if args.crawl:
+        inputs += crawl_warc_urls(args.crawl, args.warc_files, cfg.crawl_base_url)
+    if not inputs:
+        raise ValueError("no input files found")
+    if cfg.max_warc_files:
+        inputs = inputs[: cfg.max_warc_files]
+
+    from flows.curate import run_curate
+
+    print(f"curate: {len(inputs)} input file(s) → {args.out}", file=sys.stderr)
+    summary = run_curate(inputs, args.out, cfg, num_cpus=args.num_cpus)
+    print(f"curated {summary['documents']} documents in {summary['shards']} shards → {summary['curated']} "
+          f"({summary['wall_seconds']:.1f}s; funnel in {summary['out']}/stats.json, "
+          f"MLflow run {summary['mlflow_run_id']})")
+    if summary["failed_inputs"]:
+        print(f"{summary['failed_inputs']} input(s) could not be read (counted in stats.json); "
+              "re-run the same command to retry them", file=sys.stderr)
+    return 0

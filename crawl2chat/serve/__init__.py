@@ -1,0 +1,1 @@
+"""`crawl2chat serve`: a one-page web chat and an OpenAI-compatible API (see app.py)."""

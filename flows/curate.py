@@ -1,0 +1,317 @@
+"""The `curate` flow: WARC files → clean, deduplicated, PII-free Parquet shards.
+
+The DAG (every box is a Prefect task; the work runs on Ray):
+
+    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands ─▶ cluster ×1 ─▶ finalize ×N
+    (filter one WARC)   (signatures)   (pairs)     (components)  (drop dups, PII)
+
+Layout under the output root `OUT`:
+
+    OUT/work/process/<shard>.parquet     pre-dedup shards (+ .stats.json sidecars)
+    OUT/work/minhash/<shard>.npz         signatures
+    OUT/work/lsh/band_NNN.npy            candidate pairs per band
+    OUT/work/cluster/duplicates.parquet  duplicate clusters
+    OUT/work/finalize/*.stats.json       sidecars of the final shards
+    OUT/work/prefect-results/            Prefect's persisted task results (cache)
+    OUT/curated/<shard>.parquet          FINAL shards (schema in docs/CONTRACTS.md)
+    OUT/stats.json                       the merged funnel
+    OUT/curated/manifest.json            written last: the output is complete
+
+Each task's output file is written atomically (temp name + os.replace), so a
+run killed at any point leaves no partial file under a final name, and a
+re-run redoes exactly the unfinished tasks (see tasks/curate.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+
+from conf.curate import CurateConfig
+from flows import runtime
+from tasks.curate import InputUnavailable, cluster_task, finalize_task, lsh_task, minhash_task, process_warc_task
+from tasks.funnel import funnel_chart, funnel_table, merge_stats
+
+log = logging.getLogger(__name__)
+
+# Fields that change how the run is executed, not what it produces.
+_COMPUTE_ONLY = {"ray_address", "max_warc_files"}
+
+
+def config_hash(cfg: CurateConfig) -> str:
+    """Hash of the config fields that affect the output (cache/sidecar keys)."""
+    blob = json.dumps(cfg.model_dump(mode="json", exclude=_COMPUTE_ONLY), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def shard_name(index: int, src: str) -> str:
+    """Stable, readable shard name: index, input base name, short hash of the full input."""
+    base = re.sub(r"\.(warc|wet|arc)(\.wet)?(\.gz)?$", "", src.rstrip("/").rsplit("/", 1)[-1])
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:40] or "input"
+    return f"{index:05d}-{base}-{hashlib.sha1(src.encode()).hexdigest()[:6]}"
+
+
+def input_fingerprint(src: str) -> list[Any]:
+    """What identifies an input's content cheaply: (path, size, mtime) locally, the URL remotely."""
+    local = src[len("file://"):] if src.startswith("file://") else src
+    if "://" not in local:
+        try:
+            st = os.stat(local)
+            return [os.path.abspath(local), st.st_size, st.st_mtime_ns]
+        except OSError:
+            return [local]
+    return [src]
+
+
+def _opts(task_obj, name: str, out_path: str | Path, results: Path):
+    """Per-call options: readable run name, shared result storage, refresh if the output is gone."""
+    return task_obj.with_options(task_run_name=name, result_storage=results,
+                                 refresh_cache=not Path(out_path).exists())
+
+
+def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
+    def clean(s: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+    metrics: dict[str, float] = {}
+    for st in stats.get("stages", []):
+        name = clean(st["stage"])
+        metrics[f"funnel.{name}.in"] = st["in"]
+        metrics[f"funnel.{name}.kept"] = st["kept"]
+        for reason, n in st.get("dropped", {}).items():
+            metrics[f"dropped.{name}.{clean(reason)}"] = n
+    for kind, n in stats.get("errors", {}).items():
+        metrics[f"errors.{clean(kind)}"] = n
+    return metrics
+
+
+def funnel_plot(stats: dict[str, Any], path: Path) -> Path | None:
+    """Horizontal bar chart of documents kept after each stage (PNG); None if matplotlib fails."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:  # a plot is a view: never fail the run over it
+        log.warning("no funnel plot: %s", e)
+        return None
+    stages = stats.get("stages", [])
+    labels = ["input"] + [s["stage"] for s in stages]
+    values = [stages[0]["in"] if stages else 0] + [s["kept"] for s in stages]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1))
+    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    for y, v in enumerate(values[::-1]):
+        ax.text(v, y, f" {v}", va="center", fontsize=8)
+    ax.set_xlabel("documents")
+    ax.set_title("curate funnel: documents kept after each stage")
+    fig.tight_layout()
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def drop_broken_results(results: Path) -> int:
+    """Delete persisted Prefect results that do not parse (a run killed mid-write); returns how many.
+
+    Prefect writes result files in place, not via a temp name; a truncated one
+    would make the cache lookup fail instead of recomputing the task.
+    """
+    n = 0
+    for p in results.glob("*"):
+        if not p.is_file():
+            continue
+        try:
+            json.loads(p.read_bytes())
+        except (ValueError, OSError):
+            log.warning("removing unreadable Prefect result %s (an interrupted run)", p)
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _clean_stale(curated: Path, keep: set[str], work: Path) -> None:
+    """Remove final shards this run did not produce (an earlier run's inputs) and dead temp files."""
+    for p in curated.glob("*.parquet"):
+        if p.name not in keep:
+            log.warning("removing %s: not an output of this run's inputs", p)
+            p.unlink()
+    for d in (curated, *[p for p in work.rglob("*") if p.is_dir()], work):
+        for p in d.glob("*.tmp-*"):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed: dict[int, str],
+            proc_stats: dict[int, Any], fin_stats: dict[int, Any], cfgd: dict[str, Any], chash: str,
+            t_start: float) -> tuple[int, float]:
+    """Write stats.json and the manifest (last), publish the funnel to Prefect and MLflow."""
+    import mlflow
+
+    curated = root / "curated"
+    per_shard = [merge_stats([proc_stats[i], fin_stats[i]]) for i in ok]
+    per_shard += [{"stages": [], "errors": {reason: 1}} for reason in failed.values()]
+    stats = merge_stats(per_shard)
+    n_docs = stats["stages"][-1]["kept"] if stats["stages"] else 0
+    _clean_stale(curated, {f"{names[i]}.parquet" for i in ok}, root / "work")
+    pii: dict[str, int] = {}
+    for fs in fin_stats.values():
+        for st in fs.get("stages", []):
+            for kind, n in (st.get("replaced") or {}).items():
+                pii[kind] = pii.get(kind, 0) + int(n)
+    wall = time.perf_counter() - t_start
+    failed_inputs = {srcs[i]: r for i, r in sorted(failed.items())}
+    runtime.write_json_atomic(root / "stats.json", {
+        **stats, "pii_replaced": pii, "documents": n_docs, "shards": len(ok), "inputs": len(srcs),
+        "failed_inputs": failed_inputs, "config_hash": chash, "wall_seconds": round(wall, 2)})
+    shards = [{"path": f"{names[i]}.parquet", "source": srcs[i],
+               "documents": fin_stats[i]["stages"][-1]["kept"] if fin_stats[i].get("stages") else 0}
+              for i in ok]
+    runtime.write_json_atomic(curated / "manifest.json", {
+        "stage": "curate", "documents": n_docs, "shards": shards, "config": cfgd, "config_hash": chash,
+        "failed_inputs": failed_inputs, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    rows = [{"stage": st["stage"], "in": st["in"], "kept": st["kept"], "dropped": sum(st["dropped"].values()),
+             "kept_pct": round(100.0 * st["kept"] / st["in"], 1) if st["in"] else None,
+             "reasons": ", ".join(f"{k}: {v}" for k, v in st["dropped"].items())}
+            for st in stats["stages"]]
+    runtime.publish_table("curate-funnel", rows, description=f"curate funnel: {n_docs} documents kept")
+    runtime.publish_markdown("curate-funnel-chart",
+                             f"# curate funnel\n\n{funnel_table(stats)}\n\n{funnel_chart(stats)}\n\n"
+                             f"Output: `{curated}` ({len(ok)} shards, {n_docs} documents)",
+                             description="documents kept after each curation stage")
+    mlflow.log_metrics({**_funnel_metrics(stats), **{f"pii.{k}": v for k, v in pii.items()},
+                        "documents": n_docs, "shards": len(ok), "failed_inputs": len(failed),
+                        "wall_seconds": wall})
+    mlflow.log_artifact(str(root / "stats.json"))
+    png = funnel_plot(stats, root / "funnel.png")
+    if png is not None:
+        mlflow.log_artifact(str(png))
+    runtime.log_dataset(curated, name="curated", context="output", digest=chash)
+    return n_docs, wall
+
+
+@flow(name="curate")
+def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Curate WARC inputs (already expanded: paths or URLs) into `out`/curated/*.parquet."""
+    logger = get_run_logger()
+    t_start = time.perf_counter()
+    cfg = CurateConfig(**(config or {}))
+    cfgd = cfg.model_dump(mode="json")
+    # Tasks get only the fields that shape the output, so a new --ray-address or
+    # --limit does not change their Prefect cache keys.
+    task_cfg = cfg.model_dump(mode="json", exclude=_COMPUTE_ONLY)
+    root = Path(out).resolve()
+    work, curated = root / "work", root / "curated"
+    results = work / "prefect-results"
+    for d in (work / "process", work / "minhash", work / "lsh", work / "cluster", work / "finalize",
+              curated, results):
+        d.mkdir(parents=True, exist_ok=True)
+    drop_broken_results(results)
+    # This run rewrites the output: it is not complete until the manifest is back.
+    (curated / "manifest.json").unlink(missing_ok=True)
+    srcs = list(inputs)[: cfg.max_warc_files] if cfg.max_warc_files else list(inputs)
+    if not srcs:
+        raise ValueError("no inputs to curate")
+    chash = config_hash(cfg)
+    names = [shard_name(i, s) for i, s in enumerate(srcs)]
+    logger.info("curate: %d input(s) → %s (config %s)", len(srcs), root, chash)
+
+    params = {**cfgd, "n_inputs": len(srcs), "inputs": srcs[:20], "config_hash": chash}
+    with runtime.mlflow_run("curate", root, params=params) as mlrun:
+        # 1. process_warc ×N — then minhash for each shard as soon as it is filtered
+        pkeys = [_key("process", s, input_fingerprint(s), chash) for s in srcs]
+        ppaths = [str(work / "process" / f"{n}.parquet") for n in names]
+        pfuts = {}
+        for i, (src, pp) in enumerate(zip(srcs, ppaths)):
+            f = _opts(process_warc_task, f"process-{names[i]}", pp, results).submit(src, pp, task_cfg, pkeys[i])
+            pfuts[f] = i
+        proc_stats: dict[int, dict[str, Any]] = {}
+        failed: dict[int, str] = {}
+        mfuts: dict[int, Any] = {}
+        for n_done, fut in enumerate(as_completed(list(pfuts)), 1):
+            i = pfuts[fut]
+            try:
+                proc_stats[i] = fut.result()
+            except Exception as exc:  # noqa: BLE001 — one input's failure must not stop the run
+                cause = getattr(exc, "cause", None) or exc  # Ray wraps task exceptions
+                if isinstance(exc, InputUnavailable) or isinstance(cause, InputUnavailable):
+                    reason = "unreachable" if "://" in srcs[i] else "missing_file"
+                else:
+                    reason = "process_failed"
+                failed[i] = reason
+                logger.error("input %s failed: %s: %s; counted as %s, a re-run retries it",
+                             srcs[i], type(cause).__name__, cause, reason)
+                continue
+            kept = sum(s["stages"][-1]["kept"] for s in proc_stats.values() if s.get("stages"))
+            logger.info("processed %d/%d WARC files (%d documents kept so far)", n_done, len(srcs), kept)
+            if cfg.dedup:
+                mp = str(work / "minhash" / f"{names[i]}.npz")
+                mfuts[i] = _opts(minhash_task, f"minhash-{names[i]}", mp, results).submit(
+                    ppaths[i], mp, i, task_cfg, _key("minhash", pkeys[i], chash))
+        ok = sorted(proc_stats)
+
+        # 2. MinHash dedup across all shards: lsh per band, then one cluster task
+        dedup_path: str | None = None
+        ckey = "no-dedup"
+        if cfg.dedup and ok:
+            sig_paths = [str(work / "minhash" / f"{names[i]}.npz") for i in ok]
+            mkeys = [_key("minhash", pkeys[i], chash) for i in ok]
+            for i in ok:
+                mfuts[i].result()
+            logger.info("minhash signatures done for %d shards", len(ok))
+            lkeys, lpaths, lfuts = [], [], []
+            for band in range(cfg.minhash_buckets):
+                lp = str(work / "lsh" / f"band_{band:03d}.npy")
+                lk = _key("lsh", band, mkeys, chash)
+                lkeys.append(lk)
+                lpaths.append(lp)
+                lfuts.append(_opts(lsh_task, f"lsh-band-{band:03d}", lp, results).submit(sig_paths, band, lp, lk))
+            n_pairs = sum(f.result() for f in lfuts)
+            logger.info("lsh: %d candidate pairs over %d bands", n_pairs, len(lfuts))
+            dedup_path = str(work / "cluster" / "duplicates.parquet")
+            ckey = _key("cluster", lkeys)
+            cstats = _opts(cluster_task, "cluster", dedup_path, results).submit(lpaths, dedup_path, ckey).result()
+            logger.info("cluster: %s", cstats)
+
+        # 3. finalize ×N: drop duplicates, scrub PII, write the final shards
+        ffuts = {}
+        for i in ok:
+            fp = str(curated / f"{names[i]}.parquet")
+            side = str(work / "finalize" / f"{names[i]}.parquet.stats.json")
+            fk = _key("finalize", pkeys[i], ckey, chash)
+            ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fp, results).submit(
+                ppaths[i], i, dedup_path, fp, side, task_cfg, fk)
+        fin_stats = {i: f.result() for i, f in ffuts.items()}
+        logger.info("finalized %d shards", len(fin_stats))
+
+        # 4. funnel (stats.json), output manifest (last), Prefect artifacts, MLflow
+        n_docs, wall = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
+        logger.info("curate done: %d documents in %d shards, %.1fs (MLflow run %s)", n_docs, len(ok), wall,
+                    mlrun.info.run_id)
+    return {**runtime.flow_run_info(), "out": str(root), "curated": str(curated), "documents": n_docs,
+            "shards": len(ok), "failed_inputs": len(failed), "mlflow_run_id": mlrun.info.run_id,
+            "wall_seconds": round(wall, 2)}
+
+
+def run_curate(inputs: list[str], out: str | Path, cfg: CurateConfig, num_cpus: int | None = None) -> dict[str, Any]:
+    """Run the curate flow on Ray: Prefect API first (Ray workers must inherit its URL), then Ray."""
+    runtime.ensure_prefect_api()
+    runner = runtime.ray_runner(cfg.ray_address, num_cpus)
+    return curate.with_options(task_runner=runner)(
+        inputs=list(inputs), out=str(out), config=cfg.model_dump(mode="json"))

@@ -1,0 +1,355 @@
+"""The `llm-pipeline` flow: every stage as a subflow, one parent MLflow run.
+
+    curate ─▶ tokenize ─▶ pretrain ─▶ sft ─▶ rl
+                              ├─────▶ reward ─▶ rlhf
+                              └─────▶ dpo
+                                         └─▶ evaluate (+ report card)
+
+Every stage writes under one run root `ROOT/<stage>/`. A stage is skipped when
+its output manifest is complete, so re-running after a failure resumes from the
+first unfinished stage; a failing stage stops the run with a Failed state that
+names the stage, and leaves the earlier stages' outputs untouched.
+
+MLflow: one parent run `llm-pipeline` (experiment `crawl2chat`), a nested run
+per stage (each stage's own `runtime.mlflow_run` nests under the active run).
+Every run is tagged with its Prefect flow-run id/URL and every flow run gets a
+link artifact to its MLflow run (`runtime.mlflow_run`).
+
+The stage table (`STAGES`) is the one place that knows each stage flow's
+parameters; `flows/deployments.py` builds per-stage deployments from it.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows import runtime
+
+log = logging.getLogger(__name__)
+
+SAMPLES = runtime.REPO_ROOT / "data" / "samples"
+FLOW_NAME = "llm-pipeline"
+
+
+def runs_dir() -> Path:
+    """Where deployment runs write by default: $CRAWL2CHAT_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get("CRAWL2CHAT_RUNS_DIR") or Path.cwd() / "runs").resolve()
+
+
+def default_root(preset: str) -> Path:
+    return runs_dir() / f"{FLOW_NAME}-{preset}"
+
+
+def sample_inputs() -> list[str]:
+    """The real sample WARC files shipped in data/samples (the tiny pipeline's input)."""
+    files = sorted(str(p) for p in SAMPLES.glob("*.warc.gz"))
+    if not files:
+        raise FileNotFoundError(f"no sample WARC files in {SAMPLES}; pass inputs=[...] to the pipeline")
+    return files
+
+
+def _manifest_ok(path: Path) -> bool:
+    """A manifest counts only when it parses (it is written last, atomically)."""
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ stages
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: which flow runs it, with what arguments, and when it is done."""
+
+    name: str  # also its folder under the run root
+    module: str  # module holding the flow
+    flow_name: str  # the @flow(name=...)
+    args: Callable[[Path, str, dict[str, Any]], dict[str, Any]]  # (root, preset, options) -> flow kwargs
+    manifest: Callable[[Path], Path]  # root -> the file that marks the output complete
+    ray: bool = False  # its tasks run on Ray
+    after: tuple[str, ...] = field(default_factory=tuple)
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def flow(self):
+        """The stage's Prefect flow object (found by flow name in its module)."""
+        mod = importlib.import_module(self.module)
+        for obj in vars(mod).values():
+            if getattr(obj, "name", None) == self.flow_name and hasattr(obj, "with_options") and hasattr(obj, "fn"):
+                return obj
+        raise ImportError(f"{self.module} defines no @flow(name={self.flow_name!r})")
+
+    def done(self, root: Path) -> bool:
+        return _manifest_ok(self.manifest(root))
+
+
+def _curate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import conf
+    from conf.curate import CurateConfig
+
+    cfg = conf.load(CurateConfig, preset if preset in conf.preset_names() else None)
+    return {"inputs": list(opts.get("inputs") or sample_inputs()), "out": str(root / "curate"),
+            "config": cfg.model_dump(mode="json")}
+
+
+def _tokenize_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+    return {"data": str(root / "curate"), "out": str(root / "tokenize"), "preset": preset,
+            "mlflow_root": str(root)}
+
+
+def _checkpoint(root: Path, stage_name: str) -> str:
+    """The checkpoint directory a finished stage recorded in its manifest."""
+    m = stage(stage_name).manifest(root)
+    try:
+        data = json.loads(m.read_text())
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"stage {stage_name!r} has no complete output at {m}; run it first") from e
+    ckpt = data.get("checkpoint") or data.get("checkpoint_dir")
+    if not ckpt:
+        raise ValueError(f"{m} names no checkpoint (expected key 'checkpoint')")
+    path = Path(ckpt)
+    return str(path if path.is_absolute() else (m.parent / path).resolve())
+
+
+# Registered model of each training stage (docs/CONTRACTS.md).
+MODELS = {"pretrain": "crawl2chat-base", "sft": "crawl2chat-sft", "rl": "crawl2chat-rl",
+          "reward": "crawl2chat-reward", "rlhf": "crawl2chat-rlhf", "dpo": "crawl2chat-dpo"}
+
+
+def _posttrain(name: str, **sources: str):
+    """Args of a post-training flow: each keyword (e.g. `model`) = the checkpoint of an earlier stage.
+
+    In the pipeline that is the directory the earlier stage's manifest names; for a
+    stand-alone deployment (opts["deployment"]) it is the newest registered version
+    (`models:/<name>@latest`), resolved when the run starts.
+    """
+    def args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+        if opts.get("deployment"):
+            models = {k: f"models:/{MODELS[st]}@latest" for k, st in sources.items()}
+        else:
+            models = {k: _checkpoint(root, st) for k, st in sources.items()}
+        return {**models, "out": str(root / name), "preset": preset, "mlflow_root": str(root)}
+    return args
+
+
+def _fit(st_name: str, candidates: dict[str, Any]) -> dict[str, Any]:
+    """Keep the candidate arguments the stage's flow accepts (its signature is the contract)."""
+    import inspect
+
+    params = inspect.signature(stage(st_name).flow().fn).parameters
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def _pretrain_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+    tokens = root / "tokenize" / "tokens"
+    return _fit("pretrain", {"data": str(tokens), "tokens": str(tokens), "out": str(root / "pretrain"),
+                             "preset": preset, "mlflow_root": str(root)})
+
+
+def _evaluate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+    if opts.get("deployment"):
+        models = {n: f"models:/{MODELS[n]}@latest" for n in ("pretrain", "sft", "rl", "rlhf", "dpo")}
+    else:
+        models = {n: _checkpoint(root, n) for n in ("pretrain", "sft", "rl", "rlhf", "dpo") if stage(n).done(root)}
+    main = next((models[n] for n in ("dpo", "rlhf", "rl", "sft", "pretrain") if n in models), None)
+    return _fit("evaluate", {"model": main, "models": models,
+                             "tokens": str(root / "tokenize" / "tokens"), "out": str(root / "evaluate"),
+                             "preset": preset, "mlflow_root": str(root), "root": str(root)})
+
+
+def _own_manifest(name: str) -> Callable[[Path], Path]:
+    return lambda r: r / name / "manifest.json"
+
+
+STAGES: list[Stage] = [
+    Stage("curate", "flows.curate", "curate", _curate_args,
+          lambda r: r / "curate" / "curated" / "manifest.json", ray=True),
+    Stage("tokenize", "flows.tokenize", "tokenize", _tokenize_args,
+          lambda r: r / "tokenize" / "tokens" / "meta.json", ray=True, after=("curate",)),
+    Stage("pretrain", "flows.pretrain", "pretrain", _pretrain_args, _own_manifest("pretrain"), after=("tokenize",)),
+    Stage("sft", "flows.sft", "sft", _posttrain("sft", model="pretrain"), _own_manifest("sft"), after=("pretrain",)),
+    Stage("rl", "flows.rl", "rl", _posttrain("rl", model="sft"), _own_manifest("rl"), after=("sft",)),
+    Stage("reward", "flows.reward", "reward", _posttrain("reward", model="sft"), _own_manifest("reward"),
+          after=("sft",)),
+    Stage("rlhf", "flows.rlhf", "rlhf", _posttrain("rlhf", policy="sft", reward="reward"), _own_manifest("rlhf"),
+          after=("sft", "reward")),
+    Stage("dpo", "flows.dpo", "dpo", _posttrain("dpo", model="sft"), _own_manifest("dpo"), after=("sft",)),
+    Stage("evaluate", "flows.evaluate", "evaluate", _evaluate_args, _own_manifest("evaluate"),
+          after=("pretrain", "sft")),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def stage(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise ValueError(f"unknown stage {name!r}; stages: {STAGE_NAMES}")
+
+
+def stage_flow(st: Stage):
+    """The stage's flow, with its tasks on Ray where the stage uses Ray."""
+    f = st.flow()
+    if st.ray:
+        # Not runtime.ray_runner(): building a flow must not start a Prefect API (a
+        # deployment's process imports this; run_pipeline/serve ensure the API first).
+        from prefect_ray import RayTaskRunner
+
+        address = runtime.ray_address()
+        f = f.with_options(task_runner=RayTaskRunner(address=address, init_kwargs=runtime.ray_init_kwargs(address)))
+    return f
+
+
+class StageFailed(RuntimeError):
+    """A stage's subflow failed; earlier outputs are intact and a re-run resumes here."""
+
+
+def plan(root: Path, only: list[str] | None = None, force: list[str] | None = None) -> list[tuple[Stage, str]]:
+    """(stage, action) in run order: "run", "skip" (output complete), "missing" (no flow module yet) or
+    "blocked" (an earlier stage it needs is missing)."""
+    if only:
+        for n in only:
+            stage(n)  # validates the name
+    out = []
+    unusable: set[str] = set()
+    for st in STAGES:
+        if only and st.name not in only:
+            continue
+        if not st.available():
+            out.append((st, "missing"))
+            unusable.add(st.name)
+        elif any(a in unusable and not stage(a).done(root) for a in st.after):
+            out.append((st, "blocked"))
+            unusable.add(st.name)
+        elif st.done(root) and st.name not in (force or []):
+            out.append((st, "skip"))
+        else:
+            out.append((st, "run"))
+    return out
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def llm_pipeline(preset: str = "tiny", out: str | None = None, inputs: list[str] | None = None,
+                 stages: list[str] | None = None, force: list[str] | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the whole recipe under `out` (default runs/llm-pipeline-<preset>), resuming finished stages.
+
+    inputs: WARC files/URLs for curate (default: data/samples/*.warc.gz);
+    stages: run only these (default: all); force: re-run these even if complete;
+    overrides: per-stage config overrides on top of the preset, e.g. {"pretrain": {"max_steps": 20}}.
+    """
+    for name in overrides or {}:
+        stage(name)  # a typo is an error, not a silently ignored setting
+    logger = get_run_logger()
+    root = Path(out).resolve() if out else default_root(preset)
+    root.mkdir(parents=True, exist_ok=True)
+    # One tracking store for the parent and every stage run (restored on exit: the
+    # flow may run inside a longer-lived process).
+    old_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = runtime.tracking_uri(root)
+    try:
+        return _run_stages(logger, root, preset, inputs, stages, force, overrides or {})
+    finally:
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
+def _with_overrides(st: Stage, kwargs: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge per-stage config overrides into the flow's `overrides` (or curate's `config`) argument."""
+    if not over:
+        return kwargs
+    import inspect
+
+    params = inspect.signature(st.flow().fn).parameters
+    key = "overrides" if "overrides" in params else "config" if "config" in params else None
+    if key is None:
+        raise ValueError(f"stage {st.name!r} takes no config overrides")
+    return {**kwargs, key: {**(kwargs.get(key) or {}), **over}}
+
+
+def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stages: list[str] | None,
+                force: list[str] | None, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    steps = plan(root, stages, force)
+    opts = {"inputs": inputs}
+    summary: dict[str, Any] = {"root": str(root), "preset": preset, "stages": {}}
+    import mlflow
+
+    params = {"preset": preset, "root": str(root), "stages": [s.name for s, _ in steps],
+              "inputs": inputs or "data/samples/*.warc.gz", "overrides": overrides}
+    with runtime.mlflow_run(FLOW_NAME, root, params=params, tags={"preset": preset}) as parent:
+        os.environ["CRAWL2CHAT_PARENT_RUN_ID"] = parent.info.run_id
+        try:
+            for st, action in steps:
+                if action == "missing":
+                    logger.warning("stage %s: module %s not available; skipped", st.name, st.module)
+                    mlflow.set_tag(f"stage.{st.name}", "missing")
+                    summary["stages"][st.name] = {"status": "missing"}
+                    continue
+                if action == "blocked":
+                    logger.warning("stage %s: needs %s, which is not available; skipped", st.name,
+                                   ", ".join(st.after))
+                    mlflow.set_tag(f"stage.{st.name}", "blocked")
+                    summary["stages"][st.name] = {"status": "blocked"}
+                    continue
+                if action == "skip":
+                    logger.info("stage %s: output complete (%s); skipped", st.name, st.manifest(root))
+                    mlflow.set_tag(f"stage.{st.name}", "skipped")
+                    summary["stages"][st.name] = {"status": "skipped"}
+                    continue
+                logger.info("stage %s: running → %s", st.name, root / st.name)
+                t0 = time.perf_counter()
+                try:
+                    kwargs = _with_overrides(st, st.args(root, preset, opts), overrides.get(st.name))
+                    result = stage_flow(st)(**kwargs)
+                except Exception as e:
+                    mlflow.set_tag(f"stage.{st.name}", "failed")
+                    raise StageFailed(
+                        f"stage {st.name!r} failed: {type(e).__name__}: {e}. Outputs of the earlier stages "
+                        f"under {root} are intact; fix the cause and re-run the pipeline with the same "
+                        f"out={str(root)!r} to resume from {st.name!r}.") from e
+                wall = time.perf_counter() - t0
+                if not st.done(root):
+                    mlflow.set_tag(f"stage.{st.name}", "failed")
+                    raise StageFailed(f"stage {st.name!r} finished but wrote no complete output "
+                                      f"({st.manifest(root)} missing)")
+                mlflow.set_tag(f"stage.{st.name}", "done")
+                mlflow.log_metric(f"{st.name}.wall_seconds", wall)
+                summary["stages"][st.name] = {"status": "done", "wall_seconds": round(wall, 2),
+                                              "result": _brief(result)}
+        finally:
+            os.environ.pop("CRAWL2CHAT_PARENT_RUN_ID", None)
+        runtime.write_json_atomic(root / "pipeline.json", {**summary, "mlflow_run_id": parent.info.run_id,
+                                                           **runtime.flow_run_info()})
+        mlflow.log_artifact(str(root / "pipeline.json"))
+    rows = [{"stage": k, **{kk: vv for kk, vv in v.items() if kk != "result"}} for k, v in summary["stages"].items()]
+    runtime.publish_table("llm-pipeline-stages", rows, description=f"stages of {root}")
+    return summary
+
+
+def _brief(result: Any) -> Any:
+    """A JSON-able, short view of a stage's return value for pipeline.json."""
+    if isinstance(result, dict):
+        return {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return str(result)[:500]
+
+
+def run_pipeline(preset: str = "tiny", out: str | Path | None = None, inputs: list[str] | None = None,
+                 stages: list[str] | None = None, force: list[str] | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run `llm-pipeline` in this process (embedded services when none are configured)."""
+    runtime.ensure_prefect_api()
+    return llm_pipeline(preset=preset, out=str(out) if out else None, inputs=inputs, stages=stages, force=force,
+                        overrides=overrides)

@@ -1,0 +1,56 @@
+"""GSM8K: the shared train / held-out split and answer checking.
+
+The LAST `heldout` problems of train.jsonl (default 500) are held out for
+evaluation; RL trains on the rest. Everyone (RL, eval) uses `gsm8k_split` so
+the two sides never overlap.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+_NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def read_gsm8k(path: str | Path) -> list[dict]:
+    """Problems {question, answer(full solution), gold(final number str)}; malformed lines raise with their number."""
+    out = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            gold = rec["answer"].split("####")[-1].strip().replace(",", "")
+            out.append({"question": rec["question"], "answer": rec["answer"], "gold": gold})
+        except (json.JSONDecodeError, KeyError, AttributeError) as e:
+            raise ValueError(f"{path}:{i} is not a GSM8K record ({e}); expected question/answer with '####'") from e
+    return out
+
+
+def gsm8k_split(path: str | Path, heldout: int = 500) -> tuple[list[dict], list[dict]]:
+    """(train, held-out): the held-out part is the last `heldout` problems of the file."""
+    probs = read_gsm8k(path)
+    if heldout >= len(probs):
+        raise ValueError(f"{path} has {len(probs)} problems; cannot hold out {heldout}")
+    return probs[:-heldout] if heldout else probs, probs[-heldout:] if heldout else []
+
+
+def extract_number(text: str) -> str | None:
+    """The final numeric answer in a text: after the last '####' if any, else the last number."""
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+        nums = _NUM.findall(text)
+        return nums[0].replace(",", "") if nums else None
+    nums = _NUM.findall(text)
+    return nums[-1].replace(",", "").rstrip(".") if nums else None
+
+
+def same_number(a: str | None, b: str | None) -> bool:
+    """Exact numeric equality of two number strings (1,000 == 1000.0)."""
+    if a is None or b is None:
+        return False
+    try:
+        return abs(float(a.replace(",", "")) - float(b.replace(",", ""))) < 1e-9
+    except ValueError:
+        return False

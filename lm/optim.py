@@ -1,0 +1,195 @@
+"""Optimizers for the GPT: AdamW (fused on GPU) and Muon for hidden matrices.
+
+Parameter groups (`param_groups`):
+- `embedding`: the token embedding. No weight decay (decaying rows of tokens
+  that are rarely seen only shrinks them), its own learning rate.
+- `head`: the output projection. Weight decay, AdamW even under Muon (Muon is
+  meant for hidden matrices, not for the input/output layers).
+- `matrix`: the 2-D weights inside the blocks. Weight decay; Muon when asked.
+- `other`: anything of fewer than two dimensions (gains, biases, scalars), no
+  weight decay. The stock model has none, but subclasses (reward heads) may.
+
+Every group carries `initial_lr`; `set_lr(opt, multiplier)` applies a schedule
+to all of them, so resuming needs only the step (see lm/schedule.py).
+`build_optimizer` is what SFT/DPO/RL reuse.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+
+OPTIMIZERS = ("adamw", "muon")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DDP
+
+
+def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Split trainable parameters into embedding / head / matrix / other."""
+    base = _unwrap(model)
+    embedding_ids = {id(m.weight) for m in base.modules() if isinstance(m, nn.Embedding)}
+    head = getattr(base, "lm_head", None)
+    head_ids = {id(head.weight)} if head is not None else set()
+    groups: dict[str, list[nn.Parameter]] = {"embedding": [], "head": [], "matrix": [], "other": []}
+    seen: set[int] = set()
+    for p in base.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))  # tied weights appear once
+        if id(p) in embedding_ids:
+            groups["embedding"].append(p)
+        elif id(p) in head_ids:
+            groups["head"].append(p)
+        elif p.dim() >= 2:
+            groups["matrix"].append(p)
+        else:
+            groups["other"].append(p)
+    return groups
+
+
+def zeropower_via_newtonschulz5(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately orthogonalise a matrix (quintic Newton–Schulz, as in Muon).
+
+    Runs in bf16 on GPU (fast, and the iteration tolerates it); float32 on CPU,
+    where bf16 matmuls are slow and we want bit-reproducible tests.
+    """
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    x = g.bfloat16() if g.is_cuda else g.float()
+    transposed = x.size(-2) > x.size(-1)
+    if transposed:
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = x @ x.mT
+        B = b * A + c * A @ A
+        x = a * x + B @ x
+    if transposed:
+        x = x.mT
+    return x.to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """MomentUm Orthogonalized by Newton–Schulz, for 2-D hidden weights.
+
+    SGD-momentum (Nesterov) whose update is replaced by its nearest semi-
+    orthogonal matrix, scaled by sqrt(max(1, rows/cols)). Under DDP every rank
+    holds the same averaged gradients, so every rank computes the same update.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter] | Iterable[dict], lr: float = 0.02,
+                 momentum: float = 0.95, nesterov: bool = True, weight_decay: float = 0.0, ns_steps: int = 5):
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.dim() < 2 for p in params):
+                raise ValueError("Muon only takes parameters with ≥2 dims; put others in AdamW")
+            # Same-shape matrices are orthogonalised as one batch: a GPT has a
+            # handful of shapes, so this is a few large matmuls instead of
+            # hundreds of small kernel launches.
+            by_shape: dict[tuple[int, ...], list[nn.Parameter]] = {}
+            for p in params:
+                by_shape.setdefault(tuple(p.shape), []).append(p)
+            for shape, ps in by_shape.items():
+                bufs = []
+                for p in ps:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p.grad)
+                    bufs.append(state["momentum_buffer"])
+                grads = [p.grad for p in ps]
+                torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
+                if group["nesterov"]:
+                    g = torch.stack(grads).lerp_(torch.stack(bufs), group["momentum"])
+                else:
+                    g = torch.stack(bufs)
+                g = g.reshape(len(ps), shape[0], -1)
+                update = zeropower_via_newtonschulz5(g, group["ns_steps"])
+                scale = max(1.0, g.size(-2) / g.size(-1)) ** 0.5
+                if group["weight_decay"]:
+                    torch._foreach_mul_(ps, 1 - group["lr"] * group["weight_decay"])
+                torch._foreach_add_(ps, list(update.view(len(ps), *shape).unbind(0)), alpha=-group["lr"] * scale)
+        return loss
+
+
+class MultiOptimizer:
+    """Several optimizers stepped together, with one `param_groups` view.
+
+    Duck-types the parts of `torch.optim.Optimizer` the training loops use:
+    `step`, `zero_grad`, `param_groups`, `state_dict`, `load_state_dict`.
+    """
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        parts = state.get("optimizers")
+        if not isinstance(parts, list) or len(parts) != len(self.optimizers):
+            raise ValueError("optimizer state does not match this optimizer setup "
+                             "(was the checkpoint written with a different `optimizer` setting?)")
+        for o, s in zip(self.optimizers, parts):
+            o.load_state_dict(s)
+
+
+def build_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 3e-3,
+                    embedding_lr: float | None = None, muon_lr: float = 0.02, weight_decay: float = 0.0,
+                    betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, muon_momentum: float = 0.95,
+                    fused: bool | None = None):
+    """AdamW over all groups, or Muon for block matrices + AdamW for the rest.
+
+    `fused=None` picks the fused CUDA AdamW kernel when the model is on a GPU
+    (one kernel launch for all parameters) and the plain foreach one on CPU.
+    Returns a `torch.optim.Optimizer` (adamw) or a `MultiOptimizer` (muon);
+    every param group has `name` and `initial_lr`.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
+    groups = param_groups(model)
+    embedding_lr = lr if embedding_lr is None else embedding_lr
+    on_cuda = any(p.is_cuda for ps in groups.values() for p in ps)
+    if fused is None:
+        fused = on_cuda
+    adam_specs = [("embedding", embedding_lr, 0.0), ("head", lr, weight_decay), ("other", lr, 0.0)]
+    if optimizer == "adamw":
+        adam_specs.insert(2, ("matrix", lr, weight_decay))
+    adam_groups = [{"params": groups[n], "lr": g_lr, "initial_lr": g_lr, "weight_decay": wd, "name": n}
+                   for n, g_lr, wd in adam_specs if groups[n]]
+    adamw = torch.optim.AdamW(adam_groups, lr=lr, betas=betas, eps=eps, fused=fused,
+                              foreach=None if fused else True)
+    if optimizer == "adamw":
+        return adamw
+    muon = Muon([{"params": groups["matrix"], "lr": muon_lr, "initial_lr": muon_lr, "name": "matrix"}],
+                lr=muon_lr, momentum=muon_momentum, weight_decay=weight_decay)
+    return MultiOptimizer([adamw, muon])
+
+
+def set_lr(opt, multiplier: float) -> None:
+    """Set every group's lr to its `initial_lr` × multiplier (the schedule)."""
+    for g in opt.param_groups:
+        g["lr"] = g["initial_lr"] * multiplier

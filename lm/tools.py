@@ -1,0 +1,157 @@
+"""Tools the model may call: a safe calculator, and a registry the engine dispatches through.
+
+The model writes `<|tool_start|>CALL<|tool_end|>`; the engine hands CALL to
+`ToolRegistry.run`, which returns a string that the engine forces into the
+context as `<|output_start|>RESULT<|output_end|>`.
+
+CALL is either `name: args` / `name(args)` for a registered tool, or a bare
+arithmetic expression, which goes to the default tool (the calculator).
+
+The calculator never calls `eval`/`exec`: it parses the expression with
+`ast.parse(mode="eval")` and walks a whitelist of node types (numbers, + - * /
+// % **, parentheses, unary +/-). Names, calls, attributes, subscripts … are
+refused. Exponents, magnitudes, expression length and node count are bounded
+before any arithmetic runs, so `(9**9)**(9**9)` is refused in microseconds
+instead of eating the CPU; a wall-clock deadline guards the walk as well.
+Every failure is returned as an `error: ...` string for the model to read,
+never raised into the engine.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MAX_EXPR_CHARS = 256
+MAX_NODES = 128
+MAX_ABS = 10.0 ** 30      # largest magnitude of any intermediate or final value
+MAX_EXPONENT = 1000       # |b| of a**b
+MAX_SECONDS = 0.05
+
+_BINOPS: dict[type, Callable] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type, Callable] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+# Characters people (and GSM8K) write that Python spells differently.
+_SPELLINGS = str.maketrans({"×": "*", "÷": "/", "−": "-", "–": "-"})
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+class CalculatorError(ValueError):
+    """An expression the calculator refuses or cannot compute."""
+
+
+def _check(x: int | float) -> int | float:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        raise CalculatorError("result is not a finite number")
+    if abs(x) > MAX_ABS:
+        raise CalculatorError(f"magnitude exceeds {MAX_ABS:.0e}")
+    return x
+
+
+def _pow(a: int | float, b: int | float) -> int | float:
+    if abs(b) > MAX_EXPONENT:
+        raise CalculatorError(f"exponent {b} exceeds ±{MAX_EXPONENT}")
+    # Predict the size before computing: |a|**b > MAX_ABS means refuse.
+    if abs(a) > 1 and b > 0 and b * math.log10(abs(a)) > math.log10(MAX_ABS):
+        raise CalculatorError(f"magnitude exceeds {MAX_ABS:.0e}")
+    if a == 0 and b < 0:
+        raise CalculatorError("division by zero")
+    r = a ** b
+    if isinstance(r, complex):
+        raise CalculatorError("result is complex")
+    return r
+
+
+def _eval_node(node: ast.AST, deadline: float) -> int | float:
+    if time.monotonic() > deadline:
+        raise CalculatorError("took too long")
+    if isinstance(node, ast.Expression):
+        return _eval_node(node.body, deadline)
+    if isinstance(node, ast.Constant):
+        # bool is an int subclass; refuse it (and strings, None, ...).
+        if type(node.value) not in (int, float):
+            raise CalculatorError(f"unsupported literal {node.value!r}")
+        return _check(node.value)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _check(_UNARY[type(node.op)](_eval_node(node.operand, deadline)))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        a = _eval_node(node.left, deadline)
+        b = _eval_node(node.right, deadline)
+        if isinstance(node.op, ast.Pow):
+            return _check(_pow(a, b))
+        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and b == 0:
+            raise CalculatorError("division by zero")
+        return _check(_BINOPS[type(node.op)](a, b))
+    raise CalculatorError(f"unsupported syntax: {type(node).__name__}")
+
+
+def _format(x: int | float) -> str:
+    if isinstance(x, float):
+        if x.is_integer() and abs(x) < 1e15:
+            return str(int(x))
+        return f"{x:.10g}"
+    return str(x)
+
+
+def calculate(expression: str) -> int | float:
+    """Evaluate an arithmetic expression safely; raises CalculatorError on anything else."""
+    expr = expression.strip().translate(_SPELLINGS).replace("^", "**")
+    expr = _THOUSANDS.sub("", expr).replace("$", "")
+    if not expr:
+        raise CalculatorError("empty expression")
+    if len(expr) > MAX_EXPR_CHARS:
+        raise CalculatorError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except (SyntaxError, ValueError) as e:
+        raise CalculatorError(f"cannot parse {expression!r}: {getattr(e, 'msg', e)}") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
+        raise CalculatorError(f"expression has more than {MAX_NODES} parts")
+    try:
+        return _eval_node(tree, time.monotonic() + MAX_SECONDS)
+    except (OverflowError, ZeroDivisionError, RecursionError) as e:
+        raise CalculatorError(str(e) or type(e).__name__) from None
+
+
+def calculator(expression: str) -> str:
+    """The calculator tool: result as text, or `error: ...` (never raises)."""
+    try:
+        return _format(calculate(expression))
+    except CalculatorError as e:
+        return f"error: {e}"
+
+
+@dataclass
+class ToolRegistry:
+    """Named tools (str -> str); a call without a known name goes to `default`."""
+
+    tools: dict[str, Callable[[str], str]] = field(default_factory=lambda: {"calculator": calculator})
+    default: str | None = "calculator"
+
+    _NAMED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::\s*(.*)|\((.*)\))\s*$", re.S)
+
+    def run(self, call: str) -> str:
+        """Run one tool call; every failure comes back as an `error: ...` string."""
+        m = self._NAMED.match(call)
+        if m and m.group(1) in self.tools:
+            name, args = m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
+        elif self.default is not None:
+            name, args = self.default, call
+        else:
+            return f"error: no tool named in {call[:40]!r}; known: {sorted(self.tools)}"
+        try:
+            return str(self.tools[name](args))
+        except Exception as e:  # a tool bug must not take the engine down
+            return f"error: tool {name} failed: {type(e).__name__}: {e}"
+
+
+def default_tools() -> ToolRegistry:
+    """A registry holding only the calculator (the default tool)."""
+    return ToolRegistry()

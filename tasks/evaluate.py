@@ -1,0 +1,159 @@
+"""The `evaluate` stage: score models, write `eval.json` + samples, then the report card.
+
+    OUT/eval.json            {"main": name, "models": {name: metrics}, "config": {...}}
+    OUT/samples.jsonl        sample generations of every model (prompt, reply, finish reason)
+    OUT/report/report.md     the report card (tasks/report.py) + PNG plots
+    OUT/manifest.json        written last by the flow
+
+Metrics per model (lm/eval.py): val bits per byte on the held-out token shards,
+GSM8K pass@1 / pass@k on the held-out last 500 problems, GENERATED arithmetic
+with and without the calculator, chat-format compliance, samples.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conf.evaluate import EvalConfig
+
+log = logging.getLogger(__name__)
+
+SAMPLE_PROMPTS = [
+    "Hello! Who are you?",
+    "What is the capital of France?",
+    "Write one sentence about the sea.",
+    "What is 17*23? Use the calculator.",
+    "Give me three tips for learning to cook.",
+]
+
+
+def val_tokens(tokens_dir: str | Path | None, max_tokens: int) -> np.ndarray | None:
+    """Up to `max_tokens` held-out token ids from `<tokens_dir>/val_*.bin` (None when absent)."""
+    if not tokens_dir:
+        return None
+    d = Path(tokens_dir)
+    meta_path = d / "meta.json"
+    if not meta_path.exists():
+        log.warning("no token meta at %s: skipping bits per byte", meta_path)
+        return None
+    meta = json.loads(meta_path.read_text())
+    dtype = np.dtype(meta.get("dtype", "uint16")).newbyteorder("<")
+    shards = [s for s in meta.get("shards", []) if s.get("split") == "val" or "val_" in Path(s["path"]).name]
+    parts, n = [], 0
+    for s in shards:
+        arr = np.fromfile(d / s["path"], dtype=dtype)
+        parts.append(arr[:max_tokens - n])
+        n += len(parts[-1])
+        if n >= max_tokens:
+            break
+    if not parts:
+        log.warning("no val shards listed in %s: skipping bits per byte", meta_path)
+        return None
+    return np.concatenate(parts).astype(np.int64)
+
+
+def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = None) -> dict[str, Any]:
+    """Every metric of one model (checkpoint dir or MLflow URI); `samples` holds its generations."""
+    import torch
+
+    from lm import eval as ev
+    from lm.engine import load_engine
+
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    engine, meta = load_engine(model, device=cfg.device)
+    out: dict[str, Any] = {"model": str(model), "kind": meta.get("kind"), "step": meta.get("step"),
+                           "params": engine.model.num_params()}
+    ids = val_tokens(tokens_dir, cfg.bpb_max_tokens)
+    if ids is not None and len(ids) > 1:
+        out["val_bpb"] = ev.bits_per_byte(engine.model, engine.tokenizer, ids, batch_size=cfg.batch_size)["bpb"]
+        log.info("%s: val bpb %.4f", model, out["val_bpb"])
+    if cfg.gsm8k_n and Path(cfg.gsm8k_path).exists():
+        _, held = ev.gsm8k_split(cfg.gsm8k_path)
+        g = ev.gsm8k_eval(engine, held[:cfg.gsm8k_n], k=cfg.gsm8k_k, max_new_tokens=cfg.gsm8k_max_new_tokens,
+                          temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
+        out["gsm8k_pass@1"], out[f"gsm8k_pass@{cfg.gsm8k_k}"] = g["pass@1"], g[f"pass@{cfg.gsm8k_k}"]
+        out["gsm8k_n"] = g["n"]
+        log.info("%s: GSM8K pass@1 %.3f pass@%d %.3f (n=%d)", model, g["pass@1"], cfg.gsm8k_k,
+                 g[f"pass@{cfg.gsm8k_k}"], g["n"])
+    if cfg.arithmetic_n:
+        probs = ev.arithmetic_problems(cfg.arithmetic_n, seed=cfg.seed, max_operand=cfg.arithmetic_max_operand)
+        a = ev.arithmetic_eval(engine.model, engine.tokenizer, probs, batch_size=cfg.batch_size * 2)
+        out["arith_acc_tool"] = a["with_tool"]["accuracy"]
+        out["arith_acc_no_tool"] = a["no_tool"]["accuracy"]
+        out["arith_tool_calls"] = a["with_tool"]["tool_calls"]
+        log.info("%s: arithmetic %.3f with calculator, %.3f without", model, out["arith_acc_tool"],
+                 out["arith_acc_no_tool"])
+    if cfg.compliance_n:
+        qs = [p["question"] for p in ev.arithmetic_problems(cfg.compliance_n, seed=cfg.seed + 1, max_operand=99)]
+        qs = (SAMPLE_PROMPTS + qs)[:cfg.compliance_n]
+        c = ev.chat_compliance(engine, qs, max_new_tokens=cfg.max_new_tokens)
+        out["chat_compliance"] = c["compliance"]
+    if cfg.n_samples:
+        out["samples"] = ev.sample_generations(engine, SAMPLE_PROMPTS[:cfg.n_samples],
+                                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    out["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, tokens: str | Path | None = None,
+                 main: str | None = None) -> dict[str, Any]:
+    """Evaluate each named model; write OUT/eval.json and OUT/samples.jsonl; return the results.
+
+    A model that fails to load or evaluate is recorded with its error (the others still run).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    samples = []
+    for name, uri in models.items():
+        if not uri:
+            continue
+        try:
+            r = evaluate_model(uri, cfg, tokens)
+        except Exception as e:  # one bad model must not hide the others' results
+            log.error("evaluating %s (%s) failed: %s", name, uri, e)
+            results[name] = {"model": str(uri), "error": f"{type(e).__name__}: {e}"}
+            continue
+        for s in r.pop("samples", []):
+            samples.append({"model": name, **s})
+        results[name] = r
+    if not results:
+        raise ValueError("no models to evaluate: pass --model (a checkpoint directory or models:/ URI)")
+    doc = {"main": main or next(iter(results)), "models": results, "config": cfg.model_dump(mode="json"),
+           "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _write_atomic(out / "eval.json", json.dumps(doc, indent=2))
+    _write_atomic(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    return doc
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ Prefect wrappers
+def _task(fn, **kw):
+    from prefect import task
+
+    return task(fn, **kw)
+
+
+def evaluate_task(models: dict[str, str], out: str, cfg: dict[str, Any], tokens: str | None = None,
+                  main: str | None = None) -> dict[str, Any]:
+    """Prefect task: `run_evaluate` (config passed as a dict so the cache key hashes)."""
+    return _task(run_evaluate, name="evaluate-models", retries=0)(models, out, EvalConfig(**cfg), tokens, main)
+
+
+def report_task(root: str, out: str, evaluation: dict[str, Any] | None = None) -> str:
+    """Prefect task: the report card (tasks/report.py); returns the markdown path."""
+    from tasks.report import build_report
+
+    return str(_task(build_report, name="report-card")(root, out, evaluation))

@@ -1,0 +1,119 @@
+"""The curation funnel: per stage how many documents came in, were kept, were dropped and why.
+
+Format (what `process_warc` returns, what `stats.json` holds)::
+
+    {"stages": [{"stage": "read", "in": 40, "kept": 39, "dropped": {"non_html": 1}},
+                {"stage": "url_filter", ...}, ...],
+     "errors": {"truncated_gzip": 1}}
+
+A stage may carry extra integer counters in `"ignored"` (e.g. WARC request /
+metadata records, which are not documents). Stages merge by name, in the order
+they first appear, so later stages (minhash_dedup, pii) merge the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+STAGE_ORDER = (
+    "read", "url_filter", "extract", "language", "gopher_repetition",
+    "gopher_quality", "c4", "fineweb",
+)
+
+
+class StageCounter:
+    """Counts one stage: call `seen()` per input, then `keep()` or `drop(reason)`."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.n_in = 0
+        self.kept = 0
+        self.dropped: dict[str, int] = {}
+        self.ignored: dict[str, int] = {}
+
+    def seen(self) -> None:
+        self.n_in += 1
+
+    def keep(self) -> None:
+        self.kept += 1
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def ignore(self, what: str) -> None:
+        self.ignored[what] = self.ignored.get(what, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"stage": self.name, "in": self.n_in, "kept": self.kept,
+                             "dropped": dict(sorted(self.dropped.items()))}
+        if self.ignored:
+            d["ignored"] = dict(sorted(self.ignored.items()))
+        return d
+
+
+def empty_stats(stages: Iterable[str] = STAGE_ORDER) -> dict[str, Any]:
+    """A funnel with every stage at zero (e.g. for an input that could not be opened)."""
+    return {"stages": [StageCounter(s).as_dict() for s in stages], "errors": {}}
+
+
+def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + int(v)
+
+
+def merge_stats(stats_list: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum funnels stage by stage (matched by name, first-seen order kept) and sum errors."""
+    order: list[str] = []
+    merged: dict[str, dict[str, Any]] = {}
+    errors: dict[str, int] = {}
+    for stats in stats_list:
+        for st in stats.get("stages", []):
+            name = st["stage"]
+            if name not in merged:
+                order.append(name)
+                merged[name] = {"stage": name, "in": 0, "kept": 0, "dropped": {}}
+            m = merged[name]
+            m["in"] += int(st.get("in", 0))
+            m["kept"] += int(st.get("kept", 0))
+            _add_counts(m["dropped"], st.get("dropped", {}))
+            if st.get("ignored"):
+                _add_counts(m.setdefault("ignored", {}), st["ignored"])
+        _add_counts(errors, stats.get("errors", {}))
+    for m in merged.values():
+        m["dropped"] = dict(sorted(m["dropped"].items()))
+    return {"stages": [merged[n] for n in order], "errors": dict(sorted(errors.items()))}
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def funnel_table(stats: dict[str, Any]) -> str:
+    """Markdown table: one row per stage with in / kept / dropped / kept % / reasons."""
+    rows = ["| stage | in | kept | dropped | kept % | dropped by reason |",
+            "|---|---:|---:|---:|---:|---|"]
+    for st in stats.get("stages", []):
+        dropped = sum(st.get("dropped", {}).values())
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(st.get("dropped", {}).items(),
+                                                           key=lambda kv: -kv[1])) or "-"
+        rows.append(f"| {st['stage']} | {st['in']} | {st['kept']} | {dropped} | "
+                    f"{_pct(st['kept'], st['in'])} | {reasons} |")
+    errors = stats.get("errors", {})
+    if errors:
+        rows.append("")
+        rows.append("Errors (input-level, counted, not fatal): "
+                    + ", ".join(f"{k}: {v}" for k, v in errors.items()))
+    return "\n".join(rows)
+
+
+def funnel_chart(stats: dict[str, Any], width: int = 40) -> str:
+    """Markdown (fenced text) bar chart of documents surviving each stage."""
+    stages = stats.get("stages", [])
+    if not stages:
+        return "```\n(no documents)\n```"
+    top = max([stages[0]["in"]] + [s["kept"] for s in stages]) or 1
+    name_w = max(len(s["stage"]) for s in stages)
+    lines = [f"{'input':<{name_w}} {'#' * round(width * stages[0]['in'] / top):<{width}} {stages[0]['in']}"]
+    for st in stages:
+        bar = "#" * round(width * st["kept"] / top)
+        lines.append(f"{st['stage']:<{name_w}} {bar:<{width}} {st['kept']}")
+    return "```\n" + "\n".join(lines) + "\n```"

@@ -1,0 +1,416 @@
+"""MinHash near-duplicate detection across all shards of a run, vectorised with numpy.
+
+Three pure stages over files, so the flow can fan them out on Ray and Prefect can
+draw them: `compute_signatures` (one per pre-dedup shard) → `lsh_band` (one per
+band, over all shards) → `cluster` (one, over all bands). `tasks/finalize.py`
+then drops the duplicates shard by shard.
+
+What is special, compared with datatrove's MinhashDedup* stages (same maths,
+FineWeb's defaults: word 5-grams, 14 bands × 8 hashes, connected components):
+
+- Text normalisation follows datatrove's `simplify_text` (lowercase, numbers → 0,
+  punctuation → space, diacritics stripped, whitespace collapsed), but words are
+  split on whitespace instead of by spaCy; after punctuation removal the two
+  differ only on rare contractions ("cannot" → "can not" in spaCy).
+- No Python loop per word or per shingle: a whole batch of documents becomes one
+  byte array; word hashes come from polynomial prefix sums (mod 2^64), n-gram
+  hashes from shifted word-hash arrays, and the 112 min-hashes from
+  `np.minimum.reduceat` over per-document segments.
+- The permutations are `a·x + b mod 2^64` with odd `a` (a bijection on 64-bit
+  values, which is what MinHash needs); datatrove wraps in uint64 and then takes
+  `mod 2^61-1`, which costs a division and is not a bijection.
+- Documents with fewer than n words get no signature and are never duplicates
+  (datatrove skips them too).
+- A band's buckets are found by sorting rows (exact 8-hash equality), clusters by
+  vectorised hook-and-compress union-find. The kept document of a cluster is the
+  one with the smallest key (shard, row): deterministic across re-runs.
+
+Doc key: `shard_index << 32 | row` in uint64 (row = position in the shard's
+pre-dedup Parquet file).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crawl2chat.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+_U64 = np.uint64
+_MASK32 = (1 << 32) - 1
+# Fixed (not seed-dependent) constants of the word/n-gram hashes: changing them
+# would change every signature, like changing datatrove's hash function.
+_POLY = 0x9E3779B97F4A7C15  # odd → invertible mod 2^64
+_POLY_INV = pow(_POLY, -1, 1 << 64)
+_NGRAM_MULT = np.array(
+    [0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD,
+     0xC4CEB9FE1A85EC53, 0x9FB21C651E98DF25, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB],
+    dtype=_U64,
+)
+# Documents are hashed in batches of about this many characters (memory: ~60 B/char).
+_BATCH_CHARS = 2_000_000
+# The min-hash matrix is computed in blocks of hashes × shingles of about 2 MB.
+_HASH_BLOCK = 16
+_CHUNK_SHINGLES = 16_384
+
+CLUSTER_SCHEMA = pa.schema([
+    ("shard", pa.int32()), ("row", pa.int64()), ("cluster_id", pa.int64()),
+    ("cluster_size", pa.int64()), ("drop", pa.bool_()),
+])
+
+
+class MinhashSettings(Protocol):
+    """The fields of `conf.curate.CurateConfig` this module reads."""
+
+    minhash_ngram: int
+    minhash_buckets: int
+    minhash_hashes_per_bucket: int
+    minhash_seed: int
+
+
+# --------------------------------------------------------------------------- io
+
+
+def _save_npz(out_path: str, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as f:  # a file object stops numpy appending ".npz"
+            np.savez(f, **arrays)
+
+
+def _save_npy(out_path: str, array: np.ndarray) -> None:
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+
+# ------------------------------------------------------------------ normalising
+
+
+def _setting(cfg: Any, name: str, default: int) -> int:
+    return int(getattr(cfg, name, default)) if cfg is not None else default
+
+
+_ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_OTHER_SPACES = "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
+
+
+def _char_class(codepoints: Iterable[int]) -> str:
+    """A regex character class of contiguous ranges (sre scans lists of literals linearly)."""
+    cps = sorted(set(codepoints))
+    parts, lo, hi = [], cps[0], cps[0]
+    for c in cps[1:] + [-1]:
+        if c == hi + 1:
+            hi = c
+            continue
+        parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
+        lo = hi = c
+    return "[" + "".join(parts) + "]"
+
+
+@lru_cache(maxsize=1)
+def _punctuation() -> tuple[np.ndarray, re.Pattern[str], dict[int, str]]:
+    """Punctuation + whitespace → space: a byte table for ASCII, a regex for the rest of
+    the BMP, a translate table for astral chars (regex classes are only fast in the BMP).
+
+    Punctuation is datatrove's PUNCTUATION plus its TERMINAL_PUNCTUATION (spaCy
+    would split those off as separate tokens). ASCII is mapped on bytes in numpy
+    because `str.translate` with a dict costs ~50 ns per character.
+    """
+    from datatrove.utils.text import PUNCTUATION, TERMINAL_PUNCTUATION
+
+    chars = {ord(c) for c in PUNCTUATION} | {ord(c) for c in TERMINAL_PUNCTUATION if len(c) == 1}
+    chars |= {ord(c) for c in _ASCII_SPACES + _OTHER_SPACES}
+    lut = np.arange(256, dtype=np.uint8)
+    lut[[c for c in chars if c < 128]] = 32
+    lut[0] = 0  # NUL is our document separator (inputs have theirs mapped to space)
+    bmp = _char_class(c for c in chars if 128 <= c <= 0xFFFF)
+    astral = {c: " " for c in chars if c > 0xFFFF}
+    return lut, re.compile(bmp), astral
+
+
+@lru_cache(maxsize=1)
+def _combining_marks() -> tuple[re.Pattern[str], dict[int, None]]:
+    """Combining marks (category Mn), stripped after NFD to drop diacritics: BMP regex + astral table."""
+    marks = [c for c in range(0x300, 0x20000) if unicodedata.category(chr(c)) == "Mn"]
+    return (re.compile(_char_class(c for c in marks if c <= 0xFFFF) + "+"),
+            {c: None for c in marks if c > 0xFFFF})
+
+
+# datatrove's NUMBERS_PATTERN, with `re` (its \d is Unicode Nd on str patterns)
+_NUMBERS = re.compile(r"\d+(?:[.,،٫⎖⎗⎘]\d+)?")
+
+
+def _prenormalize(text: str) -> str:
+    """Everything of `normalize_text` except mapping ASCII punctuation/whitespace (done on bytes)."""
+    text = _NUMBERS.sub("0", text.lower())
+    if not text.isascii():
+        _, punct, punct_astral = _punctuation()
+        marks, marks_astral = _combining_marks()
+        text = marks.sub("", unicodedata.normalize("NFD", punct.sub(" ", text)))
+        if max(text) > "\uffff":
+            text = text.translate(punct_astral).translate(marks_astral)
+    if "\x00" in text:  # NUL separates documents in the joined batch
+        text = text.replace("\x00", " ")
+    return text
+
+
+def normalize_text(text: str) -> str:
+    """datatrove-style simplification: lowercase, numbers → 0, punctuation/whitespace → space, no diacritics.
+
+    Words are `normalize_text(t).split()`; this is the reference the vectorised
+    hashing in `shingle_hashes` reproduces.
+    """
+    raw = np.frombuffer(_prenormalize(text).encode("utf-8"), dtype=np.uint8)
+    return _punctuation()[0][raw].tobytes().decode("utf-8")
+
+
+# ---------------------------------------------------------------------- hashing
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, in place on a uint64 array (spreads low-entropy bits)."""
+    z ^= z >> _U64(30)
+    z *= _U64(0xBF58476D1CE4E5B9)
+    z ^= z >> _U64(27)
+    z *= _U64(0x94D049BB133111EB)
+    z ^= z >> _U64(31)
+    return z
+
+
+def permutations(n_hashes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of the `a·x + b mod 2^64` permutations; `a` odd so each is a bijection."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, np.iinfo(np.uint64).max, size=n_hashes, dtype=np.uint64, endpoint=True) | _U64(1)
+    b = rng.integers(0, np.iinfo(np.uint64).max, size=n_hashes, dtype=np.uint64, endpoint=True)
+    return a, b
+
+
+def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of the word n-grams of each text, all texts at once.
+
+    Returns (hashes, doc) where doc[i] is the index into `texts` of hashes[i]
+    (non-decreasing). A text with fewer than `ngram` words contributes nothing.
+    """
+    if ngram > len(_NGRAM_MULT):
+        raise ValueError(f"minhash_ngram={ngram} is above the supported maximum {len(_NGRAM_MULT)}")
+    joined = "\x00".join(_prenormalize(t) for t in texts).encode("utf-8")
+    buf = _punctuation()[0][np.frombuffer(joined, dtype=np.uint8)]
+    n = buf.size
+    empty = (np.empty(0, _U64), np.empty(0, np.int64))
+    if n == 0:
+        return empty
+    is_word = (buf != 32) & (buf != 0)
+    edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return empty
+    doc_of_word = np.cumsum(buf == 0)[starts]
+
+    # Polynomial hash of every word from prefix sums: H(w) = Σ b_j P^(j-start).
+    pows = np.full(n + 1, _POLY, dtype=_U64)
+    pows[0] = 1
+    np.cumprod(pows, out=pows)  # wraps mod 2^64, as intended
+    prefix = np.zeros(n + 1, dtype=_U64)
+    np.cumsum(buf.astype(_U64) * pows[:n], out=prefix[1:])
+    del pows
+    inv_pows = np.full(n + 1, _POLY_INV, dtype=_U64)
+    inv_pows[0] = 1
+    np.cumprod(inv_pows, out=inv_pows)
+    inv_pow = inv_pows[starts]
+    del inv_pows
+    words = (prefix[ends] - prefix[starts]) * inv_pow
+    words += (ends - starts).astype(_U64)  # the length too: cheap extra separation of words
+    _mix64(words)
+
+    m = words.size - ngram + 1
+    if m <= 0:
+        return empty
+    valid = doc_of_word[ngram - 1:] == doc_of_word[:m]
+    grams = words[:m] * _NGRAM_MULT[0]
+    for i in range(1, ngram):
+        grams += words[i:i + m] * _NGRAM_MULT[i]
+    grams = _mix64(grams[valid])
+    return grams, doc_of_word[:m][valid]
+
+
+def signatures(texts: Sequence[str], cfg: MinhashSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures of `texts`: (doc indices that have one, uint64 matrix [n, bands·rows])."""
+    ngram = _setting(cfg, "minhash_ngram", 5)
+    n_hashes = _setting(cfg, "minhash_buckets", 14) * _setting(cfg, "minhash_hashes_per_bucket", 8)
+    a, b = permutations(n_hashes, _setting(cfg, "minhash_seed", 1))
+    docs_out, sigs_out = [], []
+    batch: list[int] = []
+    size = 0
+
+    def flush() -> None:
+        log.debug("minhash: hashing docs %d..%d of %d", batch[0], batch[-1], len(texts))
+        grams, doc = shingle_hashes([texts[i] for i in batch], ngram)
+        if grams.size == 0:
+            return
+        seg = np.flatnonzero(np.diff(doc, prepend=-1))
+        sig = np.empty((n_hashes, seg.size), dtype=_U64)
+        # Chunks of whole documents keep the [hashes × shingles] block cache-sized.
+        bounds = np.append(seg, grams.size)
+        i = 0
+        while i < seg.size:
+            j = max(i + 1, int(np.searchsorted(bounds, bounds[i] + _CHUNK_SHINGLES, side="right")) - 1)
+            j = min(j, seg.size)
+            lo, hi = bounds[i], bounds[j]
+            x = grams[None, lo:hi]
+            local = seg[i:j] - lo
+            for h in range(0, n_hashes, _HASH_BLOCK):
+                block = a[h:h + _HASH_BLOCK, None] * x
+                block += b[h:h + _HASH_BLOCK, None]
+                sig[h:h + _HASH_BLOCK, i:j] = np.minimum.reduceat(block, local, axis=1)
+            i = j
+        sig = np.ascontiguousarray(sig.T)
+        docs_out.append(np.asarray(batch, dtype=np.int64)[doc[seg]])
+        sigs_out.append(sig)
+
+    for i, t in enumerate(texts):
+        batch.append(i)
+        size += len(t)
+        if size >= _BATCH_CHARS:
+            flush()
+            batch, size = [], 0
+    if batch:
+        flush()
+    if not docs_out:
+        return np.empty(0, np.int64), np.empty((0, n_hashes), _U64)
+    return np.concatenate(docs_out), np.concatenate(sigs_out)
+
+
+# ----------------------------------------------------------------------- stages
+
+
+def compute_signatures(parquet_path: str, out_path: str, shard_index: int,
+                       cfg: MinhashSettings | None = None) -> int:
+    """Write the MinHash signatures of one pre-dedup Parquet shard to `out_path` (.npz).
+
+    The file holds `shard`, `n_docs`, `rows` (row of each signed doc in the shard)
+    and one `band_NNN` matrix [n, hashes_per_bucket] per band, so `lsh_band`
+    reads only its band. Returns the number of signed documents.
+    """
+    if not 0 <= shard_index < 2**31:  # int32 in the cluster table, high half of the uint64 key
+        raise ValueError(f"shard_index {shard_index} must be in [0, 2^31)")
+    if not Path(parquet_path).exists():
+        raise FileNotFoundError(f"pre-dedup shard {parquet_path} does not exist; run the process stage first")
+    t0 = time.perf_counter()
+    table = pq.read_table(parquet_path, columns=["text"])
+    texts = [t if t is not None else "" for t in table.column("text").to_pylist()]
+    rows, sig = signatures(texts, cfg)
+    n_bands = _setting(cfg, "minhash_buckets", 14)
+    r = _setting(cfg, "minhash_hashes_per_bucket", 8)
+    arrays = {"shard": np.asarray(shard_index, np.int64), "n_docs": np.asarray(len(texts), np.int64),
+              "rows": rows}
+    for band in range(n_bands):
+        arrays[f"band_{band:03d}"] = np.ascontiguousarray(sig[:, band * r:(band + 1) * r])
+    _save_npz(out_path, arrays)
+    log.info("minhash shard %d: %d/%d docs signed in %.2fs → %s", shard_index, rows.size,
+             len(texts), time.perf_counter() - t0, out_path)
+    return int(rows.size)
+
+
+def lsh_band(signature_paths: list[str], band: int, out_path: str) -> int:
+    """Bucket all documents of all shards by one band; write candidate pairs to `out_path` (.npy).
+
+    The output is a uint64 array [m, 2] of doc keys (lower key first): each
+    member of a bucket is paired with the bucket's smallest key. Returns m.
+    """
+    t0 = time.perf_counter()
+    name = f"band_{band:03d}"
+    keys_l, bands_l = [], []
+    for path in signature_paths:
+        with np.load(path, allow_pickle=False) as z:
+            if name not in z.files:
+                have = sorted(f for f in z.files if f.startswith("band_"))
+                raise ValueError(f"{path} has no {name} (it has {len(have)} bands); "
+                                 "recompute signatures with the same minhash_buckets")
+            rows = z["rows"].astype(_U64)
+            keys_l.append((_U64(int(z["shard"])) << _U64(32)) | rows)
+            bands_l.append(z[name])
+    if keys_l:
+        keys = np.concatenate(keys_l)
+        mat = np.concatenate(bands_l)
+    else:
+        keys, mat = np.empty(0, _U64), np.empty((0, 1), _U64)
+    pairs = np.empty((0, 2), _U64)
+    if keys.size > 1:
+        # sort by (hashes..., key) so each bucket is a run with its smallest key first
+        order = np.lexsort((keys,) + tuple(mat[:, j] for j in range(mat.shape[1] - 1, -1, -1)))
+        mat, keys = mat[order], keys[order]
+        same = np.all(mat[1:] == mat[:-1], axis=1)
+        if same.any():
+            run_start = np.flatnonzero(np.concatenate(([True], ~same)))
+            run_of = np.cumsum(np.concatenate(([True], ~same))) - 1
+            members = np.flatnonzero(np.concatenate(([False], same)))
+            pairs = np.stack([keys[run_start[run_of[members]]], keys[members]], axis=1)
+    _save_npy(out_path, pairs)
+    log.info("lsh band %d: %d docs, %d candidate pairs in %.2fs", band, keys.size, len(pairs),
+             time.perf_counter() - t0)
+    return int(len(pairs))
+
+
+def connected_components(u: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    """Label of each of `n` nodes = smallest node index in its component (edges u[i]–v[i])."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        pu, pv = parent[u], parent[v]
+        differ = pu != pv
+        if not differ.any():
+            return parent
+        pu, pv = pu[differ], pv[differ]
+        # hook the larger root under the smaller: parent[x] <= x always, so no cycles
+        np.minimum.at(parent, np.maximum(pu, pv), np.minimum(pu, pv))
+        while True:  # pointer jumping until every node points at its root
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+
+
+def cluster(pair_paths: list[str], out_path: str) -> dict[str, int]:
+    """Connected components over the pairs of all bands; write the cluster table (Parquet).
+
+    One row per document that is in a cluster (size ≥ 2): shard, row,
+    cluster_id (the smallest key of the cluster), cluster_size, drop (True for
+    all but the smallest key). Documents not listed are unique. Returns
+    {"pairs", "clusters", "docs_in_clusters", "docs_dropped", "largest_cluster"}.
+    """
+    t0 = time.perf_counter()
+    arrays = [np.load(p, allow_pickle=False) for p in pair_paths]
+    for p, a in zip(pair_paths, arrays):
+        if a.ndim != 2 or a.shape[1] != 2:
+            raise ValueError(f"{p} is not a pair file ([m, 2] uint64); re-run lsh_band for it")
+    pairs = np.concatenate(arrays).astype(_U64) if arrays else np.empty((0, 2), _U64)
+    nodes, inverse = np.unique(pairs.reshape(-1), return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    labels = connected_components(inverse[:, 0], inverse[:, 1], nodes.size)
+    sizes = np.bincount(labels, minlength=nodes.size)
+    cluster_key = nodes[labels]
+    drop = labels != np.arange(nodes.size)
+    table = pa.table({
+        "shard": (nodes >> _U64(32)).astype(np.int32),
+        "row": (nodes & _U64(_MASK32)).astype(np.int64),
+        "cluster_id": cluster_key.astype(np.int64),
+        "cluster_size": sizes[labels].astype(np.int64),
+        "drop": drop,
+    }, schema=CLUSTER_SCHEMA)
+    with atomic_path(out_path) as tmp:
+        pq.write_table(table, tmp)
+    n_clusters = int(np.count_nonzero(labels == np.arange(nodes.size)))
+    stats = {"pairs": int(len(pairs)), "clusters": n_clusters, "docs_in_clusters": int(nodes.size),
+             "docs_dropped": int(drop.sum()), "largest_cluster": int(sizes.max()) if nodes.size else 0}
+    log.info("minhash cluster: %s in %.2fs", stats, time.perf_counter() - t0)
+    return stats

@@ -1,0 +1,261 @@
+"""Read WARC / WET records from local paths, globs, https:// and s3:// URLs.
+
+`iter_records` yields the documents a curation run wants (HTML responses and
+WET text conversions) with their provenance, and counts everything else by
+reason. Damage never raises out: a truncated gzip or a corrupt record ends the
+file after the records before it and is counted in `errors`.
+
+Which records count as HTML follows datatrove's WarcReader (FineWeb): record
+type response/conversion; WARC-Identified-Payload-Type text/html or
+application/xhtml+xml (text/plain for WET); older crawls without that header
+fall back to the HTTP Content-Type, then to libmagic on the bytes.
+"""
+from __future__ import annotations
+
+import glob as globlib
+import gzip
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from tasks.funnel import StageCounter
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz", ".arc.gz")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class WarcDoc:
+    """One HTML page (kind="html") or WET text (kind="text") with its provenance."""
+
+    id: str            # WARC-Record-ID
+    url: str           # WARC-Target-URI
+    date: str          # WARC-Date (ISO 8601)
+    warc_file: str     # the input it came from
+    content_type: str  # payload MIME type
+    body: bytes        # raw payload bytes
+    text: str          # payload decoded to str (HTML or plain text)
+    kind: str          # "html" | "text"
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Expand local globs/directories, keep URLs; refuse a local path that does not exist.
+
+    Raises ValueError naming the first missing input, before any work is done.
+    """
+    out: list[str] = []
+    for raw in inputs:
+        item = str(raw)
+        if _is_remote(item):
+            if item.startswith("s3://") and _GLOB_CHARS & set(item):
+                import fsspec
+                fs, _ = fsspec.core.url_to_fs(item)
+                matches = sorted("s3://" + p for p in fs.glob(item))
+                if not matches:
+                    raise ValueError(f"input glob {item!r} matched no objects; check the bucket/prefix")
+                out.extend(matches)
+            else:
+                out.append(item)
+            continue
+        local = item[len("file://"):] if item.startswith("file://") else item
+        if _GLOB_CHARS & set(local):
+            matches = sorted(p for p in globlib.glob(local, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise ValueError(f"input glob {item!r} matched no files; check the pattern")
+            out.extend(matches)
+        elif os.path.isdir(local):
+            matches = sorted(
+                os.path.join(d, f) for d, _, files in os.walk(local) for f in files
+                if f.endswith(WARC_SUFFIXES))
+            if not matches:
+                raise ValueError(f"input directory {item!r} holds no .warc/.warc.gz/.wet.gz files")
+            out.extend(matches)
+        elif os.path.isfile(local):
+            out.append(local)
+        else:
+            raise ValueError(f"input {item!r} does not exist; give an existing file, directory, "
+                             f"glob, https:// or s3:// URL")
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def crawl_warc_urls(crawl: str, n: int, base_url: str = "https://data.commoncrawl.org") -> list[str]:
+    """URLs of the first `n` WARC files of a Common Crawl crawl (from its warc.paths.gz)."""
+    import fsspec
+
+    base = base_url.rstrip("/")
+    listing = f"{base}/crawl-data/{crawl}/warc.paths.gz"
+    try:
+        with fsspec.open(listing, "rb") as f:
+            raw = f.read()
+    except Exception as e:  # noqa: BLE001 — any transport error means the same to the user
+        raise ValueError(f"cannot read {listing} ({type(e).__name__}: {e}); check --crawl "
+                         f"and the base URL, or use --input with local files") from e
+    try:
+        lines = gzip.decompress(raw).decode().splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"{listing} is not a gzip list of paths ({e})") from e
+    paths = [ln.strip() for ln in lines if ln.strip()][:n]
+    return [f"{base}/{p}" for p in paths]
+
+
+def _open(src: str):
+    import fsspec
+
+    if src.startswith(("http://", "https://")):
+        # block_size=0: stream the body; a WARC is read once, front to back.
+        return fsspec.open(src, "rb", block_size=0).open()
+    return fsspec.open(src, "rb").open()
+
+
+def _mime_of(record) -> str | None:
+    mime = record.rec_headers.get_header("WARC-Identified-Payload-Type")
+    if not mime:
+        if record.rec_type == "conversion":
+            mime = record.rec_headers.get_header("Content-Type")
+        elif record.http_headers is not None:
+            mime = record.http_headers.get_header("Content-Type")
+    return mime.split(";")[0].strip().lower() if mime else None
+
+
+def _charset_of(record) -> str | None:
+    ct = record.http_headers.get_header("Content-Type") if record.http_headers is not None else None
+    if ct and "charset=" in ct.lower():
+        return ct.lower().split("charset=")[-1].split(";")[0].strip().strip("\"'") or None
+    return None
+
+
+def decode_body(body: bytes, declared: str | None = None) -> str | None:
+    """Decode page bytes: declared charset, then UTF-8, then chardet's guess; None if all fail."""
+    tried = []
+    for enc in (declared, "utf-8"):
+        if enc and enc not in tried:
+            tried.append(enc)
+            try:
+                return body.decode(enc)
+            except (UnicodeDecodeError, LookupError):
+                pass
+    import cchardet
+
+    guess = cchardet.detect(body).get("encoding")
+    if guess and guess.lower() not in tried:
+        try:
+            return body.decode(guess)
+        except (UnicodeDecodeError, LookupError):
+            return None
+    return None
+
+
+def _looks_binary(body: bytes) -> bool:
+    # NUL bytes do not occur in real HTML/text in any ASCII-compatible charset.
+    return b"\x00" in body[:8192]
+
+
+def iter_records(src: str, read: StageCounter, errors: dict[str, int],
+                 max_body_bytes: int = 10_000_000) -> Iterator[WarcDoc]:
+    """Yield HTML/WET documents of one WARC; count skips in `read` and file errors in `errors`.
+
+    Never raises for bad input: an unreachable/unopenable source, truncated gzip
+    or corrupt record is logged and counted, and reading stops there.
+    """
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    def error(kind: str, exc: BaseException) -> None:
+        errors[kind] = errors.get(kind, 0) + 1
+        log.warning("%s: %s (%s: %s); kept the records before it", src, kind, type(exc).__name__, exc)
+
+    try:
+        stream = _open(src)
+    except FileNotFoundError as e:
+        error("unreachable" if _is_remote(src) else "missing_file", e)
+        return
+    except Exception as e:  # noqa: BLE001 — network/auth errors come in many types
+        error("unreachable", e)
+        return
+    open_doc = False  # a record was counted as seen but not yet kept/dropped
+    try:
+        for record in ArchiveIterator(stream, check_digests=False):
+            if record.rec_type not in ("response", "conversion"):
+                read.ignore(record.rec_type or "unknown")
+                continue
+            read.seen()
+            open_doc = True
+            declared = (record.rec_headers.get_header("Content-Length") or "").strip()
+            if not declared.isdigit():
+                # warcio warns and resyncs on the next record; count it, keep going.
+                read.drop("corrupt_record")
+                open_doc = False
+                errors["corrupt_record"] = errors.get("corrupt_record", 0) + 1
+                log.warning("%s: record with invalid Content-Length %r skipped", src, declared)
+                continue
+            mime = _mime_of(record)
+            kind = "text" if record.rec_type == "conversion" else "html"
+            length = record.length or 0
+            if length > max_body_bytes + 65536:  # + HTTP headers
+                read.drop("too_large")
+                open_doc = False
+                continue
+            body = record.content_stream().read(max_body_bytes + 1)
+            if len(body) > max_body_bytes:
+                read.drop("too_large")
+                open_doc = False
+                continue
+            if getattr(record.raw_stream, "limit", 0) > 0:
+                # The record promised more bytes than the file holds: the file ends here.
+                raise EOFError(f"record {record.rec_headers.get_header('WARC-Record-ID')} is cut short")
+            if not body.strip():
+                read.drop("empty_body")
+                open_doc = False
+                continue
+            if mime is None:
+                import magic
+                mime = magic.from_buffer(body[:8192], mime=True)
+            ok_types = HTML_TYPES + (("text/plain",) if kind == "text" else ())
+            if mime not in ok_types:
+                read.drop("non_html")
+                open_doc = False
+                continue
+            if _looks_binary(body):
+                read.drop("binary_body")
+                open_doc = False
+                continue
+            text = decode_body(body, _charset_of(record) if kind == "html" else "utf-8")
+            if text is None:
+                read.drop("undecodable")
+                open_doc = False
+                continue
+            h = record.rec_headers
+            url = h.get_header("WARC-Target-URI") or h.get_header("uri") or ""
+            date = h.get_header("WARC-Date") or h.get_header("archive-date") or ""
+            read.keep()
+            open_doc = False
+            yield WarcDoc(id=h.get_header("WARC-Record-ID") or f"{src}#{read.n_in}", url=url,
+                          date=date, warc_file=src, content_type=mime, body=body, text=text,
+                          kind=kind)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        error("truncated_gzip" if src.endswith(".gz") else "truncated_file", e)
+    except ArchiveLoadFailed as e:
+        error("corrupt_record", e)
+    except (ValueError, KeyError, IndexError, UnicodeError) as e:
+        error("corrupt_record", e)
+    except OSError as e:
+        error("read_error", e)
+    except Exception as e:  # noqa: BLE001 — e.g. a connection dropped mid-file (aiohttp errors)
+        error("read_error", e)
+    finally:
+        if open_doc:  # the damage hit inside this record's body
+            read.drop("damaged_record")
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001 — closing a broken stream must not mask the count
+            pass

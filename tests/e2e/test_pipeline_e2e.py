@@ -1,0 +1,150 @@
+"""End to end on real local services: `crawl2chat up`, then
+`prefect deployment run 'llm-pipeline/tiny'` (the CLI), then check Prefect,
+MLflow and the files on disk, then `crawl2chat down` leaves no process."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "services"))
+from test_up_down import CLI, all_pids, free_port, leftovers, service_env, up_args  # noqa: E402
+
+from flows.pipeline import MODELS  # noqa: E402  (registered model of each stage, docs/CONTRACTS.md)
+
+# The tiny preset, shortened further so the whole chain fits CI's time: every
+# stage still trains, evaluates, checkpoints and registers its model.
+SHORT = {
+    "pretrain": {"max_steps": 10, "eval_every": 5, "checkpoint_every": 5},
+    "sft": {"steps": 8, "eval_every": 4, "checkpoint_every": 4},
+    "rl": {"steps": 2, "eval_every": 1, "checkpoint_every": 1, "eval_prompts": 8},
+    "reward": {"steps": 6, "eval_every": 3, "checkpoint_every": 3},
+    "rlhf": {"steps": 2, "eval_every": 1, "checkpoint_every": 1},
+    "dpo": {"steps": 4, "eval_every": 2, "checkpoint_every": 2},
+    "evaluate": {"gsm8k_n": 4, "gsm8k_k": 1, "arithmetic_n": 4, "compliance_n": 2, "n_samples": 1,
+                 "bpb_max_tokens": 2048},
+}
+
+
+@pytest.mark.slow
+def test_llm_pipeline_tiny_deployment_on_local_services(tmp_path):
+    from flows import pipeline
+
+    state, out = tmp_path / "state", tmp_path / "run"
+    ports = {"prefect": free_port(), "mlflow": free_port(), "ray": free_port(span=3)}
+    expected = [st.name for st, action in pipeline.plan(out) if action == "run"]
+    assert expected[:2] == ["curate", "tokenize"], expected
+    pids: set[int] = set()
+    try:
+        r = subprocess.run(up_args(state, ports, runner=True), capture_output=True, text=True, timeout=600,
+                           cwd=tmp_path)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+        ready = json.loads((state / "runner.ready").read_text())
+        assert "llm-pipeline/tiny" in ready["deployments"]
+        env = service_env(state)
+        t0 = time.monotonic()
+        params = json.dumps({"out": str(out), "overrides": SHORT})
+        run = subprocess.run([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "llm-pipeline/tiny",
+                              "--params", params, "--watch", "--watch-timeout", "1500"],
+                             capture_output=True, text=True, timeout=1600, env=env, cwd=tmp_path)
+        wall = time.monotonic() - t0
+        pids = all_pids(state)
+        log_tail = (state / "logs" / "runner.log").read_text(errors="replace")[-6000:]
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + log_tail
+        parent_id = re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1)
+        print(f"llm-pipeline/tiny: {wall:.0f}s through `prefect deployment run`")
+
+        # ---- Prefect: the pipeline and one subflow per stage, all Completed, each linked to MLflow
+        flow_runs, links = _prefect_view(env)
+        by_id = {fr["id"]: fr for fr in flow_runs}
+        assert by_id[parent_id]["state"] == "COMPLETED"
+        assert all(fr["state"] == "COMPLETED" for fr in flow_runs), [(f["flow"], f["state"]) for f in flow_runs]
+        flows_seen = {fr["flow"] for fr in flow_runs}
+        assert {"llm-pipeline", *expected} <= flows_seen, (expected, flows_seen)
+        for fr in flow_runs:
+            assert any(link["flow_run_id"] == fr["id"] and f":{ports['mlflow']}/" in link["data"]
+                       for link in links), f"flow run {fr['flow']} has no link artifact to its MLflow run"
+
+        # ---- MLflow: parent run, nested runs per stage with metrics + Prefect tags, registered models
+        import mlflow
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+        exp = client.get_experiment_by_name("crawl2chat")
+        runs = client.search_runs([exp.experiment_id], max_results=200)
+        parents = [r for r in runs if r.info.run_name == "llm-pipeline"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        parent = parents[0]
+        assert parent.data.tags["prefect_flow_run_id"] == parent_id
+        assert parent.data.tags["prefect_flow_run_url"].endswith(parent_id)
+        children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+        assert set(expected) <= set(children), (expected, sorted(children))
+        for name in expected:
+            child = children[name]
+            assert child.info.status == "FINISHED", name
+            assert child.data.metrics, f"stage {name} logged no metrics"
+            assert child.data.tags.get("prefect_flow_run_id") in by_id, name
+            assert by_id[child.data.tags["prefect_flow_run_id"]]["flow"] == name
+            assert parent.data.tags.get(f"stage.{name}") == "done"
+        registered = {m.name for m in client.search_registered_models()}
+        for name in expected:
+            if name in MODELS:
+                assert MODELS[name] in registered, (name, registered)
+        del mlflow
+
+        # ---- files: curated Parquet, token shards, checkpoints, report
+        assert list((out / "curate" / "curated").glob("*.parquet"))
+        assert (out / "tokenize" / "tokens" / "meta.json").exists()
+        assert list((out / "tokenize" / "tokens").glob("train_*.bin"))
+        for name in expected:
+            if name in MODELS:
+                ckpt = Path(json.loads((out / name / "manifest.json").read_text())["checkpoint"])
+                assert (ckpt / "model.safetensors").exists() and (ckpt / "config.json").exists(), name
+        if "evaluate" in expected:
+            report = Path(json.loads((out / "evaluate" / "manifest.json").read_text())["report"])
+            assert report.exists() and "report card" in report.read_text(), "no report card"
+        summary = json.loads((out / "pipeline.json").read_text())
+        assert [k for k, v in summary["stages"].items() if v["status"] == "done"] == expected
+    finally:
+        pids |= all_pids(state)
+        d = subprocess.run([*CLI, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=300)
+    assert d.returncode == 0, d.stdout + d.stderr
+    time.sleep(1)
+    assert leftovers(pids, state) == []
+
+
+def _prefect_view(env: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """All flow runs and link artifacts of the (fresh) Prefect server, read in a subprocess
+    so this test process keeps its own Prefect settings."""
+    code = r"""
+import json
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+with get_client(sync_client=True) as c:
+    flows = {f.id: f.name for f in c.read_flows()}
+    runs = [{"id": str(r.id), "flow": flows.get(r.flow_id), "state": r.state_type.value}
+            for r in c.read_flow_runs()]
+    arts = c.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["link"])))
+    links = [{"flow_run_id": str(a.flow_run_id), "data": str(a.data)} for a in arts]
+print(json.dumps({"runs": runs, "links": links}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(r.stdout.strip().splitlines()[-1])
+    return data["runs"], data["links"]
+
+
+def test_env_of_services_is_used_by_runtime():
+    """Guard for the e2e wiring: flows read exactly the variables `up` exports."""
+    from crawl2chat import services
+
+    s = services.Settings(state_dir=Path("/nonexistent"))
+    assert set(services.ENV_VARS) == set(s.client_env())
+    assert os.environ.get("RAY_ADDRESS") is None  # the test session itself runs embedded

@@ -1,0 +1,112 @@
+"""The `llm-pipeline` flow: its plan (skip complete stages, block on missing ones),
+and a real failing stage followed by a resume (real Prefect API, Ray, MLflow).
+
+Curated Parquet used for the resume is GENERATED from real C4 text
+(tests/tasks/test_tokenize.py: write_generated_curated)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import pipeline, runtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
+
+
+def _complete(root: Path, name: str, **extra) -> Path:
+    m = pipeline.stage(name).manifest(root)
+    runtime.write_json_atomic(m, {"stage": name, **extra})
+    return m
+
+
+def test_plan_skips_complete_stages_and_runs_the_rest(tmp_path):
+    actions = dict((st.name, a) for st, a in pipeline.plan(tmp_path))
+    assert list(actions)[:3] == ["curate", "tokenize", "pretrain"]
+    assert actions["curate"] == "run" and actions["tokenize"] == "run"
+    _complete(tmp_path, "curate")
+    _complete(tmp_path, "tokenize")
+    actions = dict((st.name, a) for st, a in pipeline.plan(tmp_path))
+    assert actions["curate"] == actions["tokenize"] == "skip"
+    # a forced stage runs again; an unknown one is refused by name
+    assert dict((st.name, a) for st, a in pipeline.plan(tmp_path, force=["tokenize"]))["tokenize"] == "run"
+    with pytest.raises(ValueError, match="unknown stage 'tokenise'"):
+        pipeline.plan(tmp_path, only=["tokenise"])
+
+
+def test_half_written_manifest_is_not_complete(tmp_path):
+    m = pipeline.stage("curate").manifest(tmp_path)
+    m.parent.mkdir(parents=True)
+    m.write_text('{"stage": "cur')  # a crash mid-write (should not happen with os.replace, but never trust it)
+    assert not pipeline.stage("curate").done(tmp_path)
+    assert dict((st.name, a) for st, a in pipeline.plan(tmp_path))["curate"] == "run"
+
+
+def test_stage_missing_its_module_blocks_dependents(tmp_path, monkeypatch):
+    fake = pipeline.Stage("pretrain", "flows.no_such_module", "pretrain", lambda *a: {},
+                          lambda r: r / "pretrain" / "manifest.json", after=("tokenize",))
+    stages = [fake if s.name == "pretrain" else s for s in pipeline.STAGES]
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    actions = dict((st.name, a) for st, a in pipeline.plan(tmp_path))
+    assert actions["pretrain"] == "missing"
+    assert actions["sft"] == "blocked" and actions["rlhf"] == "blocked"
+    # ...unless the needed output already exists
+    _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "ckpt"))
+    assert dict((st.name, a) for st, a in pipeline.plan(tmp_path))["sft"] in ("run", "missing")
+
+
+def test_posttrain_args_read_the_checkpoint_from_the_previous_manifest(tmp_path):
+    _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "pretrain" / "final"))
+    args = pipeline.stage("sft").args(tmp_path, "tiny", {})
+    assert args["model"] == str(tmp_path / "pretrain" / "final")
+    assert args["out"] == str(tmp_path / "sft") and args["mlflow_root"] == str(tmp_path)
+    with pytest.raises(FileNotFoundError, match="stage 'sft' has no complete output"):
+        pipeline.stage("rl").args(tmp_path, "tiny", {})
+
+
+@pytest.mark.slow
+def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect_api, ray_cluster, mlflow_uri):
+    import conf
+
+    if "tiny" not in conf.preset_names():
+        pytest.fail("conf/presets/tiny.yaml is missing: the pipeline's tiny preset must exist")
+    from prefect import flow as prefect_flow
+    from test_tokenize import write_generated_curated
+
+    root = tmp_path / "run"
+    # curate "finished" but its output holds no Parquet: tokenize must fail
+    curate_manifest = _complete(root, "curate", documents=0)
+    before = curate_manifest.stat().st_mtime_ns
+
+    @prefect_flow
+    def outer():
+        return pipeline.llm_pipeline(preset="tiny", out=str(root), stages=["curate", "tokenize"],
+                                     return_state=True)
+
+    state = outer()
+    assert state.is_failed()
+    msg = str(state.result(raise_on_failure=False))
+    assert "stage 'tokenize' failed" in msg and "resume from 'tokenize'" in msg and str(root) in msg
+    assert curate_manifest.stat().st_mtime_ns == before  # earlier output untouched
+
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["crawl2chat"], output_format="list")
+    parent = [r for r in runs if r.info.run_name == "llm-pipeline"][0]
+    assert parent.info.status == "FAILED" and parent.data.tags["stage.tokenize"] == "failed"
+    assert parent.data.tags["stage.curate"] == "skipped"
+
+    # fix the cause (curated Parquet appears), re-run: curate is skipped, tokenize runs
+    write_generated_curated(shared_data, root / "curate", n_files=2, per_file=30)
+    summary = pipeline.llm_pipeline(preset="tiny", out=str(root), stages=["curate", "tokenize"])
+    assert summary["stages"]["curate"]["status"] == "skipped"
+    assert summary["stages"]["tokenize"]["status"] == "done"
+    assert (root / "tokenize" / "tokens" / "meta.json").exists()
+    runs = mlflow.search_runs(experiment_names=["crawl2chat"], output_format="list")
+    parent2 = [r for r in runs if r.info.run_name == "llm-pipeline" and r.info.status == "FINISHED"][0]
+    child = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent2.info.run_id]
+    assert [r.info.run_name for r in child] == ["tokenize"]
+    assert child[0].data.tags["prefect_flow_run_id"] and child[0].data.metrics
+    assert json.loads((root / "pipeline.json").read_text())["mlflow_run_id"] == parent2.info.run_id

@@ -1,0 +1,21 @@
+"""conf.pretrain.PretrainConfig mirrors lm.train.TrainConfig; presets are valid."""
+from dataclasses import fields
+
+import conf
+from conf.pretrain import PretrainConfig
+from lm.train import TrainConfig
+
+
+def test_pydantic_config_mirrors_the_training_dataclass():
+    pyd = {k: v.default for k, v in PretrainConfig.model_fields.items() if k != "section"}
+    dc = TrainConfig()
+    assert set(pyd) == {f.name for f in fields(TrainConfig)}
+    assert PretrainConfig().train_config() == dc
+
+
+def test_every_preset_with_a_pretrain_section_loads():
+    for name in conf.preset_names():
+        if "pretrain" in conf.read_preset(name):
+            cfg = conf.load(PretrainConfig, name)
+            tc = cfg.train_config()
+            assert tc.depth >= 1 and tc.max_steps >= 1

@@ -1,0 +1,63 @@
+"""`crawl2chat chat`: the session logic and the real command in a subprocess, on the toy model."""
+import subprocess
+import sys
+
+import pytest
+
+from crawl2chat.commands.chat import ChatSession
+from lm.engine import load_engine
+
+
+@pytest.fixture(scope="module")
+def session(toy_model_dir):
+    engine, _ = load_engine(str(toy_model_dir))
+    return ChatSession(engine, temperature=0.0, top_k=None, max_tokens=40)
+
+
+def test_commands(session):
+    assert session.command("/temp 0.3") == "(temperature = 0.3)" and session.temperature == 0.3
+    assert session.command("/top_p 0.9") == "(top_p = 0.9)" and session.top_p == 0.9
+    assert session.command("/top_p 1") == "(top_p = off)" and session.top_p is None
+    assert session.command("/top_p 7").startswith("(top_p must be")
+    assert session.command("/temp abc") == "(bad value 'abc' for /temp)"
+    assert session.command("/nope").startswith("(unknown command")
+    assert session.command("/quit") is None
+    session.command("/temp 0")
+
+
+def test_multi_turn_and_reset(session):
+    session.command("/reset")
+    first = "".join(session.reply("What is 12+7?"))
+    assert first and [m["role"] for m in session.messages] == ["user", "assistant"]
+    assert session.messages[1]["content"] == first
+    tokens_msg = session.command("/tokens")
+    n1 = int(tokens_msg.split("conversation: ")[1].split()[0])
+    "".join(session.reply("And 40+2?"))
+    n2 = int(session.command("/tokens").split("conversation: ")[1].split()[0])
+    assert n2 > n1 and len(session.messages) == 4
+    assert session.command("/reset") == "(new conversation)" and session.messages == []
+    # greedy and history-free again: the same first reply
+    assert "".join(session.reply("What is 12+7?")) == first
+
+
+def test_context_full_is_a_clear_message(session):
+    session.command("/reset")
+    with pytest.raises(ValueError, match="fills the model's context"):
+        list(session.reply("word " * 400))
+    assert session.messages == []
+
+
+def test_chat_command_subprocess(toy_model_dir):
+    proc = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "chat", "--model", str(toy_model_dir),
+                           "--temperature", "0", "--max-tokens", "30"],
+                          input="What is 12+7?\n/tokens\n/temp 0.5\n/quit\n", capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "bot> " in out and "(conversation:" in out and "(temperature = 0.5)" in out
+
+
+def test_chat_command_bad_model(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "chat", "--model", str(tmp_path / "nope")],
+                          input="", capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "not found" in proc.stderr
