@@ -33,6 +33,8 @@ class CurateConfig(StageConfig):
 
     # --- extraction ------------------------------------------------------
     extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    # datatrove/FineWeb use 1 s; 5 s so that a busy worker does not drop pages at
+    # random (a re-run must give the same documents). Pages are ~30 ms typically.
     extract_timeout_s: float = Field(5.0, gt=0)
     favour_precision: bool = True
 

@@ -312,6 +312,8 @@ def _runner_cmd(s: Settings) -> tuple[list[str], dict[str, str]]:
     cmd = [sys.executable, "-m", "flows.deployments", "serve", "--ready-file", str(s.state_dir / "runner.ready")]
     return cmd, {**s.client_env(), "MLFLOW_UI_URL": s.mlflow_url, "CRAWL2CHAT_RUNS_DIR": str(runs),
                  "PREFECT_HOME": str(s.state_dir / "runner-home"),
+                 # the runner's log is where flow-run logs land: keep them at INFO
+                 "PREFECT_LOGGING_LEVEL": "INFO",
                  # pick up `prefect deployment run` within seconds, not the default 10 s
                  "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
 

@@ -277,7 +277,11 @@ def _with_overrides(st: Stage, kwargs: dict[str, Any], over: dict[str, Any] | No
     key = "overrides" if "overrides" in params else "config" if "config" in params else None
     if key is None:
         raise ValueError(f"stage {st.name!r} takes no config overrides")
-    return {**kwargs, key: {**(kwargs.get(key) or {}), **over}}
+    out = {**kwargs, key: {**(kwargs.get(key) or {}), **over}}
+    # A setting that is also a flow parameter (pretrain's max_steps) goes there too:
+    # the flow's own argument (default None) may take precedence over `overrides`.
+    out.update({k: v for k, v in over.items() if k in params and k not in ("overrides", "config")})
+    return out
 
 
 def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stages: list[str] | None,

@@ -23,7 +23,7 @@ from prefect import flow
 
 from conf import load
 from conf.pretrain import PretrainConfig
-from flows.runtime import (log_dataset, mlflow_run, publish_markdown, ray_runner, register_checkpoint,
+from flows.runtime import (ensure_prefect_api, log_dataset, mlflow_run, publish_markdown, ray_runner, register_checkpoint,
                            write_json_atomic)
 from lm.tokens import read_meta, resolve_tokens_dir
 from tasks.pretrain import pretrain_task
@@ -121,6 +121,7 @@ def run_pretrain_flow(tokens: str, out: str, preset: str | None = "tiny", max_st
                       mlflow_root: str | None = None, ray_address: str | None = None) -> dict[str, Any]:
     """Run the `pretrain` flow; on Ray when a cluster is named or the preset wants GPUs."""
     cfg = load(PretrainConfig, preset, {**(overrides or {}), "max_steps": max_steps})
+    ensure_prefect_api()  # a real local API (90 s start budget), not a 20 s ephemeral one
     flow_ = pretrain
     if ray_address or cfg.num_gpus > 0:
         flow_ = pretrain.with_options(task_runner=ray_runner(ray_address))

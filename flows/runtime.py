@@ -143,6 +143,14 @@ def tracking_uri(root: str | Path) -> str:
     return f"sqlite:///{root}/mlflow.db"
 
 
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts beside an sqlite store (not ./mlruns in the CWD); servers decide their own."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -185,7 +193,7 @@ def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = Non
     experiment = os.environ.get("CRAWL2CHAT_EXPERIMENT", EXPERIMENT)
     if mlflow.get_experiment_by_name(experiment) is None:
         try:
-            mlflow.create_experiment(experiment)
+            mlflow.create_experiment(experiment, artifact_location=_artifact_location(uri))
         except Exception:  # created concurrently by another process
             pass
     mlflow.set_experiment(experiment)

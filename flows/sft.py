@@ -35,10 +35,12 @@ def model_lineage(uri: str, role: str = "parent_model") -> dict[str, str]:
         name, _, ref = s[len("models:/"):].partition("@")
         try:
             client = MlflowClient()
-            if "/" in name:  # models:/name/version
+            version = None
+            if "/" in name:  # models:/name/version (or /latest)
                 name, version = name.split("/", 1)
+            if version and version != "latest":
                 mv = client.get_model_version(name, version)
-            elif ref == "latest":  # MLflow reserves `latest`: the newest version
+            elif ref == "latest" or version == "latest":  # MLflow reserves `latest`: the newest version
                 mv = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
             else:
                 mv = client.get_model_version_by_alias(name, ref)

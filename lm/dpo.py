@@ -50,8 +50,9 @@ def dpo_loss(pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor, rr: torch.Ten
     chosen_r, rejected_r = beta * (pc - rc), beta * (pr - rr)
     margin = chosen_r - rejected_r
     loss = -F.logsigmoid(margin).mean()
-    return loss, {"reward_chosen": float(chosen_r.mean()), "reward_rejected": float(rejected_r.mean()),
-                  "margin": float(margin.mean()), "accuracy": float((margin > 0).float().mean())}
+    c, r, m = chosen_r.detach(), rejected_r.detach(), margin.detach()
+    return loss, {"reward_chosen": c.mean().item(), "reward_rejected": r.mean().item(),
+                  "margin": m.mean().item(), "accuracy": (m > 0).float().mean().item()}
 
 
 @torch.no_grad()

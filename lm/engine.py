@@ -102,7 +102,7 @@ class Engine:
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, tools: ToolRegistry | None | object = _DEFAULT,
                  max_context: int | None = None):
-        self.model = model.eval()
+        self.model = model  # its train/eval mode is left alone (RL samples from the model it trains)
         self.tokenizer = tokenizer
         self.tools = default_tools() if tools is _DEFAULT else tools
         self.max_context = int(max_context or model.config.sequence_len)

@@ -281,13 +281,13 @@ def score_sequences(rm: RewardModel, seqs: list[list[int]], pad_id: int, batch_s
 
 @torch.no_grad()
 def pairwise_accuracy(rm: RewardModel, data: list[RenderedPref], pad_id: int) -> float:
-    """Fraction of held-out preferences with score(best) > score(worst)."""
+    """Fraction of held-out preferences with score(best) > score(worst); ties count half (chance = 0.5)."""
     if not data:
         return float("nan")
     best = score_sequences(rm, [d.seqs[0] for d in data], pad_id)
     worst = score_sequences(rm, [d.seqs[-1] for d in data], pad_id)
     rm.train()
-    return float((best > worst).float().mean())
+    return float(((best > worst).float() + 0.5 * (best == worst).float()).mean())
 
 
 def train_reward(rm: RewardModel, tokenizer: Tokenizer, train: list[RenderedPref], val: list[RenderedPref], cfg,

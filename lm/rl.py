@@ -208,9 +208,9 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
         history.append({"step": 0, **ev})
         if log_fn:
             log_fn({f"eval/{a}": b for a, b in ev.items()}, 0)
-    step = start
+    steps_done = start
     for step in range(start, cfg.steps):
-        if stop_reason:
+        if stop_reason:  # a resumed run that had already stopped early
             break
         t0 = time.time()
         problems = sample_problems(step)
@@ -241,7 +241,7 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
              "response_len": float(sum(len(c.tokens) for c in comps) / len(comps)),
              "kl": st.get("kl", 0.0), "clip_frac": st["clip_frac"], "loss": loss.item(),
              "step_time_s": time.time() - t0}
-        done = step + 1
+        done = steps_done = step + 1
         if log_fn:
             log_fn(m, done)
         if done % cfg.log_every == 0:
@@ -257,10 +257,12 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
             stop_reason = monitor(m, done)
             if stop_reason:
                 log.warning("%s: stopping early at step %d: %s", kind, done, stop_reason)
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps and not stop_reason:
+        if stop_reason:
+            break
+        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done,
                                   {"history": history, "stop_reason": stop_reason})
-    final_step = step + 1 if cfg.steps > start else start
+    final_step = steps_done
     result: dict[str, Any] = {"history": history, "stop_reason": stop_reason, "steps_done": final_step}
     save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, final_step,
                           {"history": history, "stop_reason": stop_reason})

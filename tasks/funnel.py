@@ -75,8 +75,13 @@ def merge_stats(stats_list: Iterable[dict[str, Any]]) -> dict[str, Any]:
             m["in"] += int(st.get("in", 0))
             m["kept"] += int(st.get("kept", 0))
             _add_counts(m["dropped"], st.get("dropped", {}))
-            if st.get("ignored"):
-                _add_counts(m.setdefault("ignored", {}), st["ignored"])
+            # Extra per-stage counters (e.g. pii's "replaced" per kind) are summed too.
+            for key in ("ignored", "replaced"):
+                if st.get(key):
+                    _add_counts(m.setdefault(key, {}), st[key])
+            for key in ("docs_changed",):
+                if key in st:
+                    m[key] = m.get(key, 0) + int(st[key])
         _add_counts(errors, stats.get("errors", {}))
     for m in merged.values():
         m["dropped"] = dict(sorted(m["dropped"].items()))

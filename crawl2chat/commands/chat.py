@@ -19,7 +19,7 @@ HELP = """commands:
 def register(subparsers) -> None:
     p = subparsers.add_parser("chat", help="chat with a model in the terminal",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft/latest)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=None)

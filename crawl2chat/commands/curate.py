@@ -57,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
         inputs += crawl_warc_urls(args.crawl, args.warc_files, cfg.crawl_base_url)
     if not inputs:
         raise ValueError("no input files found")
-    if cfg.max_warc_files:
+    if args.crawl and args.limit is None:
+        cfg.max_warc_files = None  # --warc-files is an explicit count: the preset's cap does not apply
+    if cfg.max_warc_files and len(inputs) > cfg.max_warc_files:
+        print(f"curate: the {preset or 'default'} config caps inputs at max_warc_files={cfg.max_warc_files}; "
+              f"curating {cfg.max_warc_files} of {len(inputs)} (use --limit N to change)", file=sys.stderr)
         inputs = inputs[: cfg.max_warc_files]
 
     from flows.curate import run_curate

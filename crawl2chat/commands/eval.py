@@ -7,7 +7,7 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model (bpb, GSM8K, arithmetic, chat format) + report card",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft/latest)")
     p.add_argument("--out", required=True, help="output directory (eval.json, samples.jsonl, report/)")
     p.add_argument("--tokens", default=None, help="token directory with val_*.bin shards (for bits per byte)")
     p.add_argument("--root", default=None, help="pipeline run root whose stages the report card covers")

@@ -24,7 +24,24 @@ def register(subparsers) -> None:
                    help="WARC inputs for curate (repeatable; default data/samples/*.warc.gz)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run (default: all)")
     p.add_argument("--force", default=None, help="comma-separated stages to re-run even if complete")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                   help="override one config value of one stage, e.g. --set pretrain.max_steps=20 (repeatable; "
+                        "VALUE is YAML)")
     p.set_defaults(func=run)
+
+
+def parse_sets(items: list[str]) -> dict[str, dict]:
+    """`["pretrain.max_steps=20", ...]` → {"pretrain": {"max_steps": 20}}."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        stage, dot, field = key.strip().partition(".")
+        if not sep or not dot or not stage or not field:
+            raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE, e.g. pretrain.max_steps=20")
+        out.setdefault(stage, {})[field] = yaml.safe_load(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.preset not in conf.preset_names():
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {conf.preset_names()}")
     stages, force = _csv(args.stages), _csv(args.force)
-    for name in (stages or []) + (force or []):
+    overrides = parse_sets(args.set)
+    for name in (stages or []) + (force or []) + list(overrides):
         pipeline.stage(name)  # a typo is an error before anything starts
     inputs = None
     if args.input:
@@ -45,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no input files match {args.input}")
     out = args.out or str(pipeline.default_root(args.preset))
     print(f"llm-pipeline: preset {args.preset} → {out}", file=sys.stderr)
-    summary = pipeline.run_pipeline(args.preset, out, inputs=inputs, stages=stages, force=force)
+    summary = pipeline.run_pipeline(args.preset, out, inputs=inputs, stages=stages, force=force,
+                                    overrides=overrides or None)
     for name, info in summary["stages"].items():
         extra = f" ({info['wall_seconds']:.1f}s)" if "wall_seconds" in info else ""
         print(f"  {name:<9} {info['status']}{extra}")

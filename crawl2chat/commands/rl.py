@@ -9,7 +9,7 @@ def register(subparsers) -> None:
         "rl", help="GRPO on problems with checkable answers (GSM8K or generated arithmetic)",
         description="Sample k answers per problem, reward exact final answers, update with a clipped "
                     "policy-gradient objective; writes <out>/final and registers crawl2chat-rl.")
-    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft/latest)")
     p.add_argument("--task", choices=["gsm8k", "arithmetic"], default=None, help="default: the preset's")
     p.add_argument("--out", required=True, help="output directory of this stage")
     p.add_argument("--preset", default="tiny")

@@ -7,7 +7,7 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="web chat + OpenAI-compatible API for a model",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft/latest)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it: no auth!)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--preset", default=None, help="conf/presets/<name>.yaml section `serve`")

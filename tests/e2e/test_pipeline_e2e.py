@@ -34,6 +34,7 @@ SHORT = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # real services on 2 cores; the suite-wide 900 s is too tight here
 def test_llm_pipeline_tiny_deployment_on_local_services(tmp_path):
     from flows import pipeline
 

@@ -77,9 +77,11 @@ def _generated_corpus(dest: Path, n_files: int, docs_per_file: int) -> list[Path
     return paths
 
 
-def _cli_env(prefect_api: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+def _cli_env(prefect_api: str, ray_address: str) -> dict[str, str]:
+    """The CLI's environment: the session's Prefect API and Ray cluster, MLflow under --out."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PREFECT_API_URL"] = prefect_api
+    env["RAY_ADDRESS"] = ray_address
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -227,9 +229,13 @@ def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
     from crawl2chat.cli import main
     from flows.curate import run_curate
 
+    import conf
+
     corpus = _generated_corpus(tmp_path / "generated", n_files=6, docs_per_file=24)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    ref = run_curate([str(p) for p in corpus], tmp_path / "ref", CurateConfig())
+    cli_args = ["curate", "--input", str(tmp_path / "generated"), "--preset", "tiny", "--limit", "6"]
+    cfg = conf.load(CurateConfig, "tiny", {"max_warc_files": 6})  # what the CLI runs with
+    ref = run_curate([str(p) for p in corpus], tmp_path / "ref", cfg)
     ref_ids = _curated_ids(tmp_path / "ref")
     assert ref["shards"] == 6 and len(ref_ids) == len(set(ref_ids)) == ref["documents"] > 0
     ref_stats = json.loads((tmp_path / "ref" / "stats.json").read_text())
@@ -237,9 +243,11 @@ def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
 
     out = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "crawl2chat.cli", "curate", "--input", str(tmp_path / "generated"),
-                             "--out", str(out), "--num-cpus", "2"], cwd=REPO, env=_cli_env(prefect_api),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # The CLI joins the session's Ray cluster (a second driver): SIGKILL of the driver
+    # kills its Ray job's workers mid-task, as on a real cluster.
+    env = _cli_env(prefect_api, ray_cluster.get_runtime_context().gcs_address)
+    proc = subprocess.Popen([sys.executable, "-m", "crawl2chat.cli", *cli_args, "--out", str(out)], cwd=REPO,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
@@ -261,7 +269,7 @@ def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
     sidecar = Path(f"{done_before[0]}.stats.json")
     first_mtime = done_before[0].stat().st_mtime_ns
 
-    rc = main(["curate", "--input", str(tmp_path / "generated"), "--out", str(out)])
+    rc = main([*cli_args, "--out", str(out)])
     assert rc == 0
     ids = _curated_ids(out)
     assert len(ids) == len(set(ids))  # nothing twice

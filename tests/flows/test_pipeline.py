@@ -110,3 +110,28 @@ def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect
     assert [r.info.run_name for r in child] == ["tokenize"]
     assert child[0].data.tags["prefect_flow_run_id"] and child[0].data.metrics
     assert json.loads((root / "pipeline.json").read_text())["mlflow_run_id"] == parent2.info.run_id
+
+
+def test_overrides_reach_the_stage_config(tmp_path):
+    _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "ckpt"))
+    sft = pipeline.stage("sft")
+    kw = pipeline._with_overrides(sft, sft.args(tmp_path, "tiny", {}), {"steps": 3})
+    assert kw["overrides"] == {"steps": 3} and kw["model"] == str(tmp_path / "ckpt")
+    cur = pipeline.stage("curate")
+    kw = pipeline._with_overrides(cur, cur.args(tmp_path, "tiny", {}), {"dedup": False})
+    assert kw["config"]["dedup"] is False and kw["config"]["minhash_buckets"] > 0
+    if pipeline.stage("pretrain").available():  # a flow parameter of the same name gets the value too
+        pre = pipeline.stage("pretrain")
+        kw = pipeline._with_overrides(pre, pre.args(tmp_path, "tiny", {}), {"max_steps": 7})
+        assert kw["overrides"]["max_steps"] == 7 and kw.get("max_steps", 7) == 7
+    with pytest.raises(ValueError, match="unknown stage"):
+        pipeline.llm_pipeline.fn(preset="tiny", out=str(tmp_path), overrides={"pretrian": {}})
+
+
+def test_cli_set_parses_stage_overrides():
+    from crawl2chat.commands.pipeline import parse_sets
+
+    assert parse_sets(["pretrain.max_steps=20", "curate.languages=[en, fr]", "sft.steps=3"]) == {
+        "pretrain": {"max_steps": 20}, "curate": {"languages": ["en", "fr"]}, "sft": {"steps": 3}}
+    with pytest.raises(ValueError, match="STAGE.KEY=VALUE"):
+        parse_sets(["pretrain=3"])

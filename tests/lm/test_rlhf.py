@@ -59,3 +59,20 @@ def test_rlhf_raises_reward_model_score_within_kl_bound(tmp_path):
     assert last > first + 0.5, (first, last)
     assert max(s["kl"] for s in steps) <= cfg.kl_max
     assert steps[-1]["kl"] > 0  # the policy moved away from the reference
+
+
+def test_rlhf_stops_early_when_kl_bound_is_crossed(tmp_path):
+    """A run with a near-zero KL bound stops after the first step that moved the policy, and says why."""
+    gpt, tok, _ = load_base()
+    rm = RewardModel(gpt)
+    torch.nn.init.normal_(rm.head.weight, std=1.0)  # an arbitrary (untrained) reward: any signal moves the policy
+    policy, _, _ = load_base()
+    stats = SkipStats()
+    path = generated_preferences(tmp_path / "generated_pairs.jsonl", 20, seed=5)
+    prompts = load_prompts([str(path)], tok, SEQ_LEN - 8, stats)
+    cfg = RLHFConfig(steps=10, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=8, lr=1e-2, kl_coef=0.0,
+                     kl_max=1e-6, eval_every=100, checkpoint_every=1000)
+    out = train_rlhf(policy, tok, rm, prompts, cfg, tmp_path / "rlhf")
+    assert out["stop_reason"].startswith("kl_bound")
+    assert out["steps_done"] == 2 == len(out["steps"])  # step 1 measures KL before any update
+    assert (tmp_path / "rlhf" / "final" / "model.safetensors").exists()

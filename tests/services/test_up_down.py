@@ -84,6 +84,7 @@ def http_json(url: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # real services on 2 cores; the suite-wide 900 s is too tight here
 def test_up_twice_use_then_down_leaves_nothing(tmp_path):
     state = tmp_path / "state"
     ports = {"prefect": free_port(), "mlflow": free_port(), "ray": free_port(span=3)}
