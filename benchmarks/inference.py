@@ -36,7 +36,7 @@ def _tokenizer(vocab: int) -> Tokenizer:
     """A real BPE tokenizer trained on the shared real text (as large as that text allows, ≤ vocab)."""
     from pathlib import Path
 
-    texts = [p.read_text(errors="replace") for p in sorted(Path("/work/shared/data/text").glob("*"))
+    texts = [p.read_text(errors="replace") for p in sorted((Path(__file__).resolve().parent.parent / "data" / "text").glob("*"))
              if p.suffix in (".txt", ".en", ".jsonl")]
     return Tokenizer.train(texts or ["the quick brown fox " * 1000], vocab_size=vocab)
 

@@ -8,6 +8,7 @@ a typo in a preset is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,3 +58,24 @@ def load(cls: type[C], preset: str | None = None, overrides: dict[str, Any] | No
         if v is not None:
             values[k] = v
     return cls(**values)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Root of the data that ships with crawl2chat: $CRAWL2CHAT_DATA, else `data/` in the repo."""
+    env = os.environ.get("CRAWL2CHAT_DATA")
+    return Path(env) if env else REPO_ROOT / "data"
+
+
+def resolve_path(path: str) -> str:
+    """A relative path from a preset: as given if it exists from the CWD, else from the repo root.
+
+    Presets name bundled files as `data/...`; this keeps them working when
+    crawl2chat runs from another directory. URLs pass through unchanged.
+    """
+    if "://" in path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from conf import StageConfig
+from conf import StageConfig, resolve_path
 
 
 class CurateConfig(StageConfig):
@@ -30,6 +30,11 @@ class CurateConfig(StageConfig):
     use_ut1_adult: bool = True  # the 4.5 M-domain list bundled in datatrove's wheel
     url_blocklist_files: list[str] = Field(default_factory=list)  # extra domain/URL lists
     soft_banned_threshold: int = Field(2, ge=1)
+
+    @field_validator("url_blocklist_files")
+    @classmethod
+    def _bundled_paths(cls, v: list[str]) -> list[str]:
+        return [resolve_path(p) for p in v]
 
     # --- extraction ------------------------------------------------------
     extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from conf import StageConfig
+from conf import StageConfig, data_dir
 
 
 class EvalConfig(StageConfig):
@@ -17,7 +17,7 @@ class EvalConfig(StageConfig):
     # bits per byte on held-out tokens (<root>/tokenize/tokens/val_*.bin)
     bpb_max_tokens: int = Field(65_536, gt=1)
     # GSM8K: the last 500 problems of the shared train.jsonl are held out
-    gsm8k_path: str = "/work/shared/data/gsm8k/train.jsonl"
+    gsm8k_path: str = str(data_dir() / "gsm8k" / "train.jsonl")
     gsm8k_n: int = Field(100, ge=0)             # how many held-out problems to score
     gsm8k_k: int = Field(4, ge=1)               # samples per problem for pass@k
     gsm8k_max_new_tokens: int = Field(256, gt=0)

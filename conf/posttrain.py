@@ -1,22 +1,13 @@
 """Post-training configs: SFT, RL (verifiable rewards), reward model, RLHF, DPO.
 
-Data paths default to the shared sample data (`$CRAWL2CHAT_DATA` or
-`../shared/data` next to the repository).
+Data paths default to the real data that ships in `data/` (or `$CRAWL2CHAT_DATA`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from conf import StageConfig
-
-
-def data_dir() -> Path:
-    """Root of the sample data: $CRAWL2CHAT_DATA, else ../shared/data beside the repo."""
-    env = os.environ.get("CRAWL2CHAT_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conf import StageConfig, data_dir
 
 
 def _d(rel: str) -> str:

@@ -1,8 +1,8 @@
 """Build GENERATED WARC files from real text, for tests and benchmarks.
 
 Real multi-MB Common Crawl files cannot be had here, so this script makes
-larger WARCs whose *text* is real (shared/data/text: C4 documents, Wikipedia
-articles, Tiny Shakespeare, the CS336 corpus, TinyStories; shared/data/langid:
+larger WARCs whose *text* is real (data/text: C4 documents, Wikipedia
+articles, Tiny Shakespeare, the CS336 corpus, TinyStories; data/langid:
 Tatoeba sentences in 80+ languages) and whose *pages* are built: the text is
 wrapped in typical HTML boilerplate (nav menu, sidebar, cookie banner, footer).
 Everything is seeded: the same arguments give byte-identical record content.
@@ -43,8 +43,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-SHARED = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA",
-                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+# The real source text ships in data/ (text/, langid/, blocklists/); override
+# with $CRAWL2CHAT_DATA to build from another copy of the same layout.
+SHARED = Path(os.environ.get("CRAWL2CHAT_DATA", Path(__file__).resolve().parent))
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 MIX = {  # share of records per kind (junk split evenly among its sub-kinds)

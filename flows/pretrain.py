@@ -59,7 +59,7 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
     resume: True continues from <out>'s checkpoint exactly, False starts fresh,
     None (default) resumes when a checkpoint is there. Returns the manifest.
     """
-    cfg = load(PretrainConfig, preset, {**(overrides or {}), "max_steps": max_steps})
+    cfg = load(PretrainConfig, preset, {**(overrides or {}), **({"max_steps": max_steps} if max_steps is not None else {})})
     out_dir = Path(out).resolve()
     tokens_dir = resolve_tokens_dir(tokens)
     tmeta = read_meta(tokens_dir)
@@ -120,7 +120,7 @@ def run_pretrain_flow(tokens: str, out: str, preset: str | None = "tiny", max_st
                       resume: bool | None = None, overrides: dict[str, Any] | None = None,
                       mlflow_root: str | None = None, ray_address: str | None = None) -> dict[str, Any]:
     """Run the `pretrain` flow; on Ray when a cluster is named or the preset wants GPUs."""
-    cfg = load(PretrainConfig, preset, {**(overrides or {}), "max_steps": max_steps})
+    cfg = load(PretrainConfig, preset, {**(overrides or {}), **({"max_steps": max_steps} if max_steps is not None else {})})
     ensure_prefect_api()  # a real local API (90 s start budget), not a 20 s ephemeral one
     flow_ = pretrain
     if ray_address or cfg.num_gpus > 0:

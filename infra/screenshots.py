@@ -36,7 +36,9 @@ def _stage_runs(mlflow_uri: str, flow_run_id: str) -> tuple[str, list[str]]:
         raise SystemExit(f"no MLflow run tagged with Prefect flow run {flow_run_id}")
     parent = runs[0]
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    return exp.experiment_id, [r.info.run_id for r in children]
+    # the training stages share metric names (loss, val loss...): the comparison that says something
+    train = [r for r in children if r.info.run_name in ("pretrain", "sft", "rl", "reward", "rlhf", "dpo")]
+    return exp.experiment_id, [r.info.run_id for r in (train or children)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
         runs = urllib.parse.quote(json.dumps(stage_runs))
         exps = urllib.parse.quote(json.dumps([exp_id]))
+        page.set_viewport_size({"width": 1600, "height": 1800})
         page.goto(f"{args.mlflow.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}",
                   wait_until="networkidle", timeout=120_000)
         time.sleep(6)
+        # MLflow 3.x opens an assistant side panel: close it so the comparison gets the width
+        for sel in ('[aria-label="Close"]', '[aria-label="close"]', 'button:has-text("×")'):
+            try:
+                page.locator(sel).first.click(timeout=2000)
+                break
+            except Exception:
+                continue
+        time.sleep(2)
         shot = out / "mlflow-run-comparison.png"
         page.screenshot(path=str(shot.with_suffix(".tmp.png")), full_page=True)
         os.replace(shot.with_suffix(".tmp.png"), shot)

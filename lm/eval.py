@@ -3,7 +3,7 @@ chat-format compliance, sample generations.
 
 Held-out data:
 - GSM8K: `gsm8k_split()` holds out the LAST 500 problems of
-  `/work/shared/data/gsm8k/train.jsonl`; post-training (SFT/RL) trains only on
+  `data/gsm8k/train.jsonl`; post-training (SFT/RL) trains only on
   the rest. Change both sides together.
 - Arithmetic problems are GENERATED here from a seed (`arithmetic_problems`).
 - Bits per byte are measured on held-out token ids (the `val_*` shards).
@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lm import gsm8k
 from lm.engine import Engine, render_prompt
 from lm.model import GPT
 from lm.tokenizer import Tokenizer
 
-GSM8K_PATH = Path("/work/shared/data/gsm8k/train.jsonl")
+# The real GSM8K file ships with the repo (lm/ stays free of project imports).
+GSM8K_PATH = Path(__file__).resolve().parent.parent / "data" / "gsm8k" / "train.jsonl"
 GSM8K_HELDOUT = 500
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -105,26 +107,20 @@ def load_gsm8k(path: str | Path = GSM8K_PATH) -> list[dict]:
     """GSM8K problems as {question, answer (full solution), final (normalised number)}."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"GSM8K file {path} missing; see /work/shared/data/README.md")
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            final = normalize_number(row["answer"].split("####")[-1])
-        except (json.JSONDecodeError, KeyError, AttributeError) as e:
-            raise ValueError(f"{path}:{n}: not a GSM8K record ({e})") from None
-        out.append({"question": row["question"], "answer": row["answer"], "final": final})
-    return out
+        raise FileNotFoundError(f"GSM8K file {path} missing; see data/README.md")
+    return [_with_final(r) for r in gsm8k.read_gsm8k(path)]
+
+
+def _with_final(row: dict) -> dict:
+    return {"question": row["question"], "answer": row["answer"], "final": normalize_number(row["gold"])}
 
 
 def gsm8k_split(path: str | Path = GSM8K_PATH, n_heldout: int = GSM8K_HELDOUT) -> tuple[list[dict], list[dict]]:
-    """(train, heldout): the last `n_heldout` problems are held out for evaluation."""
-    rows = load_gsm8k(path)
-    if len(rows) <= n_heldout:
-        raise ValueError(f"{path} has {len(rows)} problems; need more than the {n_heldout} held out")
-    return rows[:-n_heldout], rows[-n_heldout:]
+    """(train, heldout): the same split RL trains on (`lm.gsm8k.gsm8k_split`), with normalised answers."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"GSM8K file {path} missing; see data/README.md")
+    train, held = gsm8k.gsm8k_split(path, n_heldout)
+    return [_with_final(r) for r in train], [_with_final(r) for r in held]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

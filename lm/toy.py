@@ -22,7 +22,7 @@ from lm.checkpoint import save_checkpoint
 from lm.model import GPT, GPTConfig
 from lm.tokenizer import Tokenizer
 
-SHAKESPEARE = Path("/work/shared/data/text/tinyshakespeare.txt")
+SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare.txt"
 _FALLBACK_TEXT = ("The quick brown fox jumps over the lazy dog. " * 200)
 
 

@@ -127,13 +127,13 @@ def _prefect_view(env: dict[str, str]) -> tuple[list[dict], list[dict]]:
     code = r"""
 import json
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 with get_client(sync_client=True) as c:
     flows = {f.id: f.name for f in c.read_flows()}
     runs = [{"id": str(r.id), "flow": flows.get(r.flow_id), "state": r.state_type.value}
             for r in c.read_flow_runs()]
-    arts = c.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["link"])))
-    links = [{"flow_run_id": str(a.flow_run_id), "data": str(a.data)} for a in arts]
+    # link artifacts are stored as markdown `[text](url)`; runtime.mlflow_run keys them mlflow-<stage>
+    links = [{"flow_run_id": str(a.flow_run_id), "data": str(a.data)} for a in c.read_artifacts()
+             if (a.key or "").startswith("mlflow-")]
 print(json.dumps({"runs": runs, "links": links}))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

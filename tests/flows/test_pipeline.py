@@ -72,7 +72,6 @@ def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect
 
     if "tiny" not in conf.preset_names():
         pytest.fail("conf/presets/tiny.yaml is missing: the pipeline's tiny preset must exist")
-    from prefect import flow as prefect_flow
     from test_tokenize import write_generated_curated
 
     root = tmp_path / "run"
@@ -80,12 +79,7 @@ def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect
     curate_manifest = _complete(root, "curate", documents=0)
     before = curate_manifest.stat().st_mtime_ns
 
-    @prefect_flow
-    def outer():
-        return pipeline.llm_pipeline(preset="tiny", out=str(root), stages=["curate", "tokenize"],
-                                     return_state=True)
-
-    state = outer()
+    state = pipeline.llm_pipeline(preset="tiny", out=str(root), stages=["curate", "tokenize"], return_state=True)
     assert state.is_failed()
     msg = str(state.result(raise_on_failure=False))
     assert "stage 'tokenize' failed" in msg and "resume from 'tokenize'" in msg and str(root) in msg

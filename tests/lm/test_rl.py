@@ -14,8 +14,7 @@ from _posttrain_base import SEQ_LEN, load_base  # noqa: E402
 from conf.posttrain import RLConfig, SFTConfig, data_dir  # noqa: E402
 from lm.engine import Completion  # noqa: E402
 from lm.gsm8k import extract_number, gsm8k_split, same_number  # noqa: E402
-from lm.rl import (Problem, arithmetic_problems, build_batch, evaluate_pass, exact_reward, group_advantages,  # noqa: E402
-                   grpo_loss, train_rl)
+from lm.rl import Problem, build_batch, exact_reward, group_advantages, grpo_loss, train_rl  # noqa: E402
 from lm.sft import train_sft  # noqa: E402
 from lm.sft_data import SkipStats, build_sft_data, load_sources  # noqa: E402
 
