@@ -46,7 +46,11 @@ def test_chat_page_streams_a_reply(server, page):
     reply = page.inner_text(".msg.assistant")
     assert reply and not reply.startswith("error:")
     assert "error" not in page.get_attribute(".msg.assistant", "class")
-    assert page.evaluate("window.__updates") > 3  # streamed, not dumped at once
+    # Streamed, not dumped at once: the page consumed the reply as several SSE
+    # deltas (DOM updates alone can coalesce when a fast server's events arrive
+    # in one network read).
+    chunks = int(page.get_attribute(".msg.assistant", "data-chunks") or 0)
+    assert chunks >= 2 and page.evaluate("window.__updates") >= 1
     # the same greedy reply comes back from the API: the page showed the model's real output
     import httpx
     r = httpx.post(server + "/v1/chat/completions", timeout=60, json={
