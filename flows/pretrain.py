@@ -42,12 +42,23 @@ def _start_system_metrics(run_id: str):
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=10, resume_logging=True)
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True)
         monitor.start()
         return monitor
     except Exception as e:  # psutil missing or similar: metrics are a view, not the job
         log.warning("system metrics off: %s", e)
         return None
+
+
+def _stop_system_metrics(monitor) -> None:
+    """Log a last sample, then stop: MLflow's sampler publishes only after a full
+    interval, so a run shorter than that would otherwise record none."""
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+    except Exception as e:
+        log.warning("final system-metrics sample failed: %s", e)
+    monitor.finish()
 
 
 @flow(name="pretrain")
@@ -85,7 +96,7 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
                 summary = pretrain_task.submit(*args, **kwargs).result()
         finally:
             if monitor is not None:
-                monitor.finish()
+                _stop_system_metrics(monitor)
         if summary.get("status") != "completed":
             raise RuntimeError(f"pretraining stopped at step {summary.get('step')} ({summary.get('status')}); "
                                f"checkpoint in {out_dir / 'latest'}: run the flow again to resume")
