@@ -5,6 +5,7 @@ registered in MLflow so the flow resolves a `models:/` URI and records lineage.
 Val tokens are real Tiny Shakespeare text encoded with the toy tokenizer.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def test_evaluate_flow_lineage_metrics_report(tmp_path, tmp_path_factory, prefec
     tok = Tokenizer.load(ckpt)
     tokens = root / "tokenize" / "tokens"
     tokens.mkdir(parents=True)
-    ids = [tok.bos_id, *tok.encode(open("/work/shared/data/text/tinyshakespeare.txt").read()[-4000:])]
+    ids = [tok.bos_id, *tok.encode(open(Path(__file__).resolve().parents[2] / "data" / "text" / "tinyshakespeare.txt").read()[-4000:])]
     np.asarray(ids, dtype="<u2").tofile(tokens / "val_00000.bin")
     (tokens / "meta.json").write_text(json.dumps({"dtype": "uint16", "vocab_size": tok.vocab_size, "n_tokens": len(ids),
                                                   "shards": [{"path": "val_00000.bin", "split": "val",

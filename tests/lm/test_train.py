@@ -23,7 +23,7 @@ from lm.tracking import CallbackLogger, read_jsonl_metrics
 from lm.train import TrainConfig, find_resume_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[2]
-TEXT = Path("/work/shared/data/text/tinyshakespeare.txt")
+TEXT = Path(__file__).resolve().parents[2] / "data" / "text" / "tinyshakespeare.txt"
 if not TEXT.exists():  # CI checkouts carry the sample data under shared/
     TEXT = REPO / "shared" / "data" / "text" / "tinyshakespeare.txt"
 
