@@ -30,8 +30,11 @@ demo: setup
 	$(BIN)/crawl2chat pipeline --preset $(PRESET) --out $(DEMO_OUT) \
 	  --input 'data/samples/*.warc.gz' --input $(DEMO_GEN)
 
+# pytest exits 5 when it collects no tests: that must fail, not pass silently.
 test: setup
-	$(BIN)/python -m pytest -q tests
+	@$(BIN)/python -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests — failing" >&2; exit 1; fi; \
+	exit $$rc
 
 up: setup
 	$(BIN)/crawl2chat up
