@@ -38,7 +38,7 @@ from prefect.futures import as_completed
 from conf.curate import CurateConfig
 from flows import runtime
 from tasks.curate import InputUnavailable, cluster_task, finalize_task, lsh_task, minhash_task, process_warc_task
-from tasks.funnel import funnel_chart, funnel_table, merge_stats
+from tasks.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
 
 log = logging.getLogger(__name__)
 
@@ -95,33 +95,6 @@ def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
     for kind, n in stats.get("errors", {}).items():
         metrics[f"errors.{clean(kind)}"] = n
     return metrics
-
-
-def funnel_plot(stats: dict[str, Any], path: Path) -> Path | None:
-    """Horizontal bar chart of documents kept after each stage (PNG); None if matplotlib fails."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:  # a plot is a view: never fail the run over it
-        log.warning("no funnel plot: %s", e)
-        return None
-    stages = stats.get("stages", [])
-    labels = ["input"] + [s["stage"] for s in stages]
-    values = [stages[0]["in"] if stages else 0] + [s["kept"] for s in stages]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1))
-    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
-    for y, v in enumerate(values[::-1]):
-        ax.text(v, y, f" {v}", va="center", fontsize=8)
-    ax.set_xlabel("documents")
-    ax.set_title("curate funnel: documents kept after each stage")
-    fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def drop_broken_results(results: Path) -> int:

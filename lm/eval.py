@@ -21,10 +21,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lm import gsm8k
+from lm import gsm8k, tokens
 from lm.engine import Engine, render_prompt
 from lm.model import GPT
 from lm.tokenizer import Tokenizer
@@ -50,7 +51,7 @@ def bits_per_byte(model: GPT, tokenizer: Tokenizer, ids: Sequence[int] | torch.T
     if ids.numel() < 2:
         raise ValueError("bits_per_byte needs at least 2 held-out tokens")
     # Bytes each token stands for; specials stand for none and are not scored.
-    token_bytes = token_byte_lengths(tokenizer)
+    token_bytes = torch.from_numpy(tokens.token_bytes(tokenizer).astype(np.int64))
     device = model.lm_head.weight.device
     n_windows = (ids.numel() - 1 + seq_len - 1) // seq_len
     total_bits, total_bytes, total_tokens = 0.0, 0, 0
@@ -72,13 +73,6 @@ def bits_per_byte(model: GPT, tokenizer: Tokenizer, ids: Sequence[int] | torch.T
         total_bytes += int(nb.sum())
         total_tokens += int(scored.sum())
     return {"bpb": total_bits / max(total_bytes, 1), "tokens": total_tokens, "bytes": total_bytes}
-
-
-def token_byte_lengths(tokenizer: Tokenizer) -> torch.Tensor:
-    """UTF-8 bytes each token id stands for (0 for special tokens), shape (vocab,)."""
-    special = tokenizer.special_ids
-    return torch.tensor([0 if i in special else len(tokenizer.decode_bytes([i]))
-                         for i in range(tokenizer.vocab_size)], dtype=torch.long)
 
 
 # ------------------------------------------------------------------ answers

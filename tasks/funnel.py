@@ -12,7 +12,12 @@ they first appear, so later stages (minhash_dedup, pii) merge the same way.
 """
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
 
 STAGE_ORDER = (
     "read", "url_filter", "extract", "language", "gopher_repetition",
@@ -122,3 +127,36 @@ def funnel_chart(stats: dict[str, Any], width: int = 40) -> str:
         bar = "#" * round(width * st["kept"] / top)
         lines.append(f"{st['stage']:<{name_w}} {bar:<{width}} {st['kept']}")
     return "```\n" + "\n".join(lines) + "\n```"
+
+
+def funnel_plot(stats: dict[str, Any], path: Path) -> Path | None:
+    """Horizontal bar chart of documents kept after each stage (PNG, written atomically).
+
+    None when there is nothing to plot or matplotlib fails: a plot is a view,
+    never a reason to fail a run.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:
+        log.warning("no funnel plot: %s", e)
+        return None
+    stages = stats.get("stages") or []
+    if not stages:
+        return None
+    labels = ["input"] + [s["stage"] for s in stages]
+    values = [stages[0]["in"] if stages else 0] + [s["kept"] for s in stages]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1))
+    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    for y, v in enumerate(values[::-1]):
+        ax.text(v, y, f" {v}", va="center", fontsize=8)
+    ax.set_xlabel("documents")
+    ax.set_title("curate funnel: documents kept after each stage")
+    fig.tight_layout()
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

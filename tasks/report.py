@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tasks.funnel import funnel_plot
+
 log = logging.getLogger(__name__)
 
 TRAIN_STAGES = ("pretrain", "sft", "rl", "reward", "rlhf", "dpo")
@@ -59,26 +61,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def plot_funnel(stats: dict, path: Path) -> Path | None:
-    """Horizontal bars: documents entering each curation stage, and kept at the end."""
-    stages = stats.get("stages") or []
-    if not stages:
-        return None
-    plt = _plt()
-    names = [s["stage"] for s in stages] + ["kept"]
-    counts = [s.get("in", 0) for s in stages] + [stages[-1].get("kept", 0)]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1))
-    ax.barh(names[::-1], counts[::-1], color="#4c78a8")
-    for y, c in enumerate(counts[::-1]):
-        ax.text(c, y, f" {c}", va="center", fontsize=8)
-    ax.set_xlabel("documents")
-    ax.set_title("curation funnel (documents entering each stage)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def loss_history(run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -160,7 +142,7 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
         for s in stats.get("stages", []):
             dropped = ", ".join(f"{r}: {n}" for r, n in sorted((s.get("dropped") or {}).items())) or "-"
             md.append(f"| {s.get('stage')} | {s.get('in', '')} | {s.get('kept', '')} | {dropped} |")
-        if plot_funnel(stats, out / "funnel.png"):
+        if funnel_plot(stats, out / "funnel.png"):
             md += ["", "![curation funnel](funnel.png)"]
     else:
         md.append("not run (no curate/stats.json)")
