@@ -39,6 +39,11 @@ class SFTConfig(TrainCommon):
     n_arithmetic: int = 1000
     arithmetic_difficulty: int = 2
     arithmetic_tool: bool = True
+    # GSM8K worked solutions, calculator marks as tool calls (train part only;
+    # keep gsm8k_heldout equal to RL's and eval's, 500 everywhere by default).
+    gsm8k: bool = False
+    gsm8k_path: str = _d("gsm8k/train.jsonl")
+    gsm8k_heldout: int = 500
     seq_len: int | None = None  # None: the model's sequence_len
     val_fraction: float = 0.05
     batch_size: int = 8

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.model import GPT
+from lm.optim import optimizer_step
 from lm.reward import RenderedPref, pad_right
 from lm.sft import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer, pick_device, save_stage_checkpoint,
                     token_logprobs, try_resume)
@@ -109,14 +110,10 @@ def train_dpo(model: GPT, ref_model: GPT, tokenizer: Tokenizer, train: list[Rend
             lp = sequence_logps(model, seqs, pls, pad, device)
         ref = ref_train[idx].to(device)
         loss, st = dpo_loss(lp[:len(b)], lp[len(b):], ref[:, 0], ref[:, 1], cfg.beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"loss": loss.item(), **st}, done)
+            log_fn({"loss": loss.item(), "grad_norm": gnorm, **st}, done)
         if done % cfg.eval_every == 0 or done == cfg.steps:
             ev = evaluate_dpo(model, val, ref_val, cfg.beta, pad, device)
             res["val"] = ev

@@ -54,3 +54,42 @@ def same_number(a: str | None, b: str | None) -> bool:
         return abs(float(a.replace(",", "")) - float(b.replace(",", ""))) < 1e-9
     except ValueError:
         return False
+
+
+_CALC = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
+
+
+def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
+    """A GSM8K problem as a chat: the user asks, the assistant writes the worked solution.
+
+    GSM8K marks each calculation as `<<48/2=24>>`. With `use_tool`, each mark
+    becomes a calculator call whose output is what our calculator returns
+    (what the engine will force at inference time); a mark the calculator
+    cannot evaluate stays plain text. Without the tool, the marks are dropped.
+    The solution keeps its final `#### N` line, which the RL reward reads.
+    """
+    from lm.tools import calculator
+
+    parts: list[dict] = []
+
+    def text(s: str) -> None:
+        if not s:
+            return
+        if parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += s
+        else:
+            parts.append({"type": "text", "text": s})
+
+    pos = 0
+    for m in _CALC.finditer(problem["answer"]):
+        text(problem["answer"][pos:m.start()])
+        pos = m.end()
+        if not use_tool:
+            continue
+        expr = m.group(1).strip()
+        result = calculator(expr)
+        if result.startswith("error"):
+            continue
+        parts += [{"type": "tool_call", "text": expr}, {"type": "tool_output", "text": result}]
+    text(problem["answer"][pos:])
+    return [{"role": "user", "content": problem["question"]}, {"role": "assistant", "content": parts}]

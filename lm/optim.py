@@ -193,3 +193,16 @@ def set_lr(opt, multiplier: float) -> None:
     """Set every group's lr to its `initial_lr` × multiplier (the schedule)."""
     for g in opt.param_groups:
         g["lr"] = g["initial_lr"] * multiplier
+
+
+def optimizer_step(opt, loss: torch.Tensor, params, grad_clip: float | None) -> float:
+    """One update: clear grads, backprop `loss`, clip to `grad_clip` (if set), step.
+
+    Returns the gradient norm before clipping (0.0 when not clipping), so every
+    post-training loop logs the same number the same way.
+    """
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else None
+    opt.step()
+    return float(gnorm) if gnorm is not None else 0.0

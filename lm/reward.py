@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from lm.chat import ChatError, ChatRenderer
 from lm.checkpoint import load_extra, load_model
 from lm.model import GPT
+from lm.optim import optimizer_step
 from lm.sft import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer, pick_device, save_stage_checkpoint,
                     try_resume)
 from lm.sft_data import GLAIVE_ROLES, SkipStats, read_records
@@ -326,14 +327,10 @@ def train_reward(rm: RewardModel, tokenizer: Tokenizer, train: list[RenderedPref
         if not losses:
             raise ValueError("no reward-model training data survived; check --prefs and the skip counts")
         loss = sum(losses)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
-        opt.step()
+        gnorm = optimizer_step(opt, loss, rm.parameters(), cfg.grad_clip)
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"train_loss": loss.item(), "step_time_s": (time.time() - t0) / cfg.log_every}, done)
+            log_fn({"train_loss": loss.item(), "grad_norm": gnorm, "step_time_s": (time.time() - t0) / cfg.log_every}, done)
             t0 = time.time()
         if done % cfg.eval_every == 0 or done == cfg.steps:
             acc = pairwise_accuracy(rm, val, pad)

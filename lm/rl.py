@@ -31,6 +31,7 @@ from lm.chat import ChatRenderer
 from lm.engine import Completion, Engine
 from lm.gsm8k import extract_number, gsm8k_split, same_number
 from lm.model import GPT
+from lm.optim import optimizer_step
 from lm.sft import (LogFn, apply_schedule, autocast, make_optimizer, pick_device, save_stage_checkpoint, step_seed,
                     token_logprobs, try_resume)
 from lm.sft_data import arithmetic_problem, arithmetic_question
@@ -230,16 +231,12 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
             with autocast(device, cfg.dtype):
                 logp = token_logprobs(model, inputs, targets)
             loss, st = grpo_loss(logp, logp_old, adv_d, tmask, cfg.clip_eps, logp_ref, cfg.kl_coef)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
         r = rewards.view(len(problems), k)
         m = {"reward_mean": float(rewards.mean()), "pass@1": float((r > 0.5).float().mean()),
              f"pass@{k}": float((r > 0.5).any(dim=1).float().mean()),
              "response_len": float(sum(len(c.tokens) for c in comps) / len(comps)),
-             "kl": st.get("kl", 0.0), "clip_frac": st["clip_frac"], "loss": loss.item(),
+             "kl": st.get("kl", 0.0), "clip_frac": st["clip_frac"], "loss": loss.item(), "grad_norm": gnorm,
              "step_time_s": time.time() - t0}
         done = steps_done = step + 1
         if log_fn:

@@ -20,7 +20,7 @@ import torch
 
 from lm.checkpoint import load_extra, load_train_state, load_weights, save_checkpoint
 from lm.model import GPT
-from lm.optim import build_optimizer, set_lr
+from lm.optim import build_optimizer, optimizer_step, set_lr
 from lm.schedule import lr_multiplier
 from lm.sft_data import SFTData
 from lm.tokenizer import Tokenizer
@@ -145,14 +145,10 @@ def train_sft(model: GPT, tokenizer: Tokenizer, data: SFTData, cfg, out_dir: str
             loss = model(x, targets=y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"SFT loss is {loss.item()} at step {step}; lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip
-                 else torch.tensor(0.0))
-        opt.step()
+        gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"train_loss": loss.item(), "grad_norm": float(gnorm), "lr_mult": lr_mult,
+            log_fn({"train_loss": loss.item(), "grad_norm": gnorm, "lr_mult": lr_mult,
                     "tokens_per_s": float((y >= 0).sum()) / max(1e-9, time.time() - t0)}, done)
         t0 = time.time()
         if done % cfg.eval_every == 0 or done == cfg.steps:

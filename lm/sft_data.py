@@ -290,8 +290,14 @@ class SFTData:
 
 def load_sources(sources: dict[str, str | None], stats: SkipStats, *, n_identity: int = 0,
                  n_arithmetic: int = 0, arithmetic_difficulty: int = 1, arithmetic_tool: bool = True,
-                 max_per_source: int | None = None, seed: int = 0) -> list[tuple[str, list[dict]]]:
-    """Collect (source, conversation) pairs. `sources` maps alpaca/glaive/jsonl names to paths."""
+                 max_per_source: int | None = None, seed: int = 0, gsm8k_path: str | None = None,
+                 gsm8k_heldout: int = 500) -> list[tuple[str, list[dict]]]:
+    """Collect (source, conversation) pairs. `sources` maps alpaca/glaive/jsonl names to paths.
+
+    `gsm8k_path` adds GSM8K's worked solutions (calculator marks as tool calls)
+    from its training part only: the last `gsm8k_heldout` problems are the
+    evaluation set of RL and eval, and never enter SFT.
+    """
     convs: list[tuple[str, list[dict]]] = []
     converters = {"alpaca": alpaca_to_conversation, "glaive": glaive_to_conversation}
     for name, path in sources.items():
@@ -311,6 +317,11 @@ def load_sources(sources: dict[str, str | None], stats: SkipStats, *, n_identity
                 stats.skip(name, e.reason, str(e))
                 continue
             convs.append((name, conv))
+    if gsm8k_path:
+        from lm.gsm8k import gsm8k_conversation, gsm8k_split
+
+        train, _ = gsm8k_split(gsm8k_path, gsm8k_heldout)
+        convs += [("gsm8k", gsm8k_conversation(p, arithmetic_tool)) for p in train[:max_per_source or None]]
     convs += [("generated_identity", c) for c in generate_identity(n_identity, seed)]
     convs += [("generated_arithmetic", c)
               for c in generate_arithmetic(n_arithmetic, seed + 1, arithmetic_difficulty, arithmetic_tool)]

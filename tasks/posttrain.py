@@ -3,7 +3,9 @@
 Each `run_<stage>` loads its input model(s) (checkpoint dir or MLflow URI),
 trains, writes `<out>/final` (+ resumable `<out>/latest`) and, last,
 `<out>/manifest.json`. `log_fn(metrics, step)` receives training metrics
-(the flows pass an MLflow logger). They run without Prefect.
+(the flows pass an MLflow logger). They run without Prefect, which is imported
+only when a flow calls a `*_task` wrapper: the stage functions also run on a
+bare GPU box (benchmarks/posttrain_gsm8k.py).
 """
 from __future__ import annotations
 
@@ -13,9 +15,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,8 @@ def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str,
     convs = load_sources({"alpaca": cfg.alpaca_path, "glaive": cfg.glaive_path}, stats,
                          n_identity=cfg.n_identity, n_arithmetic=cfg.n_arithmetic,
                          arithmetic_difficulty=cfg.arithmetic_difficulty, arithmetic_tool=cfg.arithmetic_tool,
-                         max_per_source=cfg.max_per_source, seed=cfg.seed)
+                         max_per_source=cfg.max_per_source, seed=cfg.seed,
+                         gsm8k_path=cfg.gsm8k_path if cfg.gsm8k else None, gsm8k_heldout=cfg.gsm8k_heldout)
     seq_len = min(cfg.seq_len or gpt.config.sequence_len, gpt.config.sequence_len)
     data = build_sft_data(convs, tok, seq_len, cfg.val_fraction, stats, cfg.seed)
     res = train_sft(gpt, tok, data, cfg, out, meta={"parent": _parent(meta, model)}, log_fn=log_fn)
@@ -160,9 +160,34 @@ def run_rlhf(policy: str, reward: str, out: str, cfg, check_reward: str | None =
 
 
 # ----------------------------------------------------------- Prefect tasks
-# Training is not cached by Prefect: resuming from <out>/latest is what makes a re-run cheap.
-sft_task = task(run_sft, name="sft-train", cache_policy=NO_CACHE)
-rl_task = task(run_rl, name="rl-train", cache_policy=NO_CACHE)
-reward_task = task(run_reward, name="reward-train", cache_policy=NO_CACHE)
-dpo_task = task(run_dpo, name="dpo-train", cache_policy=NO_CACHE)
-rlhf_task = task(run_rlhf, name="rlhf-train", cache_policy=NO_CACHE)
+def _task(fn, name: str):
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    # Training is not cached by Prefect: resuming from <out>/latest is what makes a re-run cheap.
+    return task(fn, name=name, cache_policy=NO_CACHE)
+
+
+def sft_task(*args, **kwargs) -> dict[str, Any]:
+    """Prefect task `sft-train`: run_sft."""
+    return _task(run_sft, "sft-train")(*args, **kwargs)
+
+
+def rl_task(*args, **kwargs) -> dict[str, Any]:
+    """Prefect task `rl-train`: run_rl."""
+    return _task(run_rl, "rl-train")(*args, **kwargs)
+
+
+def reward_task(*args, **kwargs) -> dict[str, Any]:
+    """Prefect task `reward-train`: run_reward."""
+    return _task(run_reward, "reward-train")(*args, **kwargs)
+
+
+def dpo_task(*args, **kwargs) -> dict[str, Any]:
+    """Prefect task `dpo-train`: run_dpo."""
+    return _task(run_dpo, "dpo-train")(*args, **kwargs)
+
+
+def rlhf_task(*args, **kwargs) -> dict[str, Any]:
+    """Prefect task `rlhf-train`: run_rlhf."""
+    return _task(run_rlhf, "rlhf-train")(*args, **kwargs)

@@ -105,3 +105,32 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A local S3 API (moto's server on 127.0.0.1) with the AWS variables pointing at it.
+
+    s3fs/botocore talk HTTP to it exactly as to AWS or MinIO: what runs is our
+    s3:// path (fsspec URL → s3fs → signed requests), not a patched client.
+    Yields a boto3 client for uploading fixtures. The variables are restored
+    afterwards.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from s3fs import S3FileSystem
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test-key",
+           "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+    # fsspec caches filesystem instances by their arguments, not by the endpoint
+    # in the environment: forget any made for an earlier server.
+    S3FileSystem.clear_instance_cache()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        yield boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    S3FileSystem.clear_instance_cache()
+    server.stop()

@@ -128,3 +128,32 @@ def test_sft_resume_is_exact(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_gsm8k_solutions_become_calculator_calls_from_the_train_part_only():
+    from lm.chat import ChatRenderer
+    from lm.gsm8k import gsm8k_conversation, gsm8k_split
+
+    path = data_dir() / "gsm8k" / "train.jsonl"
+    train, held = gsm8k_split(path, 500)
+    conv = gsm8k_conversation(train[0])  # "48/2 = <<48/2=24>>24 clips ... #### 72"
+    parts = conv[1]["content"]
+    assert [p["type"] for p in parts] == ["text", "tool_call", "tool_output", "text", "tool_call", "tool_output",
+                                          "text"]
+    assert parts[1] == {"type": "tool_call", "text": "48/2"} and parts[2]["text"] == "24"
+    assert parts[-1]["text"].endswith("#### 72") and "<<" not in json.dumps(conv)
+    # A mark our calculator refuses stays plain text; without the tool every mark is dropped.
+    odd = {"question": "q", "answer": "It is 2x3 = <<2x3=6>>6.\n#### 6"}
+    assert gsm8k_conversation(odd)[1]["content"] == [{"type": "text", "text": "It is 2x3 = 6.\n#### 6"}]
+    assert all(p["type"] == "text" for p in gsm8k_conversation(train[0], use_tool=False)[1]["content"])
+
+    stats = SkipStats()
+    convs = load_sources({}, stats, gsm8k_path=str(path), gsm8k_heldout=500)
+    questions = {c[0]["content"] for src, c in convs if src == "gsm8k"}
+    assert len(questions) == len(train) and not questions & {p["question"] for p in held}
+    # The forced tool output is context, not a target: its tokens are outside the loss mask.
+    tok = load_base()[1]
+    r = ChatRenderer(tok).render(conv)
+    out_start = tok.encode_special("<|output_start|>")
+    i = r.ids.index(out_start)
+    assert r.mask[i] == 0 and r.mask[i + 1] == 0 and r.mask[r.ids.index(tok.encode_special("<|tool_start|>"))] == 1
