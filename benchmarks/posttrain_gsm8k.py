@@ -1,7 +1,7 @@
 """GSM8K post-training on one GPU: base → SFT → GRPO on GSM8K, and a reward model.
 
     # on a GPU box (torch, numpy, pyarrow, tokenizers, pydantic + pyyaml for conf/):
-    python benchmarks/posttrain_gsm8k.py --tokens runs/demo/tokens --out runs/gsm8k
+    python benchmarks/posttrain_gsm8k.py --tokens runs/demo/tokenize --out runs/gsm8k
     python benchmarks/posttrain_gsm8k.py --base runs/demo/pretrain/final --out runs/gsm8k
     # CI: tiny sizes on CPU, a minute
     python benchmarks/posttrain_gsm8k.py --cpu-smoke --base CKPT --out DIR
