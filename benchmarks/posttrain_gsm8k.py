@@ -48,18 +48,14 @@ SMOKE: dict[str, dict[str, Any]] = {
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    """`stage.key=value` strings → {stage: {key: value}} (values parsed as JSON when they parse)."""
-    out: dict[str, dict[str, Any]] = {s: {} for s in STAGES}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        stage, dot, field = key.strip().partition(".")
-        if not sep or not dot or stage not in out:
-            raise ValueError(f"--set expects STAGE.KEY=VALUE with STAGE in {STAGES}, got {item!r}")
-        try:
-            out[stage][field] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[stage][field] = raw
-    return out
+    """`stage.key=value` strings (the pipeline's `--set`, VALUE is YAML) → {stage: {key: value}} for STAGES."""
+    from crawl2chat.commands.pipeline import parse_sets as parse_pipeline_sets
+
+    sets = parse_pipeline_sets(items)
+    unknown = sorted(set(sets) - set(STAGES))
+    if unknown:
+        raise ValueError(f"--set expects STAGE.KEY=VALUE with STAGE in {STAGES}, got stage(s) {unknown}")
+    return {s: sets.get(s, {}) for s in STAGES}
 
 
 def configs(preset: str, overrides: dict[str, dict[str, Any]]):
@@ -128,22 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu_smoke else "cpu"
     print(f"device: {device}, torch {torch.__version__}, preset {preset}")
 
-    t0 = time.time()
     times: dict[str, float] = {}
-    base = args.base or pretrain(cfgs["pretrain"], args.tokens, out / "pretrain")
-    times["pretrain"] = time.time() - t0
+
+    def timed(stage: str, fn, *fn_args, **fn_kwargs):
+        t = time.time()
+        result = fn(*fn_args, **fn_kwargs)
+        times[stage] = time.time() - t
+        return result
+
     log = lambda stage: (lambda m, step: print(f"{stage} step {step}: " + ", ".join(  # noqa: E731
         f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))))
-
-    t = time.time()
-    sft = run_sft(base, str(out / "sft"), cfgs["sft"], log_fn=log("sft"))
-    times["sft"] = time.time() - t
-    t = time.time()
-    rl = run_rl(sft["checkpoint"], str(out / "rl"), cfgs["rl"], log_fn=log("rl"))
-    times["rl"] = time.time() - t
-    t = time.time()
-    rm = run_reward(base, list(cfgs["reward"].prefs), str(out / "reward"), cfgs["reward"], log_fn=log("reward"))
-    times["reward"] = time.time() - t
+    base = args.base or timed("pretrain", pretrain, cfgs["pretrain"], args.tokens, out / "pretrain")
+    sft = timed("sft", run_sft, base, str(out / "sft"), cfgs["sft"], log_fn=log("sft"))
+    rl = timed("rl", run_rl, sft["checkpoint"], str(out / "rl"), cfgs["rl"], log_fn=log("rl"))
+    rm = timed("reward", run_reward, base, list(cfgs["reward"].prefs), str(out / "reward"), cfgs["reward"],
+               log_fn=log("reward"))
 
     n_eval = min(cfgs["rl"].eval_prompts, cfgs["rl"].gsm8k_heldout)
     figures = {

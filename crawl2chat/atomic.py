@@ -38,5 +38,9 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_bytes(path, json.dumps(obj, indent=2, default=str).encode())

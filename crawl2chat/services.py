@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawl2chat.atomic import write_text
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,20 +137,13 @@ def read_state(state: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_state(state: Path, data: dict[str, Any]) -> None:
-    _write_atomic(_state_file(state), json.dumps(data, indent=2))
+    write_text(_state_file(state), json.dumps(data, indent=2))
     for name in SERVICES:
         pidfile = state / f"{name}.pid"
         proc = data.get("procs", {}).get(name)
         if proc:
-            _write_atomic(pidfile, f"{proc['pid']}\n")
+            write_text(pidfile, f"{proc['pid']}\n")
         elif pidfile.exists():
             pidfile.unlink()
 
@@ -159,7 +154,7 @@ def write_env_file(state: Path, settings: Settings) -> Path:
         f"export {k}={v}" for k, v in settings.client_env().items())]
     lines.append(f"export MLFLOW_UI_URL={settings.mlflow_url}")
     path = state / "env.sh"
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from crawl2chat.atomic import write_json
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -263,10 +265,4 @@ def register_checkpoint(ckpt_dir: str | Path, name: str, alias: str = "current",
     return f"models:/{name}@{alias}"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+write_json_atomic = write_json  # JSON (indent 2) written atomically: crawl2chat.atomic

@@ -56,7 +56,7 @@ def same_number(a: str | None, b: str | None) -> bool:
         return False
 
 
-_CALC = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
+_CALC = re.compile(r"<<([^<>=]+)=[^<>]*>>")
 
 
 def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
@@ -64,9 +64,10 @@ def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
 
     GSM8K marks each calculation as `<<48/2=24>>`. With `use_tool`, each mark
     becomes a calculator call whose output is what our calculator returns
-    (what the engine will force at inference time); a mark the calculator
-    cannot evaluate stays plain text. Without the tool, the marks are dropped.
-    The solution keeps its final `#### N` line, which the RL reward reads.
+    (what the engine will force at inference time). A mark the calculator
+    cannot evaluate, and every mark without the tool, is dropped: the
+    solution's own text already writes each result after its mark. The
+    final `#### N` line, which the RL reward reads, is kept.
     """
     from lm.tools import calculator
 

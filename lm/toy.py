@@ -20,6 +20,7 @@ import torch
 
 from lm.checkpoint import save_checkpoint
 from lm.model import GPT, GPTConfig
+from lm.optim import optimizer_step
 from lm.tokenizer import Tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare.txt"
@@ -113,9 +114,7 @@ def _train_toy(directory: Path, params: dict, steps: int, seed: int, vocab_size:
         x = torch.stack([data[s:s + T] for s in starts])
         y = torch.stack([data[s + 1:s + T + 1] for s in starts])
         loss = model(x, targets=y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss, model.parameters(), grad_clip=None)
     model.eval()
     return save_checkpoint(directory, model, tok, {"kind": "toy-generated", "step": steps, "toy_params": params,
                                                     "final_loss": float(loss.detach())})

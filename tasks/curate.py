@@ -32,6 +32,8 @@ from typing import Any, Callable
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from crawl2chat.atomic import write_text
+
 log = logging.getLogger(__name__)
 
 CACHE = INPUTS + TASK_SOURCE
@@ -77,11 +79,7 @@ def save_done(out_path: str, sidecar: str, key: str, stats: Any) -> None:
     """Record that `out_path` is complete for `key` (temp file + os.replace)."""
     meta = {"key": key, "size": os.path.getsize(out_path), "stats": stats, "output": str(out_path),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path = Path(sidecar)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
+    write_text(sidecar, json.dumps(meta, indent=1))
 
 
 def run_once(what: str, out_path: str, sidecar: str, key: str, compute: Callable[[], Any]) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from conf.evaluate import EvalConfig
+from crawl2chat.atomic import write_text
+from tasks.prefect_task import prefect_task
 
 log = logging.getLogger(__name__)
 
@@ -128,32 +129,20 @@ def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, token
         raise ValueError("no models to evaluate: pass --model (a checkpoint directory or models:/ URI)")
     doc = {"main": main or next(iter(results)), "models": results, "config": cfg.model_dump(mode="json"),
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _write_atomic(out / "eval.json", json.dumps(doc, indent=2))
-    _write_atomic(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    write_text(out / "eval.json", json.dumps(doc, indent=2))
+    write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
     return doc
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------ Prefect wrappers
-def _task(fn, **kw):
-    from prefect import task
-
-    return task(fn, **kw)
-
-
 def evaluate_task(models: dict[str, str], out: str, cfg: dict[str, Any], tokens: str | None = None,
                   main: str | None = None) -> dict[str, Any]:
     """Prefect task: `run_evaluate` (config passed as a dict so the cache key hashes)."""
-    return _task(run_evaluate, name="evaluate-models", retries=0)(models, out, EvalConfig(**cfg), tokens, main)
+    return prefect_task(run_evaluate, name="evaluate-models", retries=0)(models, out, EvalConfig(**cfg), tokens, main)
 
 
 def report_task(root: str, out: str, evaluation: dict[str, Any] | None = None) -> str:
     """Prefect task: the report card (tasks/report.py); returns the markdown path."""
     from tasks.report import build_report
 
-    return str(_task(build_report, name="report-card")(root, out, evaluation))
+    return str(prefect_task(build_report, name="report-card")(root, out, evaluation))

@@ -9,25 +9,17 @@ bare GPU box (benchmarks/posttrain_gsm8k.py).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crawl2chat.atomic import write_json
+from tasks.prefect_task import prefect_task
+
 log = logging.getLogger(__name__)
 
 LogFn = Callable[[dict[str, float], int], None]
-
-
-def _write_manifest(out: Path, data: dict[str, Any]) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "manifest.json"
-    tmp = path.with_name(f"manifest.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
 
 
 def _parent(meta: dict[str, Any], source: str) -> dict[str, Any]:
@@ -58,7 +50,7 @@ def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str,
     manifest = {"stage": "sft", "parent": _parent(meta, model), "checkpoint": res["checkpoint"],
                 "val_loss": res["val_loss"], "val_loss_start": res.get("val_loss_start"), "data": data.stats,
                 "config": cfg.model_dump()}
-    _write_manifest(Path(out), manifest)
+    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -72,7 +64,7 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
     manifest = {"stage": "rl", "parent": _parent(meta, model), "task": cfg.task, "checkpoint": res["checkpoint"],
                 "pass@1_before": res.get("pass@1_before"), "pass@1_after": res.get("pass@1_after"),
                 "eval_history": res["history"], "stop_reason": res["stop_reason"], "config": cfg.model_dump()}
-    _write_manifest(Path(out), manifest)
+    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -100,7 +92,7 @@ def run_reward(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None
                 "val_accuracy": res["val_accuracy"], "val_accuracy_start": res.get("val_accuracy_start"),
                 "n_train": len(train), "n_val": len(val), "data": stats.as_dict(), "prefs": list(prefs),
                 "config": cfg.model_dump()}
-    _write_manifest(Path(out), manifest)
+    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -121,7 +113,7 @@ def run_dpo(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None = 
                 "val_start": res.get("val_start"), "val": res.get("val"), "train": res.get("train"),
                 "n_train": len(train), "n_val": len(val), "data": stats.as_dict(), "prefs": list(prefs),
                 "config": cfg.model_dump()}
-    _write_manifest(Path(out), manifest)
+    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -155,39 +147,14 @@ def run_rlhf(policy: str, reward: str, out: str, cfg, check_reward: str | None =
                 "rm_score_end": mean(last, "reward_mean") if steps else None,
                 "kl_end": mean(last, "kl") if steps else None, "n_prompts": len(probs),
                 "data": stats.as_dict(), "config": cfg.model_dump()}
-    _write_manifest(Path(out), manifest)
+    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
 # ----------------------------------------------------------- Prefect tasks
-def _task(fn, name: str):
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    # Training is not cached by Prefect: resuming from <out>/latest is what makes a re-run cheap.
-    return task(fn, name=name, cache_policy=NO_CACHE)
-
-
-def sft_task(*args, **kwargs) -> dict[str, Any]:
-    """Prefect task `sft-train`: run_sft."""
-    return _task(run_sft, "sft-train")(*args, **kwargs)
-
-
-def rl_task(*args, **kwargs) -> dict[str, Any]:
-    """Prefect task `rl-train`: run_rl."""
-    return _task(run_rl, "rl-train")(*args, **kwargs)
-
-
-def reward_task(*args, **kwargs) -> dict[str, Any]:
-    """Prefect task `reward-train`: run_reward."""
-    return _task(run_reward, "reward-train")(*args, **kwargs)
-
-
-def dpo_task(*args, **kwargs) -> dict[str, Any]:
-    """Prefect task `dpo-train`: run_dpo."""
-    return _task(run_dpo, "dpo-train")(*args, **kwargs)
-
-
-def rlhf_task(*args, **kwargs) -> dict[str, Any]:
-    """Prefect task `rlhf-train`: run_rlhf."""
-    return _task(run_rlhf, "rlhf-train")(*args, **kwargs)
+# Training is not cached by Prefect: resuming from <out>/latest is what makes a re-run cheap.
+sft_task = prefect_task(run_sft, name="sft-train", no_cache=True)
+rl_task = prefect_task(run_rl, name="rl-train", no_cache=True)
+reward_task = prefect_task(run_reward, name="reward-train", no_cache=True)
+dpo_task = prefect_task(run_dpo, name="dpo-train", no_cache=True)
+rlhf_task = prefect_task(run_rlhf, name="rlhf-train", no_cache=True)

@@ -19,6 +19,8 @@ from typing import Any
 
 from prefect import task
 
+from crawl2chat.atomic import write_text
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +49,7 @@ def run_pretrain(tokens: str, out: str, config: dict[str, Any], resume: bool = F
 def _run_torchrun(tokens: str, out_dir: Path, cfg, resume: bool, mlflow_run_id: str | None,
                   tracking_uri: str | None) -> dict[str, Any]:
     cfg_path = out_dir / "train_config.json"
-    tmp = cfg_path.with_name(f"{cfg_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    os.replace(tmp, cfg_path)
+    write_text(cfg_path, json.dumps(cfg.to_dict(), indent=2))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc_per_node}",
            "-m", "lm.train", "--tokens", str(tokens), "--out", str(out_dir), "--config", str(cfg_path)]
     if resume:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from crawl2chat.atomic import write_text
 from tasks.funnel import funnel_plot
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
     """Write `<out>/report.md` (+ PNGs) for the run under `root`; returns the markdown path."""
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    md = [f"# crawl2chat report card", "", f"Run root: `{root.resolve()}`", ""]
+    md = ["# crawl2chat report card", "", f"Run root: `{root.resolve()}`", ""]
 
     # curate
     md += ["## curate", ""]
@@ -208,8 +208,4 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
         md.append("not run (no evaluate/eval.json)")
     md.append("")
 
-    path = out / "report.md"
-    tmp = path.with_name(f"report.md.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "report.md", "\n".join(md))
