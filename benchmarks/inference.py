@@ -32,11 +32,15 @@ SIZES = {  # name -> (depth, vocab)
 }
 
 
-def _tokenizer(vocab: int) -> Tokenizer:
-    """A real BPE tokenizer trained on the shared real text (as large as that text allows, ≤ vocab)."""
+def _tokenizer(vocab: int, max_chars: int | None = None) -> Tokenizer:
+    """A real BPE tokenizer trained on the shared real text (as large as that text allows, ≤ vocab).
+
+    `max_chars` caps each file's text (quick toy tokenizers for dry runs).
+    """
     from pathlib import Path
 
-    texts = [p.read_text(errors="replace") for p in sorted((Path(__file__).resolve().parent.parent / "data" / "text").glob("*"))
+    texts = [p.read_text(errors="replace")[:max_chars]
+             for p in sorted((Path(__file__).resolve().parent.parent / "data" / "text").glob("*"))
              if p.suffix in (".txt", ".en", ".jsonl")]
     return Tokenizer.train(texts or ["the quick brown fox " * 1000], vocab_size=vocab)
 

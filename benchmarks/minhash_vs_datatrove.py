@@ -9,7 +9,7 @@ Same documents, same settings (word 5-grams, 14 bands × 8 hashes, seed 1):
   finalize_shard per shard with PII scrubbing off (the drop step only; the PII
   pass is timed separately), all in this process, one core.
 
-The documents are GENERATED from real text: chunks of ../shared/data/text (C4,
+The documents are GENERATED from real text: chunks of data/text (C4,
 Wikipedia, Tiny Shakespeare, the cs336 sample) plus planted near-duplicates of
 some chunks (a sentence inserted, words changed, a span deleted, or an exact
 copy). Prints seconds, documents/second, the speed ratio, agreement of the
@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-TEXT = REPO.parent / "shared" / "data" / "text"
+TEXT = REPO / "data" / "text"
 
 NGRAM, BANDS, ROWS, SEED = 5, 14, 8, 1
 

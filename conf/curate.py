@@ -69,3 +69,11 @@ class CurateConfig(StageConfig):
     docs_per_shard: int = Field(100_000, gt=0)  # Parquet row-group/shard sizing hint
     ray_address: str | None = None
     max_warc_files: int | None = None  # cap on inputs (demo/smoke runs)
+
+    # --- default inputs of `llm-pipeline` (read by flows/pipeline.py) ------
+    # Run without `inputs`, the pipeline curates the real samples in data/samples
+    # (only ~14 clean English documents) plus, when this is > 0, one GENERATED
+    # WARC of this many pages built from the real text in data/ (data/build_warc.py,
+    # seed 0) under ROOT/inputs/. `make demo` and the `llm-pipeline/<preset>`
+    # deployments take the same path, so they curate the same documents.
+    generated_docs: int = Field(0, ge=0)

@@ -1,7 +1,7 @@
 """Config of the `evaluate` stage (section `eval` in the presets)."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from conf import StageConfig, data_dir
 
@@ -29,3 +29,34 @@ class EvalConfig(StageConfig):
     compliance_n: int = Field(20, ge=0)
     n_samples: int = Field(5, ge=0)
     max_new_tokens: int = Field(128, gt=0)
+    # suites (comma list): basic = the metrics above; core = CORE-style base-model
+    # multiple choice (lm/core_eval.py); chat = ARC/GSM8K/TriviaQA in chat format (lm/chat_eval.py)
+    suite: str = "basic"
+    suite_by_model: dict[str, str] = {}         # per evaluated model name, e.g. {pretrain: "basic,core", sft: ...}
+    core_limit: int = Field(0, ge=0)            # items per core task, chosen deterministically (0: all)
+    core_tasks: list[str] = []                  # empty: every task of lm/benchmark_data.CORE_TASKS
+    core_batch_size: int = Field(32, ge=1)      # continuations per forward pass
+    chat_limit: int = Field(100, ge=0)          # items per chat task (0: all)
+    chat_max_new_tokens: int = Field(192, gt=0)
+
+    @field_validator("suite")
+    @classmethod
+    def _known_suites(cls, v: str) -> str:
+        return _check_suite(v)
+
+    @field_validator("suite_by_model")
+    @classmethod
+    def _known_model_suites(cls, v: dict[str, str]) -> dict[str, str]:
+        return {name: _check_suite(s) for name, s in v.items()}
+
+
+def _check_suite(v: str) -> str:
+    bad = set(suites(v)) - {"basic", "core", "chat"}
+    if bad or not suites(v):
+        raise ValueError(f"unknown suite(s) {sorted(bad) or v!r}; use a comma list of basic, core, chat")
+    return v
+
+
+def suites(spec: str) -> list[str]:
+    """'basic,core' → ['basic', 'core']."""
+    return [s.strip() for s in spec.split(",") if s.strip()]

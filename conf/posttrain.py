@@ -26,6 +26,13 @@ class TrainCommon(StageConfig):
     seed: int = 0
     device: str = "auto"  # auto: cuda if available, else cpu
     dtype: str = "float32"  # autocast dtype on GPU: bfloat16 | float32
+    # Items (SFT rows, RL completions, preference pairs) per forward/backward on
+    # one rank. The step's batch stays what the stage says (batch_size, or RL's
+    # prompts_per_step × samples_per_prompt, over all ranks); the rest is
+    # gradient accumulation: batch / (device_batch_size × ranks) micro-batches.
+    # None: the whole per-rank batch at once.
+    device_batch_size: int | None = None
+    compile: bool = False  # torch.compile the training forward passes (GPU)
     log_every: int = 10
     checkpoint_every: int = 50
 
@@ -109,7 +116,9 @@ class RLHFConfig(TrainCommon):
 
 class DPOConfig(TrainCommon):
     section: str = "dpo"
-    prefs: list[str] = [_d("prefs/llamafactory_dpo_en_demo.json")]
+    # HH-RLHF first: its short dialogues fit a small model's context (at 128 tokens
+    # only ~1% of the DPO demo pairs do, which leaves no held-out pairs).
+    prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
     beta: float = 0.1
     val_fraction: float = 0.1
     max_pairs: int | None = None

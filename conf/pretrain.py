@@ -60,6 +60,10 @@ class PretrainConfig(StageConfig):
     # --- evaluation, sampling, checkpoints, logging ---------------------------
     eval_every: int = Field(50, ge=0)
     eval_tokens: int = Field(32768, ge=1)
+    # in-loop yardstick (lm/core_eval.InLoopEval): a fixed CORE subset every N steps, 0: off
+    inloop_every: int = Field(0, ge=0)
+    inloop_items: int = Field(100, ge=1)
+    inloop_tasks: list[str] = Field(default_factory=lambda: ["hellaswag_zeroshot", "arc_easy", "piqa"])
     sample_every: int = Field(0, ge=0)
     sample_tokens: int = Field(32, ge=0)
     sample_prompts: list[str] = Field(default_factory=lambda: ["The", "Once upon a time", "In the beginning"])

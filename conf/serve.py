@@ -20,6 +20,11 @@ class ServeConfig(StageConfig):
     default_max_tokens: int = Field(256, gt=0)
     max_concurrent: int = Field(4, ge=1)        # requests generating or queued at once
     max_n: int = Field(4, ge=1)                 # cap on `n` (samples per request)
+    max_body_bytes: int = Field(1 << 20, ge=1024)  # 413 past it, checked before parsing
+    request_timeout_s: float = Field(120.0, gt=0)  # per-request deadline, waiting for the model included
+    max_connections: int = Field(64, ge=1)       # open connections before uvicorn answers 503
+    shutdown_grace_s: float = Field(5.0, ge=0)   # SIGINT/SIGTERM: streams end now, sockets close after this
+    max_model_memory_gb: float | None = Field(None, gt=0)  # refuse checkpoints needing more (None: this machine's RAM)
     # Sampling defaults when a request leaves them out.
     temperature: float = Field(0.7, ge=0.0)
     top_k: int | None = Field(50, ge=1)

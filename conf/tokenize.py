@@ -38,6 +38,6 @@ class TokenizeConfig(StageConfig):
     # --- compression report -------------------------------------------------
     compression_docs: int = Field(2000, gt=0)  # held-out documents measured
     # GPT-2 vocab/merges for the reference row; None = look in the usual places
-    # (data/text/ in the repo, ../shared/data/text/) and skip the row if absent.
+    # (data/text/ in the repo) and skip the row if absent.
     gpt2_vocab: str | None = None
     gpt2_merges: str | None = None

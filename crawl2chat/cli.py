@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crawl2chat.telemetry import disable_telemetry
+
+    disable_telemetry()  # before any stage imports prefect/ray/mlflow or starts their servers
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -61,6 +61,10 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
         doc = evaluate_task(named, str(out_dir), cfg.model_dump(mode="json"), tokens, main)
         metrics = {_metric_name(n, k): float(v) for n, m in doc["models"].items() for k, v in m.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        # suite metrics of the main model also go unprefixed (eval/core/<task>, eval/chat/<task>),
+        # so runs of different models line up side by side in the MLflow UI
+        metrics.update({k: float(v) for k, v in doc["models"][main].items()
+                        if k.startswith("eval/") and isinstance(v, (int, float)) and not isinstance(v, bool)})
         if metrics:
             mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(out_dir / "eval.json"))

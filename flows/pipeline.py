@@ -58,6 +58,28 @@ def sample_inputs() -> list[str]:
     return files
 
 
+def generated_input(root: Path, n_docs: int, seed: int = 0) -> str:
+    """ROOT/inputs/generated_<n>docs_seed<s>.warc.gz, built from the real text in data/ if missing.
+
+    data/build_warc.py is a script beside the data, not a package: load it by path.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("crawl2chat_build_warc", runtime.REPO_ROOT / "data" / "build_warc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = root / "inputs" / mod.generated_name(n_docs, seed)
+    if not path.exists():
+        log.info("building the GENERATED input %s (%d pages of real text from data/)", path, n_docs)
+        mod.build_warc(path, n_docs=n_docs, seed=seed)  # writes to a temp name, then renames
+    return str(path)
+
+
+def default_inputs(root: Path, generated_docs: int) -> list[str]:
+    """What curate reads when the pipeline gets no inputs: the samples (+ one GENERATED WARC)."""
+    return sample_inputs() + ([generated_input(root, generated_docs)] if generated_docs else [])
+
+
 def _manifest_ok(path: Path) -> bool:
     """A manifest counts only when it parses (it is written last, atomically)."""
     try:
@@ -99,7 +121,10 @@ def _curate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any
     from conf.curate import CurateConfig
 
     cfg = conf.load(CurateConfig, preset if preset in conf.preset_names() else None)
-    return {"inputs": list(opts.get("inputs") or sample_inputs()), "out": str(root / "curate"),
+    # `--set curate.generated_docs=0` must change the default inputs too, not only the config
+    n_generated = (opts.get("overrides") or {}).get("curate", {}).get("generated_docs", cfg.generated_docs)
+    inputs = opts.get("inputs") or default_inputs(root, int(n_generated))
+    return {"inputs": list(inputs), "out": str(root / "curate"),
             "config": cfg.model_dump(mode="json")}
 
 
@@ -245,7 +270,8 @@ def llm_pipeline(preset: str = "tiny", out: str | None = None, inputs: list[str]
                  overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run the whole recipe under `out` (default runs/llm-pipeline-<preset>), resuming finished stages.
 
-    inputs: WARC files/URLs for curate (default: data/samples/*.warc.gz);
+    inputs: WARC files/URLs for curate (default: data/samples/*.warc.gz, plus the preset's
+        GENERATED WARC when `curate.generated_docs` > 0: tiny builds one of 800 pages);
     stages: run only these (default: all); force: re-run these even if complete;
     overrides: per-stage config overrides on top of the preset, e.g. {"pretrain": {"max_steps": 20}}.
     """
@@ -287,33 +313,35 @@ def _with_overrides(st: Stage, kwargs: dict[str, Any], over: dict[str, Any] | No
 def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stages: list[str] | None,
                 force: list[str] | None, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     steps = plan(root, stages, force)
-    opts = {"inputs": inputs}
+    opts = {"inputs": inputs, "overrides": overrides}
     summary: dict[str, Any] = {"root": str(root), "preset": preset, "stages": {}}
     import mlflow
 
     params = {"preset": preset, "root": str(root), "stages": [s.name for s, _ in steps],
-              "inputs": inputs or "data/samples/*.warc.gz", "overrides": overrides}
+              "inputs": inputs or "default (data/samples/*.warc.gz + curate.generated_docs)",
+              "overrides": overrides}
     with runtime.mlflow_run(FLOW_NAME, root, params=params, tags={"preset": preset}) as parent:
         os.environ["CRAWL2CHAT_PARENT_RUN_ID"] = parent.info.run_id
         try:
-            for st, action in steps:
+            for i, (st, action) in enumerate(steps, 1):
+                at = f"stage {i}/{len(steps)} {st.name}"  # in the run's logs: `prefect flow-run logs UUID`
                 if action == "missing":
-                    logger.warning("stage %s: module %s not available; skipped", st.name, st.module)
+                    logger.warning("%s: module %s not available; skipped", at, st.module)
                     mlflow.set_tag(f"stage.{st.name}", "missing")
                     summary["stages"][st.name] = {"status": "missing"}
                     continue
                 if action == "blocked":
-                    logger.warning("stage %s: needs %s, which is not available; skipped", st.name,
-                                   ", ".join(st.after))
+                    logger.warning("%s: needs %s, which is not available; skipped", at, ", ".join(st.after))
                     mlflow.set_tag(f"stage.{st.name}", "blocked")
                     summary["stages"][st.name] = {"status": "blocked"}
                     continue
                 if action == "skip":
-                    logger.info("stage %s: output complete (%s); skipped", st.name, st.manifest(root))
+                    logger.info("%s: output complete (%s); skipped", at, st.manifest(root))
                     mlflow.set_tag(f"stage.{st.name}", "skipped")
-                    summary["stages"][st.name] = {"status": "skipped"}
+                    summary["stages"][st.name] = {"status": "skipped", "headline": _log_headline(root, st)}
                     continue
-                logger.info("stage %s: running → %s", st.name, root / st.name)
+                logger.info("%s: running → %s", at, root / st.name)
+                mlflow.set_tag("current_stage", st.name)
                 t0 = time.perf_counter()
                 try:
                     kwargs = _with_overrides(st, st.args(root, preset, opts), overrides.get(st.name))
@@ -331,16 +359,80 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
                                       f"({st.manifest(root)} missing)")
                 mlflow.set_tag(f"stage.{st.name}", "done")
                 mlflow.log_metric(f"{st.name}.wall_seconds", wall)
+                headline = _log_headline(root, st)
                 summary["stages"][st.name] = {"status": "done", "wall_seconds": round(wall, 2),
-                                              "result": _brief(result)}
+                                              "headline": headline, "result": _brief(result)}
+                logger.info("%s: done in %.1fs%s", at, wall,
+                            "".join(f"; {k} {v:.4g}" for k, v in _key_numbers(headline)))
         finally:
             os.environ.pop("CRAWL2CHAT_PARENT_RUN_ID", None)
-        runtime.write_json_atomic(root / "pipeline.json", {**summary, "mlflow_run_id": parent.info.run_id,
-                                                           **runtime.flow_run_info()})
+        mlflow.set_tag("current_stage", "finished")
+        summary.update(mlflow_run_id=parent.info.run_id, mlflow_experiment_id=parent.info.experiment_id,
+                       mlflow_tracking_uri=mlflow.get_tracking_uri())
+        runtime.write_json_atomic(root / "pipeline.json", {**summary, **runtime.flow_run_info()})
         mlflow.log_artifact(str(root / "pipeline.json"))
-    rows = [{"stage": k, **{kk: vv for kk, vv in v.items() if kk != "result"}} for k, v in summary["stages"].items()]
+    rows = [{"stage": k, **{kk: vv for kk, vv in v.items() if kk not in ("result", "headline")}}
+            for k, v in summary["stages"].items()]
     runtime.publish_table("llm-pipeline-stages", rows, description=f"stages of {root}")
     return summary
+
+
+# Numbers in a stage's output that say nothing about the run (ids, formats).
+NOT_HEADLINE = {"bos_id", "format_version", "world_size", "eval_seconds"}
+NOT_NESTED = {"config", "data", "parent", "splits"}  # settings and bookkeeping, not results
+
+
+def headline_metrics(root: Path, st: Stage) -> dict[str, float]:
+    """The numbers a stage's output records, as `<stage>.<key>` (evaluate: `evaluate.<model>.<key>`).
+
+    Read from what the stage wrote (its manifest; evaluate's eval.json), so a
+    skipped stage reports the same numbers as when it ran, and two `llm-pipeline`
+    runs compare stage by stage on the parent run alone.
+    """
+    import math
+    import re
+
+    def numbers(d: dict[str, Any], nested: bool = True) -> dict[str, float]:
+        """Top-level numbers, and one level into dicts of results (DPO's `val.margin`); not configs."""
+        out = {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k not in NOT_HEADLINE and math.isfinite(float(v))}
+        for k, v in d.items():
+            if nested and isinstance(v, dict) and k not in NOT_NESTED:
+                out.update({f"{k}.{kk}": vv for kk, vv in numbers(v, nested=False).items()})
+        return out
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    if st.name == "evaluate":
+        models = read(root / "evaluate" / "eval.json").get("models") or {}
+        vals = {f"{m}.{k}": v for m, d in models.items() if isinstance(d, dict) for k, v in numbers(d).items()}
+    else:
+        vals = numbers(read(st.manifest(root)))
+    # MLflow metric names: letters, digits, _ - . / and space ("pass@1" → "pass_at_1")
+    return {re.sub(r"[^\w\-./ ]", "_", f"{st.name}.{k}".replace("@", "_at_")): v for k, v in vals.items()}
+
+
+KEY_NUMBERS = ("documents", "n_tokens", "bpb", "acc", "margin", "pass", "compliance")
+
+
+def _key_numbers(headline: dict[str, float], n: int = 4) -> list[tuple[str, float]]:
+    """The few headline numbers worth a log line (quality first, sizes second)."""
+    return [(k, v) for k, v in headline.items() if any(w in k for w in KEY_NUMBERS)][:n]
+
+
+def _log_headline(root: Path, st: Stage) -> dict[str, float]:
+    """Log the stage's headline numbers on the active (parent) MLflow run; return them."""
+    import mlflow
+
+    vals = headline_metrics(root, st)
+    if vals:
+        mlflow.log_metrics(vals)
+    return vals
 
 
 def _brief(result: Any) -> Any:

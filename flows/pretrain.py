@@ -93,7 +93,10 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
                 with remote_options(num_gpus=cfg.num_gpus):
                     summary = pretrain_task.submit(*args, **kwargs).result()
             else:
-                summary = pretrain_task.submit(*args, **kwargs).result()
+                # Called, not submitted: the task runs in the flow's thread, which is the
+                # process's main thread under `crawl2chat pipeline|pretrain` and a deployment
+                # run, so lm.train's SIGTERM handler (checkpoint, then stop) can be installed.
+                summary = pretrain_task(*args, **kwargs)
         finally:
             if monitor is not None:
                 _stop_system_metrics(monitor)

@@ -1,6 +1,6 @@
 """Shared wiring for every flow: Prefect API, Ray, MLflow.
 
-Embedded defaults when nothing is configured (see ../shared/PITFALLS.md):
+Embedded defaults when nothing is configured (see docs/DESIGN.md, "Pitfalls"):
 - Prefect: a real local API server for this process (Ray workers must report
   to the same API; without one each worker would start its own ephemeral
   server on the same sqlite file and lock it).
@@ -17,12 +17,14 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from crawl2chat.atomic import write_json
+from crawl2chat.telemetry import disable_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,11 @@ _PROPAGATED_ENV = (
     "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",
     "MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
-    "MLFLOW_S3_ENDPOINT_URL", "CRAWL2CHAT_EXPERIMENT",
+    "MLFLOW_S3_ENDPOINT_URL", "CRAWL2CHAT_EXPERIMENT", "CRAWL2CHAT_EMBEDDED_PREFECT_API",
 )
+# Set to the API URL of the Prefect server ensure_prefect_api started in this
+# process: Prefect's embedded server serves no UI, so its runs have no UI link.
+EMBEDDED_API_ENV = "CRAWL2CHAT_EMBEDDED_PREFECT_API"
 
 
 # ----------------------------------------------------------------- Prefect
@@ -48,6 +53,7 @@ def ensure_prefect_api(timeout: int = 90) -> str:
         return url
     from prefect.server.api.server import SubprocessASGIServer
 
+    disable_telemetry()  # the server subprocess inherits this environment
     # The None-keyed instance is the one Prefect's own ephemeral client uses, so
     # the driver and the Ray workers (via PREFECT_API_URL) share one server.
     server = SubprocessASGIServer()
@@ -55,11 +61,29 @@ def ensure_prefect_api(timeout: int = 90) -> str:
         log.info("starting a local Prefect API server (first start runs sqlite migrations: ~20 s)")
         server.start(timeout=timeout)
     os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ[EMBEDDED_API_ENV] = server.api_url
     return server.api_url
 
 
+def prefect_ui_url() -> str | None:
+    """Base URL of the Prefect UI for the configured API, or None when there is none.
+
+    PREFECT_UI_URL if set, else the API URL without its `/api` suffix (what
+    `prefect server start` serves). Prefect's own `flow_run.ui_url` reads settings
+    frozen before ensure_prefect_api set the URL, and gives "None/flow-runs/…".
+    The embedded server this process started serves no UI: None.
+    """
+    ui = os.environ.get("PREFECT_UI_URL")
+    if ui:
+        return ui.rstrip("/")
+    api = (os.environ.get("PREFECT_API_URL") or "").rstrip("/")
+    if not api.startswith("http") or api == (os.environ.get(EMBEDDED_API_ENV) or "").rstrip("/"):
+        return None
+    return api[:-len("/api")] if api.endswith("/api") else api
+
+
 def flow_run_info() -> dict[str, str]:
-    """Id and UI URL of the current Prefect flow run ({} outside a flow)."""
+    """Id, name and (when a UI serves it) UI URL of the current Prefect flow run ({} outside a flow)."""
     try:
         from prefect.runtime import flow_run
 
@@ -67,9 +91,9 @@ def flow_run_info() -> dict[str, str]:
         if not run_id:
             return {}
         info = {"prefect_flow_run_id": str(run_id), "prefect_flow_run_name": str(flow_run.name or "")}
-        url = flow_run.ui_url
-        if url:
-            info["prefect_flow_run_url"] = str(url)
+        ui = prefect_ui_url()
+        if ui:
+            info["prefect_flow_run_url"] = f"{ui}/flow-runs/flow-run/{run_id}"
         return info
     except Exception:  # runtime info is best-effort metadata
         return {}
@@ -123,7 +147,36 @@ def ray_init_kwargs(address: str | None, num_cpus: int | None = None) -> dict[st
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
         # Ray's default object store takes 30% of RAM; our tasks pass paths.
         kwargs["object_store_memory"] = 1 << 30
+        kwargs["_node_ip_address"] = "127.0.0.1"
+    # A cluster on this machine's loopback (`crawl2chat up`, a second driver) is local too.
+    _ray_local_only(not address or address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"))
     return kwargs
+
+
+_RAY_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # read by ray._private.ray_constants at import
+
+
+def _ray_local_only(local: bool) -> None:
+    """Make a local Ray instance listen on 127.0.0.1 only (GCS, raylet, agents, workers, driver).
+
+    On Linux Ray turns "127.0.0.1" into the machine's external address, so that
+    other hosts can join, and its gRPC servers listen on every interface. It keeps
+    loopback only where it thinks clusters are unsupported (its macOS/Windows
+    default): say so for a local instance, and undo it before joining a cluster.
+    The same switch keeps a driver's "127.0.0.1:port" address from being rewritten
+    to the external one, which a loopback-only instance does not answer.
+    Ray is not imported here: prefect_ray holds it as a lazy module, and importing
+    a submodule of that half-loads Ray. If Ray is loaded, patch its constant;
+    if not, the variable sets it when Ray loads. (Child processes inherit the
+    variable: a `ray start --address` run from them must drop it, see services.)
+    """
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = not local
+    elif local:
+        os.environ[_RAY_CLUSTERS_ENV] = "0"
+    if not local and os.environ.get(_RAY_CLUSTERS_ENV) == "0":
+        del os.environ[_RAY_CLUSTERS_ENV]
 
 
 def ray_runner(address: str | None = None, num_cpus: int | None = None):

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from lm.model import GPT
-from lm.optim import optimizer_step
+from lm.optim import train_step
 from lm.reward import RenderedPref, pad_right
-from lm.sft import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer, pick_device, save_stage_checkpoint,
-                    token_logprobs, try_resume)
+from lm.runtime import Runtime, wrap_for_training
+from lm.sft import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
+                    save_stage_checkpoint, stage_runtime, token_logprobs, try_resume)
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,16 @@ def train_dpo(model: GPT, ref_model: GPT, tokenizer: Tokenizer, train: list[Rend
     if not train:
         raise ValueError("no DPO training pairs survived; check --prefs and the skip counts")
     out_dir = Path(out_dir)
-    device = pick_device(cfg.device)
+    rt = stage_runtime(cfg)
+    try:
+        return _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta,
+                          log_fn if rt.master else None, rt)
+    finally:
+        rt.close()
+
+
+def _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Runtime) -> dict[str, Any]:
+    device = rt.device
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     ref_model.to(device).eval().requires_grad_(False)
@@ -96,35 +106,49 @@ def train_dpo(model: GPT, ref_model: GPT, tokenizer: Tokenizer, train: list[Rend
     ref_train, ref_val = _all_logps(ref_model, train, pad, device), _all_logps(ref_model, val, pad, device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start, _ = try_resume(out_dir / "latest", model, opt, device)
+    run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     meta = {"kind": "dpo", "beta": cfg.beta, **(meta or {})}
     res: dict[str, Any] = {}
     if start == 0:
         res["val_start"] = evaluate_dpo(model, val, ref_val, cfg.beta, pad, device)
     for step in range(start, cfg.steps):
         apply_schedule(opt, cfg, step)
-        idx = batch_indices(len(train), cfg.batch_size, step, cfg.seed)
-        b = [train[i] for i in idx]
-        seqs = [d.seqs[0] for d in b] + [d.seqs[-1] for d in b]
-        pls = [d.prompt_len[0] for d in b] + [d.prompt_len[-1] for d in b]
-        with autocast(device, cfg.dtype):
-            lp = sequence_logps(model, seqs, pls, pad, device)
-        ref = ref_train[idx].to(device)
-        loss, st = dpo_loss(lp[:len(b)], lp[len(b):], ref[:, 0], ref[:, 1], cfg.beta)
-        gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
+        mine = rank_share(batch_indices(len(train), cfg.batch_size, step, cfg.seed), rt)
+        stats: dict[str, float] = {}
+
+        def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+            b = [train[int(i)] for i in idx]
+            seqs = [d.seqs[0] for d in b] + [d.seqs[-1] for d in b]
+            pls = [d.prompt_len[0] for d in b] + [d.prompt_len[-1] for d in b]
+            lp = sequence_logps(run, seqs, pls, pad, device)
+            ref = ref_train[idx].to(device)
+            loss, st = dpo_loss(lp[:len(b)], lp[len(b):], ref[:, 0], ref[:, 1], cfg.beta)
+            for key, v in st.items():  # pair-weighted means over the step's micro-batches
+                stats[key] = stats.get(key, 0.0) + v * len(b) / len(mine)
+            return loss * len(b)  # dpo_loss is a mean over pairs; train_step wants the sum
+
+        out = train_step(opt, run, micro_batches(mine, cfg.device_batch_size), loss_fn, cfg.grad_clip,
+                         normalizer=len(mine), autocast=rt.autocast)
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"loss": loss.item(), "grad_norm": gnorm, **st}, done)
+            log_fn({"loss": out["loss"], "grad_norm": out["grad_norm"], **stats}, done)
         if done % cfg.eval_every == 0 or done == cfg.steps:
             ev = evaluate_dpo(model, val, ref_val, cfg.beta, pad, device)
             res["val"] = ev
-            log.info("dpo step %d/%d loss %.4f val %s", done, cfg.steps, loss.item(), ev)
+            if rt.master:
+                log.info("dpo step %d/%d loss %.4f val %s", done, cfg.steps, out["loss"], ev)
             if log_fn and ev:
                 log_fn({f"val/{k}": v for k, v in ev.items()}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+            if rt.master:
+                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+            rt.barrier()
     res["train"] = evaluate_dpo(model, train, ref_train, cfg.beta, pad, device)
-    save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
-    final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, "val": res.get("val")}, None,
-                                  cfg.steps)
+    final = out_dir / "final"
+    if rt.master:
+        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
+        final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, "val": res.get("val")}, None,
+                                      cfg.steps)
+    rt.barrier()
     res["checkpoint"] = str(final)
     return res

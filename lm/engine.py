@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import codecs
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +35,10 @@ from lm.tokenizer import Tokenizer
 from lm.tools import ToolRegistry, default_tools
 
 _DEFAULT = object()  # "use the default tools"; None means no tools at all
+# Smallest usable sampling settings: below them float32 logits/temperature overflow
+# and top-p masks every token, so callers (serve, chat) refuse smaller values.
+MIN_TEMPERATURE = 0.01
+MIN_TOP_P = 0.01
 
 
 @dataclass
@@ -125,15 +129,17 @@ class Engine:
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                  stop_ids: Iterable[int] | None = None, num_samples: int = 1, tool_budget: int = 4,
-                 truncate: str | None = None) -> list[Completion]:
+                 truncate: str | None = None, should_stop: Callable[[], bool] | None = None) -> list[Completion]:
         """Sample `num_samples` continuations of every prompt; returns them prompt-major.
 
-        Result i*num_samples + j is sample j of prompt i.
+        Result i*num_samples + j is sample j of prompt i. `should_stop`, polled after every
+        generated token, ends generation early (a server cancelling a request).
         """
         rows: list[_Row] = []
         for _ in self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_ids,
                            num_samples, tool_budget, truncate, rows_out=rows):
-            pass
+            if should_stop is not None and should_stop():
+                break
         return [self._completion(r) for r in rows]
 
     @torch.inference_mode()
@@ -294,11 +300,12 @@ def render_prompt(tokenizer: Tokenizer, messages: Sequence[dict]) -> list[int]:
     return ids
 
 
-def load_engine(path_or_uri: str, device: str = "cpu", max_context: int | None = None) -> tuple[Engine, dict]:
+def load_engine(path_or_uri: str, device: str = "cpu", max_context: int | None = None,
+                max_memory_bytes: int | None = None) -> tuple[Engine, dict]:
     """(Engine, checkpoint meta) for a checkpoint directory or MLflow model URI; device "auto" picks CUDA if present."""
     from lm.checkpoint import load_model
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer, meta = load_model(path_or_uri, device=device)
+    model, tokenizer, meta = load_model(path_or_uri, device=device, max_memory_bytes=max_memory_bytes)
     return Engine(model, tokenizer, max_context=max_context), meta

@@ -77,7 +77,11 @@ def bits_per_byte(model: GPT, tokenizer: Tokenizer, ids: Sequence[int] | torch.T
 
 # ------------------------------------------------------------------ answers
 def extract_answer(text: str) -> str | None:
-    """The final numeric answer in a reply: after '####' if present, else the last number."""
+    """The final number in a reply's TEXT (tool output included), for display.
+
+    Grading does not use this: `lm.gsm8k.grade_reply` (shared with RL's reward)
+    reads only the tokens the model itself wrote.
+    """
     if "####" in text:
         text = text.split("####")[-1]
     text = _TOOL_CALL.sub(" ", text)  # the call's operands are not the answer
@@ -136,8 +140,9 @@ def gsm8k_eval(engine: Engine, problems: Sequence[dict], k: int = 1, max_new_tok
                                 num_samples=k, truncate="left")
         for i, p in enumerate(chunk):
             mine = comps[i * k:(i + 1) * k]
-            got = [extract_answer(c.text) for c in mine]
-            c = sum(g == p["final"] for g in got)
+            # the one grader RL's reward uses: only what the model wrote, not forced tool output
+            got = [gsm8k.reply_answer(c, engine.tokenizer) for c in mine]
+            c = sum(gsm8k.grade_reply(x, p["final"], engine.tokenizer) for x in mine)
             p1.append(pass_at_k(k, c, 1))
             pk.append(pass_at_k(k, c, k))
             rows.append({"question": p["question"], "expected": p["final"], "answers": got,
@@ -169,7 +174,7 @@ def arithmetic_eval(model: GPT, tokenizer: Tokenizer, problems: Sequence[dict], 
             chunk = problems[start:start + batch_size]
             prompts = [render_prompt(tokenizer, [{"role": "user", "content": p["question"]}]) for p in chunk]
             for p, c in zip(chunk, eng.generate(prompts, max_new_tokens, temperature=0)):
-                correct += extract_answer(c.text) == p["final"]
+                correct += gsm8k.grade_reply(c, p["final"], tokenizer)
                 calls += c.tool_calls
         out[name] = {"accuracy": correct / max(len(problems), 1), "tool_calls": calls}
     out["n"] = len(problems)

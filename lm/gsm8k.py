@@ -56,6 +56,39 @@ def same_number(a: str | None, b: str | None) -> bool:
         return False
 
 
+def reply_text(completion, tokenizer) -> str:
+    """What the model itself wrote in a Completion: sampled tokens minus tool calls and forced tool output.
+
+    A calculator's output is not the model's answer: an RL reward that counted
+    it would pay for calling the tool with the question's own numbers.
+    """
+    sp = tokenizer.encode_special
+    tool_start, tool_end = sp("<|tool_start|>"), sp("<|tool_end|>")
+    specials = tokenizer.special_ids
+    keep, in_tool = [], False
+    forced = completion.forced_mask or [0] * len(completion.tokens)
+    for t, f in zip(completion.tokens, forced):
+        if f:
+            continue
+        if t == tool_start:
+            in_tool = True
+        elif t == tool_end:
+            in_tool = False
+        elif not in_tool and t not in specials:
+            keep.append(t)
+    return tokenizer.decode(keep)
+
+
+def reply_answer(completion, tokenizer) -> str | None:
+    """The final number the model wrote (see reply_text, extract_number)."""
+    return extract_number(reply_text(completion, tokenizer))
+
+
+def grade_reply(completion, gold: str, tokenizer) -> bool:
+    """THE GSM8K/arithmetic grader: RL's reward and eval's accuracy both call this."""
+    return same_number(reply_answer(completion, tokenizer), gold)
+
+
 _CALC = re.compile(r"<<([^<>=]+)=[^<>]*>>")
 
 

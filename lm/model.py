@@ -62,6 +62,39 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    def memory_bytes(self) -> int:
+        """fp32 bytes to hold the model, its rotary tables and one full-context KV cache."""
+        hd, c = self.head_dim, self.n_embd
+        per_layer = c * self.n_head * hd + 2 * c * self.n_kv_head * hd + c * c + 8 * c * c
+        params = 2 * self.vocab_size * c + self.n_layer * per_layer
+        rotary = 2 * (4 * self.sequence_len) * (hd // 2)
+        kv = 2 * self.n_layer * self.n_kv_head * hd * self.sequence_len
+        return 4 * (params + rotary + kv)
+
+    def validate(self, max_bytes: int | None = None) -> "GPTConfig":
+        """Raise ValueError naming the field unless a GPT can be built from these values (within `max_bytes`)."""
+        for name in ("vocab_size", "sequence_len", "n_layer", "n_head", "n_kv_head", "n_embd"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("softcap", "rope_base"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {v!r}")
+        if self.rope_base <= 0:
+            raise ValueError(f"rope_base must be > 0, got {self.rope_base!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head {self.n_head} must divide n_embd {self.n_embd}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_kv_head {self.n_kv_head} must divide n_head {self.n_head}")
+        if self.head_dim % 2:
+            raise ValueError(f"head size n_embd/n_head = {self.head_dim} must be even (rotary embeddings)")
+        if max_bytes is not None and self.memory_bytes() > max_bytes:
+            raise ValueError(f"this model (vocab_size {self.vocab_size}, sequence_len {self.sequence_len}, "
+                             f"n_layer {self.n_layer}, n_embd {self.n_embd}) needs ~{self.memory_bytes() / 2**30:.1f} "
+                             f"GiB, over the limit of {max_bytes / 2**30:.1f} GiB")
+        return self
+
 
 def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
@@ -126,7 +159,6 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
-        assert config.n_embd % config.n_head == 0 and config.n_head % config.n_kv_head == 0
         self.c_q = nn.Linear(config.n_embd, self.n_head * self.head_dim, bias=False)
         self.c_k = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.c_v = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
@@ -182,7 +214,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.config = config
+        self.config = config.validate()
         self.transformer = nn.ModuleDict({
             "wte": nn.Embedding(config.vocab_size, config.n_embd),
             "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),

@@ -11,14 +11,21 @@ Parameter groups (`param_groups`):
 
 Every group carries `initial_lr`; `set_lr(opt, multiplier)` applies a schedule
 to all of them, so resuming needs only the step (see lm/schedule.py).
-`build_optimizer` is what SFT/DPO/RL reuse.
+`build_optimizer` is what SFT/DPO/RL reuse, and `train_step` is their one
+update: gradient accumulation over micro-batches, loss scaling, DDP sync on
+the last micro-batch, clipping, step.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -195,11 +202,63 @@ def set_lr(opt, multiplier: float) -> None:
         g["lr"] = g["initial_lr"] * multiplier
 
 
-def optimizer_step(opt, loss: torch.Tensor, params, grad_clip: float | None) -> float:
-    """One update: clear grads, backprop `loss`, clip to `grad_clip` (if set), step.
+def train_step(opt, model: nn.Module, micro_batches: Sequence[Any], loss_fn: Callable[[Any], torch.Tensor],
+               grad_clip: float | None, normalizer: float = 1.0, autocast=None) -> dict[str, float]:
+    """One optimizer update over several micro-batches (gradient accumulation), DDP-aware.
 
-    Returns the gradient norm before clipping (0.0 when not clipping), so every
-    post-training loop logs the same number the same way.
+    `loss_fn(micro_batch)` returns that micro-batch's loss as a SUM over its
+    items (tokens, sequences, pairs); `normalizer` is this rank's item count in
+    the whole step. Each micro-batch backprops `sum × world / global_count`
+    (the count summed over ranks), and DDP averages over ranks, so the update
+    equals one big batch's `mean` loss exactly — whatever the split into
+    micro-batches and ranks. A loss_fn that already returns a mean over the
+    full batch's items passes normalizer=1 (and equal-size ranks).
+
+    `model` is what loss_fn calls (possibly compiled and/or DDP-wrapped): under
+    DDP, gradients are all-reduced only on the last micro-batch (`no_sync`).
+    `autocast` is a zero-argument context factory (bf16 on GPU). Returns
+    `loss` (the step's mean loss over all ranks' items) and `grad_norm`
+    (before clipping; 0.0 when not clipping).
+    """
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    total = torch.tensor(float(normalizer), dtype=torch.float64)
+    if world > 1:
+        device = next(model.parameters()).device
+        total = total.to(device)
+        dist.all_reduce(total)
+    total_f = float(total)
+    if total_f <= 0:
+        # Nothing to learn from on any rank (e.g. every completion cut off by the context): no update, said so.
+        log.warning("train_step: no items to learn from in this step (normalizer 0 on every rank); update skipped")
+        return {"loss": 0.0, "grad_norm": 0.0, "skipped": 1.0}
+    scale = world / total_f
+    opt.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    n = len(micro_batches)
+    for i, mb in enumerate(micro_batches):
+        sync = model.no_sync() if world > 1 and hasattr(model, "no_sync") and i < n - 1 else nullcontext()
+        with sync:
+            with (autocast() if autocast is not None else nullcontext()):
+                loss = loss_fn(mb)
+            (loss * scale).backward()
+        loss_sum = loss_sum.to(loss.device) + loss.detach().double()  # no host sync per micro-batch
+    params = [p for p in _unwrap(model).parameters() if p.grad is not None]
+    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else None
+    opt.step()
+    if world > 1:  # the logged loss is the whole step's, over all ranks
+        loss_sum = loss_sum.to(total.device)
+        dist.all_reduce(loss_sum)
+    return {"loss": float(loss_sum) / total_f, "grad_norm": float(gnorm) if gnorm is not None else 0.0, "skipped": 0.0}
+
+
+def optimizer_step(opt, loss: torch.Tensor, params, grad_clip: float | None) -> float:
+    """One update from one already-computed `loss`: clear grads, backprop, clip (if set), step.
+
+    For a loss that does not come in micro-batches (toy models); the training
+    loops use `train_step`. Returns the gradient norm before clipping (0.0 when
+    not clipping).
     """
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from lm.chat import ChatError, ChatRenderer
 from lm.checkpoint import load_extra, load_model
 from lm.model import GPT
-from lm.optim import optimizer_step
-from lm.sft import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer, pick_device, save_stage_checkpoint,
-                    try_resume)
+from lm.optim import train_step
+from lm.runtime import Runtime, wrap_for_training
+from lm.sft import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
+                    save_stage_checkpoint, stage_runtime, try_resume)
 from lm.sft_data import GLAIVE_ROLES, SkipStats, read_records
 from lm.tokenizer import Tokenizer
 
@@ -295,14 +296,25 @@ def train_reward(rm: RewardModel, tokenizer: Tokenizer, train: list[RenderedPref
                  out_dir: str | Path, meta: dict[str, Any] | None = None, log_fn: LogFn | None = None) -> dict:
     """Train on pairs (Bradley–Terry) and K>2 rankings (Plackett–Luce); reports held-out accuracy."""
     out_dir = Path(out_dir)
-    device = pick_device(cfg.device)
+    rt = stage_runtime(cfg)
+    try:
+        return _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn if rt.master else None, rt)
+    finally:
+        rt.close()
+
+
+def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Runtime) -> dict:
+    device = rt.device
     torch.manual_seed(cfg.seed)
     rm.to(device).train()
     opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
     start, _ = try_resume(out_dir / "latest", rm.gpt, opt, device, extra_module=_HeadView(rm))
+    run = wrap_for_training(rm, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     pairs = [d for d in train if len(d.seqs) == 2]
     ranks = [d for d in train if len(d.seqs) > 2]
+    if not pairs and not ranks:
+        raise ValueError("no reward-model training data survived; check --prefs and the skip counts")
     meta = {"kind": "reward", **(meta or {})}
     res: dict[str, Any] = {}
     if start == 0:
@@ -310,42 +322,57 @@ def train_reward(rm: RewardModel, tokenizer: Tokenizer, train: list[RenderedPref
     t0 = time.time()
     for step in range(start, cfg.steps):
         apply_schedule(opt, cfg, step)
-        losses = []
-        if pairs:
-            idx = batch_indices(len(pairs), cfg.batch_size, step, cfg.seed)
-            b = [pairs[i] for i in idx]
-            ids, lens = pad_right([d.seqs[0] for d in b] + [d.seqs[1] for d in b], pad)
-            with autocast(device, cfg.dtype):
-                s = rm(ids.to(device), lens.to(device))
-            losses.append(bradley_terry_loss(s[:len(b)], s[len(b):]))
-        if ranks:
-            idx = batch_indices(len(ranks), max(1, cfg.batch_size // 2), step, cfg.seed + 1)
-            for i in idx:  # rankings may differ in K: one group at a time
-                d = ranks[int(i)]
+        # This rank's pairs and rankings, as micro-batches: pairs in groups of device_batch_size, each
+        # micro-batch also taking its share of the rankings (which may differ in K: one at a time).
+        my_pairs = rank_share([pairs[int(i)] for i in batch_indices(len(pairs), cfg.batch_size, step, cfg.seed)]
+                              if pairs else [], rt)
+        my_ranks = rank_share([ranks[int(i)] for i in batch_indices(len(ranks), max(1, cfg.batch_size // 2), step,
+                                                                   cfg.seed + 1)] if ranks else [], rt)
+        pair_mbs = micro_batches(my_pairs, cfg.device_batch_size) if my_pairs else []
+        n_mb = max(1, len(pair_mbs))
+        rank_mbs = [my_ranks[i::n_mb] for i in range(n_mb)]
+        mbs = list(zip(pair_mbs or [[]] * n_mb, rank_mbs))
+
+        def loss_fn(mb) -> torch.Tensor:
+            # Mean Bradley–Terry over the step's pairs + mean Plackett–Luce over its rankings (normalizer 1).
+            b, rk = mb
+            loss = torch.zeros((), device=device)
+            if b:
+                ids, lens = pad_right([d.seqs[0] for d in b] + [d.seqs[1] for d in b], pad)
+                sc = run(ids.to(device), lens.to(device))
+                loss = loss + bradley_terry_loss(sc[:len(b)], sc[len(b):]) * len(b) / len(my_pairs)
+            for d in rk:
                 ids, lens = pad_right(d.seqs, pad)
-                losses.append(plackett_luce_loss(rm(ids.to(device), lens.to(device))[None]) / len(idx))
-        if not losses:
-            raise ValueError("no reward-model training data survived; check --prefs and the skip counts")
-        loss = sum(losses)
-        gnorm = optimizer_step(opt, loss, rm.parameters(), cfg.grad_clip)
+                loss = loss + plackett_luce_loss(run(ids.to(device), lens.to(device))[None]) / len(my_ranks)
+            return loss
+
+        st = train_step(opt, run, mbs, loss_fn, cfg.grad_clip, normalizer=1.0, autocast=rt.autocast)
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"train_loss": loss.item(), "grad_norm": gnorm, "step_time_s": (time.time() - t0) / cfg.log_every}, done)
+            log_fn({"train_loss": st["loss"], "grad_norm": st["grad_norm"],
+                    "step_time_s": (time.time() - t0) / cfg.log_every}, done)
             t0 = time.time()
         if done % cfg.eval_every == 0 or done == cfg.steps:
             acc = pairwise_accuracy(rm, val, pad)
             res["val_accuracy"] = acc
-            log.info("reward step %d/%d loss %.4f held-out accuracy %.3f", done, cfg.steps, loss.item(), acc)
+            if rt.master:
+                log.info("reward step %d/%d loss %.4f held-out accuracy %.3f", done, cfg.steps, st["loss"], acc)
             if log_fn:
                 log_fn({"val_accuracy": acc}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, done,
-                                  extra_tensors=head_tensors(rm))
+            if rt.master:
+                save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, done,
+                                      extra_tensors=head_tensors(rm))
+            rt.barrier()
     if "val_accuracy" not in res:
         res["val_accuracy"] = pairwise_accuracy(rm, val, pad)
-    save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, cfg.steps, extra_tensors=head_tensors(rm))
-    final = save_stage_checkpoint(out_dir / "final", rm.gpt, tokenizer,
-                                  {**meta, "val_accuracy": res["val_accuracy"], "n_val": len(val)}, None, cfg.steps,
-                                  extra_tensors=head_tensors(rm))
+    final = out_dir / "final"
+    if rt.master:
+        save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, cfg.steps,
+                              extra_tensors=head_tensors(rm))
+        final = save_stage_checkpoint(out_dir / "final", rm.gpt, tokenizer,
+                                      {**meta, "val_accuracy": res["val_accuracy"], "n_val": len(val)}, None,
+                                      cfg.steps, extra_tensors=head_tensors(rm))
+    rt.barrier()
     res["checkpoint"] = str(final)
     return res

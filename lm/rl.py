@@ -29,11 +29,13 @@ import torch
 
 from lm.chat import ChatRenderer
 from lm.engine import Completion, Engine
-from lm.gsm8k import extract_number, gsm8k_split, same_number
+from lm import gsm8k
+from lm.gsm8k import gsm8k_split
 from lm.model import GPT
-from lm.optim import optimizer_step
-from lm.sft import (LogFn, apply_schedule, autocast, make_optimizer, pick_device, save_stage_checkpoint, step_seed,
-                    token_logprobs, try_resume)
+from lm.optim import train_step
+from lm.runtime import Runtime, all_reduce_sum, wrap_for_training
+from lm.sft import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
+                    stage_runtime, step_seed, token_logprobs, try_resume)
 from lm.sft_data import arithmetic_problem, arithmetic_question
 from lm.tokenizer import Tokenizer
 
@@ -66,26 +68,13 @@ def gsm8k_problems(path: str | Path, heldout: int = 500) -> tuple[list[Problem],
 
 
 def answer_text(c: Completion, tokenizer: Tokenizer) -> str:
-    """What the model itself wrote as its answer: sampled tokens minus tool calls and forced outputs."""
-    sp = tokenizer.encode_special
-    tool_start, tool_end = sp("<|tool_start|>"), sp("<|tool_end|>")
-    keep, in_tool = [], False
-    specials = tokenizer.special_ids
-    for t, forced in zip(c.tokens, c.forced_mask):
-        if forced:
-            continue
-        if t == tool_start:
-            in_tool = True
-        elif t == tool_end:
-            in_tool = False
-        elif not in_tool and t not in specials:
-            keep.append(t)
-    return tokenizer.decode(keep)
+    """What the model itself wrote as its answer (lm.gsm8k.reply_text: no tool calls, no forced outputs)."""
+    return gsm8k.reply_text(c, tokenizer)
 
 
 def exact_reward(problem: Problem, c: Completion, tokenizer: Tokenizer) -> float:
-    """1.0 when the final number the model wrote equals the gold answer, else 0.0."""
-    return float(same_number(extract_number(answer_text(c, tokenizer)), problem.answer))
+    """1.0 when the final number the model wrote equals the gold answer (lm.gsm8k.grade_reply, as eval), else 0.0."""
+    return float(gsm8k.grade_reply(c, problem.answer, tokenizer))
 
 
 RewardFn = Callable[[Sequence[Problem], Sequence[Completion]], list[float]]
@@ -158,7 +147,9 @@ def rollout(model: GPT, tokenizer: Tokenizer, problems: Sequence[Problem], k: in
     eng = Engine(model, tokenizer)
     comps = eng.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                          seed=seed, num_samples=k, truncate="left")
-    return prompts, comps
+    # The engine kept the end of a prompt too long for the context: train on what it actually saw.
+    ctx = eng.max_context
+    return [p[-(ctx - 1):] if len(p) >= ctx else p for p in prompts], comps
 
 
 def verifiable_reward_fn(tokenizer: Tokenizer) -> RewardFn:
@@ -191,21 +182,42 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
                meta: dict[str, Any] | None = None, log_fn: LogFn | None = None,
                kind: str = "rl") -> dict[str, Any]:
     """GRPO loop. `sample_problems(step)` gives the step's prompts; `monitor(metrics, step)` may
-    return a reason to stop early (reward hacking, KL bound). Resumes from `<out_dir>/latest`."""
-    out_dir = Path(out_dir)
-    device = pick_device(cfg.device)
+    return a reason to stop early (reward hacking, KL bound). Resumes from `<out_dir>/latest`.
+
+    Under torchrun every rank draws the same prompts and rolls out its share
+    (all k samples of its prompts in one batched engine call); the policy
+    update averages over all ranks' tokens, in micro-batches of
+    `cfg.device_batch_size` completions. Logged metrics cover all ranks.
+    """
+    rt = stage_runtime(cfg)
+    try:
+        return _train_grpo(model, tokenizer, cfg, Path(out_dir), sample_problems, reward_fn, ref_model, evaluate,
+                           monitor, meta, log_fn if rt.master else None, kind, rt)
+    finally:
+        rt.close()
+
+
+def _logprobs(model, inputs: torch.Tensor, targets: torch.Tensor, chunks: list[slice]) -> torch.Tensor:
+    return torch.cat([token_logprobs(model, inputs[c], targets[c]) for c in chunks])
+
+
+def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_model, evaluate, monitor, meta,
+                log_fn, kind, rt: Runtime) -> dict[str, Any]:
+    device = rt.device
     model.to(device).train()
     if ref_model is not None:
         ref_model.to(device).eval().requires_grad_(False)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start, state = try_resume(out_dir / "latest", model, opt, device)
+    run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     k = cfg.samples_per_prompt
     meta = {"kind": kind, **(meta or {})}
     history: list[dict[str, float]] = list(state.get("history", []))
     stop_reason = state.get("stop_reason")
     if start == 0 and evaluate is not None:
-        ev = evaluate(model, 0)
+        with rt.autocast():
+            ev = evaluate(model, 0)
         history.append({"step": 0, **ev})
         if log_fn:
             log_fn({f"eval/{a}": b for a, b in ev.items()}, 0)
@@ -214,57 +226,84 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
         if stop_reason:  # a resumed run that had already stopped early
             break
         t0 = time.time()
-        problems = sample_problems(step)
+        problems = rank_share(sample_problems(step), rt)
         model.eval()
-        prompts, comps = rollout(model, tokenizer, problems, k, cfg.max_new_tokens, cfg.temperature,
-                                 step_seed(cfg.seed, step), getattr(cfg, "top_k", None))
+        t_gen = time.time()
+        with rt.autocast():  # bf16 generation on GPU
+            prompts, comps = rollout(model, tokenizer, problems, k, cfg.max_new_tokens, cfg.temperature,
+                                     step_seed(cfg.seed, step, salt=rt.rank), getattr(cfg, "top_k", None))
+        t_gen = time.time() - t_gen
         model.train()
         rewards = torch.tensor(reward_fn([problems[c.prompt_index] for c in comps], comps), dtype=torch.float32)
         adv = group_advantages(rewards.view(len(problems), k)).flatten()
         inputs, targets, tmask = build_batch(prompts, comps, pad, model.config.sequence_len)
         inputs, targets, tmask, adv_d = inputs.to(device), targets.to(device), tmask.to(device), adv.to(device)
-        with torch.no_grad(), autocast(device, cfg.dtype):
-            logp_old = token_logprobs(model, inputs, targets)
-            logp_ref = token_logprobs(ref_model, inputs, targets) if ref_model is not None else None
+        chunks = micro_batches(list(range(len(comps))), getattr(cfg, "device_batch_size", None))
+        chunks = [slice(c[0], c[-1] + 1) for c in chunks]
+        with torch.no_grad(), rt.autocast():
+            logp_old = _logprobs(model, inputs, targets, chunks)
+            logp_ref = _logprobs(ref_model, inputs, targets, chunks) if ref_model is not None else None
         apply_schedule(opt, cfg, step)
+        n_tok = float(tmask.sum())
         for _ in range(max(1, cfg.ppo_epochs)):
-            with autocast(device, cfg.dtype):
-                logp = token_logprobs(model, inputs, targets)
-            loss, st = grpo_loss(logp, logp_old, adv_d, tmask, cfg.clip_eps, logp_ref, cfg.kl_coef)
-            gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
+            acc = {"kl": 0.0, "clip_frac": 0.0}
+
+            def loss_fn(c: slice) -> torch.Tensor:
+                logp = token_logprobs(run, inputs[c], targets[c])
+                loss, st = grpo_loss(logp, logp_old[c], adv_d[c], tmask[c], cfg.clip_eps,
+                                     None if logp_ref is None else logp_ref[c], cfg.kl_coef)
+                n = float(tmask[c].sum())
+                for key in acc:
+                    acc[key] += st.get(key, 0.0) * n
+                return loss * n  # grpo_loss is a token mean; train_step wants the sum
+
+            res = train_step(opt, run, chunks, loss_fn, cfg.grad_clip, normalizer=n_tok, autocast=rt.autocast)
+        gen_tokens = sum(len(c.tokens) for c in comps)
         r = rewards.view(len(problems), k)
-        m = {"reward_mean": float(rewards.mean()), "pass@1": float((r > 0.5).float().mean()),
-             f"pass@{k}": float((r > 0.5).any(dim=1).float().mean()),
-             "response_len": float(sum(len(c.tokens) for c in comps) / len(comps)),
-             "kl": st.get("kl", 0.0), "clip_frac": st["clip_frac"], "loss": loss.item(), "grad_norm": gnorm,
+        tot = all_reduce_sum([float(rewards.sum()), float((r > 0.5).sum()), float((r > 0.5).any(dim=1).sum()),
+                              float(gen_tokens), float(len(comps)), float(len(problems)), n_tok,
+                              acc["kl"], acc["clip_frac"]], rt)
+        r_sum, n_correct, n_any, g_tok, n_comp, n_prob, tok_all, kl_sum, clip_sum = tot
+        m = {"reward_mean": r_sum / n_comp, "pass@1": n_correct / n_comp, f"pass@{k}": n_any / n_prob,
+             "response_len": g_tok / n_comp, "kl": kl_sum / max(tok_all, 1.0), "clip_frac": clip_sum / max(tok_all, 1.0),
+             "loss": res["loss"], "grad_norm": res["grad_norm"],
+             "completions": n_comp, "update_skipped": res["skipped"], "gen_tokens_per_s": g_tok / max(t_gen, 1e-9), "gen_s": t_gen,
              "step_time_s": time.time() - t0}
         done = steps_done = step + 1
         if log_fn:
             log_fn(m, done)
-        if done % cfg.log_every == 0:
-            log.info("%s step %d/%d reward %.3f kl %.4f clip %.3f", kind, done, cfg.steps, m["reward_mean"],
-                     m["kl"], m["clip_frac"])
+        if rt.master and done % cfg.log_every == 0:
+            log.info("%s step %d/%d reward %.3f kl %.4f clip %.3f gen %.0f tok/s", kind, done, cfg.steps,
+                     m["reward_mean"], m["kl"], m["clip_frac"], m["gen_tokens_per_s"])
         if evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
-            ev = evaluate(model, done)
+            with rt.autocast():
+                ev = evaluate(model, done)
             m.update({f"eval/{a}": b for a, b in ev.items()})
             history.append({"step": done, **ev})
             if log_fn:
                 log_fn({f"eval/{a}": b for a, b in ev.items()}, done)
         if monitor is not None:
             stop_reason = monitor(m, done)
-            if stop_reason:
+            if rt.world > 1 and all_reduce_sum([1.0 if stop_reason else 0.0], rt)[0] and not stop_reason:
+                stop_reason = "stopped by another rank's monitor"  # every rank must stop at the same step
+            if stop_reason and rt.master:
                 log.warning("%s: stopping early at step %d: %s", kind, done, stop_reason)
         if stop_reason:
             break
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done,
-                                  {"history": history, "stop_reason": stop_reason})
+            if rt.master:
+                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done,
+                                      {"history": history, "stop_reason": stop_reason})
+            rt.barrier()
     final_step = steps_done
     result: dict[str, Any] = {"history": history, "stop_reason": stop_reason, "steps_done": final_step}
-    save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, final_step,
-                          {"history": history, "stop_reason": stop_reason})
-    final = save_stage_checkpoint(out_dir / "final", model, tokenizer,
-                                  {**meta, "stop_reason": stop_reason, "history": history}, None, final_step)
+    final = out_dir / "final"
+    if rt.master:
+        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, final_step,
+                              {"history": history, "stop_reason": stop_reason})
+        final = save_stage_checkpoint(out_dir / "final", model, tokenizer,
+                                      {**meta, "stop_reason": stop_reason, "history": history}, None, final_step)
+    rt.barrier()
     result["checkpoint"] = str(final)
     return result
 

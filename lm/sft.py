@@ -8,7 +8,6 @@ the optimizer moments and the step.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -20,7 +19,8 @@ import torch
 
 from lm.checkpoint import load_extra, load_train_state, load_weights, save_checkpoint
 from lm.model import GPT
-from lm.optim import build_optimizer, optimizer_step, set_lr
+from lm.optim import build_optimizer, set_lr, train_step
+from lm.runtime import Runtime, autocast_context, resolve_device, resolve_dtype, setup_runtime, wrap_for_training
 from lm.schedule import lr_multiplier
 from lm.sft_data import SFTData
 from lm.tokenizer import Tokenizer
@@ -32,16 +32,40 @@ LogFn = Callable[[dict[str, float], int], None]
 
 # ------------------------------------------------------------------ shared
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return resolve_device(name)
+
+
+def _autocast_dtype(device: torch.device, dtype: str) -> torch.dtype:
+    """bf16 on GPU when asked; fp32 on CPU always (exact, reproducible tests)."""
+    return resolve_dtype(dtype, device) if device.type == "cuda" else torch.float32
 
 
 def autocast(device: torch.device, dtype: str):
     """bf16 autocast on GPU when asked; a no-op on CPU (exact, reproducible tests)."""
-    if device.type == "cuda" and dtype == "bfloat16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast_context(device, _autocast_dtype(device, dtype))
+
+
+def stage_runtime(cfg) -> Runtime:
+    """Device, autocast dtype and (under torchrun) the process group of a post-training stage."""
+    rt = setup_runtime(cfg.device, "float32")
+    rt.dtype = _autocast_dtype(rt.device, cfg.dtype)
+    return rt
+
+
+def rank_share(items, rt: Runtime):
+    """This rank's contiguous share of a step's items (all of them alone); the count must divide evenly."""
+    n = len(items)
+    if n % rt.world:
+        raise ValueError(f"a step's {n} items do not split evenly over {rt.world} ranks; "
+                         "make the batch size a multiple of the number of processes")
+    per = n // rt.world
+    return items[rt.rank * per:(rt.rank + 1) * per]
+
+
+def micro_batches(items, device_batch_size: int | None) -> list:
+    """Cut items into micro-batches of `device_batch_size` (None: one micro-batch)."""
+    mb = device_batch_size or len(items)
+    return [items[i:i + mb] for i in range(0, len(items), mb)]
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -121,13 +145,27 @@ def evaluate_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor, batch
 
 def train_sft(model: GPT, tokenizer: Tokenizer, data: SFTData, cfg, out_dir: str | Path,
               meta: dict[str, Any] | None = None, log_fn: LogFn | None = None) -> dict[str, Any]:
-    """Fine-tune on packed conversations; resumes from `<out_dir>/latest`; writes `<out_dir>/final`."""
+    """Fine-tune on packed conversations; resumes from `<out_dir>/latest`; writes `<out_dir>/final`.
+
+    A step takes `cfg.batch_size` rows over all ranks (torchrun: each rank its
+    share), in micro-batches of `cfg.device_batch_size`; the loss is the mean
+    over the step's assistant tokens, however the rows are split.
+    """
     out_dir = Path(out_dir)
-    device = pick_device(cfg.device)
+    rt = stage_runtime(cfg)
+    try:
+        return _train_sft(model, tokenizer, data, cfg, out_dir, meta, log_fn if rt.master else None, rt)
+    finally:
+        rt.close()
+
+
+def _train_sft(model, tokenizer, data, cfg, out_dir, meta, log_fn, rt: Runtime) -> dict[str, Any]:
+    device = rt.device
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start, _ = try_resume(out_dir / "latest", model, opt, device)
+    run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     X, Y = data.train
     Xv, Yv = data.val
     meta = {"kind": "sft", **(meta or {}), "data": data.stats}
@@ -136,34 +174,42 @@ def train_sft(model: GPT, tokenizer: Tokenizer, data: SFTData, cfg, out_dir: str
         metrics["val_loss_start"] = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
         if log_fn:
             log_fn({"val_loss": metrics["val_loss_start"]}, 0)
+
+    def loss_fn(rows: torch.Tensor) -> torch.Tensor:
+        return run(X[rows].to(device), targets=Y[rows].to(device), loss_reduction="sum")
+
     t0 = time.time()
     for step in range(start, cfg.steps):
-        idx = batch_indices(X.shape[0], cfg.batch_size, step, cfg.seed)
-        x, y = X[idx].to(device), Y[idx].to(device)
+        mine = rank_share(batch_indices(X.shape[0], cfg.batch_size, step, cfg.seed), rt)
         lr_mult = apply_schedule(opt, cfg, step)
-        with autocast(device, cfg.dtype):
-            loss = model(x, targets=y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"SFT loss is {loss.item()} at step {step}; lower the learning rate")
-        gnorm = optimizer_step(opt, loss, model.parameters(), cfg.grad_clip)
+        n_tok = int((Y[mine] >= 0).sum())
+        st = train_step(opt, run, micro_batches(mine, cfg.device_batch_size), loss_fn, cfg.grad_clip,
+                        normalizer=n_tok, autocast=rt.autocast)
+        if not math.isfinite(st["loss"]):
+            raise FloatingPointError(f"SFT loss is {st['loss']} at step {step}; lower the learning rate")
         done = step + 1
         if log_fn and (done % cfg.log_every == 0 or done == cfg.steps):
-            log_fn({"train_loss": loss.item(), "grad_norm": gnorm, "lr_mult": lr_mult,
-                    "tokens_per_s": float((y >= 0).sum()) / max(1e-9, time.time() - t0)}, done)
+            log_fn({"train_loss": st["loss"], "grad_norm": st["grad_norm"], "lr_mult": lr_mult,
+                    "tokens_per_s": n_tok * rt.world / max(1e-9, time.time() - t0)}, done)
         t0 = time.time()
         if done % cfg.eval_every == 0 or done == cfg.steps:
             vl = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
             metrics["val_loss"] = vl
-            log.info("sft step %d/%d train_loss %.4f val_loss %.4f", done, cfg.steps, loss.item(), vl)
+            if rt.master:
+                log.info("sft step %d/%d train_loss %.4f val_loss %.4f", done, cfg.steps, st["loss"], vl)
             if log_fn:
                 log_fn({"val_loss": vl}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+            if rt.master:
+                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+            rt.barrier()
     if "val_loss" not in metrics:
         metrics["val_loss"] = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
-    save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
-    final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, **{k: v for k, v in metrics.items()}},
-                                  None, cfg.steps)
+    final = out_dir / "final"
+    if rt.master:
+        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
+        final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, **metrics}, None, cfg.steps)
+    rt.barrier()
     metrics["checkpoint"] = str(final)
     if not math.isfinite(metrics["val_loss"]):
         raise FloatingPointError("SFT validation loss is not finite")

@@ -118,3 +118,34 @@ def _train_toy(directory: Path, params: dict, steps: int, seed: int, vocab_size:
     model.eval()
     return save_checkpoint(directory, model, tok, {"kind": "toy-generated", "step": steps, "toy_params": params,
                                                     "final_loss": float(loss.detach())})
+
+
+def make_generated_token_shards(out: str | Path, texts: list[str], vocab_size: int, val_fraction: float = 0.05,
+                                n_train_shards: int = 2, source: str = "generated") -> Path:
+    """GENERATED tokenize-stage output (tokenizer.json + tokens/ shards + meta) from in-memory texts.
+
+    For benchmarks and the GPU check on a fresh clone, where no curated demo
+    output exists: a BPE tokenizer trained on `texts`, then the texts split
+    into documents (blank lines), the first `val_fraction` held out.
+    """
+    from lm.tokens import ShardWriter, shard_name, write_meta
+
+    out = Path(out)
+    docs = [d for t in texts for d in t.split("\n\n") if d.strip()]
+    n_val = max(1, int(len(docs) * val_fraction))
+    val_docs, train_docs = docs[:n_val], docs[n_val:]
+    tok = Tokenizer.train(train_docs, vocab_size)
+    tok.save(out / "tokenizer.json")
+    per = -(-len(train_docs) // n_train_shards)
+    parts = [("train", i, train_docs[i * per:(i + 1) * per]) for i in range(n_train_shards)] + [("val", 0, val_docs)]
+    shards = []
+    for split, i, split_docs in parts:
+        name = shard_name(split, i)
+        with ShardWriter(out / "tokens" / name, tok.vocab_size, tok.bos_id) as w:
+            for ids in tok.encode_batch(split_docs):
+                w.add(ids)
+        shards.append({"path": name, "split": split, "n_tokens": w.n_tokens, "n_docs": w.n_docs, "source": source})
+    write_meta(out / "tokens", {"dtype": "uint16", "vocab_size": tok.vocab_size, "bos_id": tok.bos_id,
+                                "tokenizer_sha256": tok.sha256(), "shards": shards,
+                                "n_tokens": sum(s["n_tokens"] for s in shards)})
+    return out

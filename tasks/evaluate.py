@@ -5,9 +5,14 @@
     OUT/report/report.md     the report card (tasks/report.py) + PNG plots
     OUT/manifest.json        written last by the flow
 
-Metrics per model (lm/eval.py): val bits per byte on the held-out token shards,
-GSM8K pass@1 / pass@k on the held-out last 500 problems, GENERATED arithmetic
-with and without the calculator, chat-format compliance, samples.
+Metrics per model, by suite (`cfg.suite`, a comma list):
+- basic (lm/eval.py): val bits per byte on the held-out token shards, GSM8K
+  pass@1 / pass@k on the held-out last 500 problems, GENERATED arithmetic with
+  and without the calculator, chat-format compliance, samples;
+- core (lm/core_eval.py): CORE-style multiple choice on real benchmark data,
+  `eval/core/<task>` + `eval/core/core_score`, details under `core`;
+- chat (lm/chat_eval.py): ARC lettered multiple choice, GSM8K, TriviaQA in the
+  chat format, `eval/chat/<task>`, details under `chat`.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from conf.evaluate import EvalConfig
+from conf.evaluate import EvalConfig, suites
 from crawl2chat.atomic import write_text
 from tasks.prefect_task import prefect_task
 
@@ -63,7 +68,6 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
     """Every metric of one model (checkpoint dir or MLflow URI); `samples` holds its generations."""
     import torch
 
-    from lm import eval as ev
     from lm.engine import load_engine
 
     torch.manual_seed(cfg.seed)
@@ -71,6 +75,21 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
     engine, meta = load_engine(model, device=cfg.device)
     out: dict[str, Any] = {"model": str(model), "kind": meta.get("kind"), "step": meta.get("step"),
                            "params": engine.model.num_params()}
+    wanted = suites(cfg.suite)
+    if "basic" in wanted:
+        basic_metrics(engine, model, cfg, tokens_dir, out)
+    if "core" in wanted:
+        out.update(core_metrics(engine, cfg))
+    if "chat" in wanted:
+        out.update(chat_metrics(engine, cfg))
+    out["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | None, out: dict[str, Any]) -> None:
+    """Suite `basic` into `out`: bits per byte, GSM8K pass@k, arithmetic, chat format, samples."""
+    from lm import eval as ev
+
     ids = val_tokens(tokens_dir, cfg.bpb_max_tokens)
     if ids is not None and len(ids) > 1:
         out["val_bpb"] = ev.bits_per_byte(engine.model, engine.tokenizer, ids, batch_size=cfg.batch_size)["bpb"]
@@ -99,8 +118,32 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
     if cfg.n_samples:
         out["samples"] = ev.sample_generations(engine, SAMPLE_PROMPTS[:cfg.n_samples],
                                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    out["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    return out
+
+
+def core_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
+    """Suite `core`: CORE-style multiple choice; one flat metric per task (`eval/core/<task>`) + the details."""
+    from lm.core_eval import run_core
+
+    r = run_core(engine.model, engine.tokenizer, tasks=cfg.core_tasks or None, limit=cfg.core_limit or None,
+                 batch_size=cfg.core_batch_size)
+    flat = {f"eval/core/{name}": m["score"] for name, m in r["tasks"].items()}
+    flat.update({"eval/core/core_score": r["core"], "eval/core/centered_mean": r["centered_mean"]})
+    log.info("core: CORE-style %.4f over %d DCLM tasks, centered mean %.4f", r["core"] or 0.0, r["core_tasks"],
+             r["centered_mean"] or 0.0)
+    return {**{k: v for k, v in flat.items() if v is not None}, "core": r}
+
+
+def chat_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
+    """Suite `chat`: ARC lettered multiple choice, GSM8K held-out, TriviaQA; `eval/chat/<task>` + details."""
+    from lm.chat_eval import run_chat
+
+    r = run_chat(engine, limit=cfg.chat_limit or None, gsm8k_path=cfg.gsm8k_path,
+                 max_new_tokens=cfg.chat_max_new_tokens, batch_size=cfg.batch_size)
+    flat = {f"eval/chat/{name}": m["score"] for name, m in r["tasks"].items()}
+    for k in ("wrong_rate", "abstain_rate"):
+        if "triviaqa" in r["tasks"]:
+            flat[f"eval/chat/triviaqa_{k}"] = r["tasks"]["triviaqa"][k]
+    return {**flat, "chat": r}
 
 
 def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, tokens: str | Path | None = None,
@@ -113,11 +156,15 @@ def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, token
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     samples = []
-    for name, uri in models.items():
-        if not uri:
-            continue
+    todo = [(n, u) for n, u in models.items() if u]
+    t0 = time.perf_counter()
+    for i, (name, uri) in enumerate(todo, 1):
+        # a progress line per model: the per-metric lines below can be tens of seconds apart on CPU
+        log.info("evaluate %d/%d: %s (%s) ...", i, len(todo), name, uri)
         try:
-            r = evaluate_model(uri, cfg, tokens)
+            # e.g. the base model gets `core`, chat models `chat` (cfg.suite_by_model; default cfg.suite)
+            suite = cfg.suite_by_model.get(name, cfg.suite)
+            r = evaluate_model(uri, cfg if suite == cfg.suite else cfg.model_copy(update={"suite": suite}), tokens)
         except Exception as e:  # one bad model must not hide the others' results
             log.error("evaluating %s (%s) failed: %s", name, uri, e)
             results[name] = {"model": str(uri), "error": f"{type(e).__name__}: {e}"}
@@ -125,6 +172,8 @@ def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, token
         for s in r.pop("samples", []):
             samples.append({"model": name, **s})
         results[name] = r
+        log.info("evaluate %d/%d: %s done in %.0fs (%.0fs in all)", i, len(todo), name, r.get("eval_seconds", 0),
+                 time.perf_counter() - t0)
     if not results:
         raise ValueError("no models to evaluate: pass --model (a checkpoint directory or models:/ URI)")
     doc = {"main": main or next(iter(results)), "models": results, "config": cfg.model_dump(mode="json"),

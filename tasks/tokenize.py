@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GPT2_VOCAB = "cs336_gpt2_vocab.json"
 GPT2_MERGES = "cs336_gpt2_merges.txt"
 # Where the GPT-2 reference files are looked for when the config names none.
-GPT2_SEARCH_DIRS = (REPO_ROOT / "data" / "text", REPO_ROOT.parent / "shared" / "data" / "text")
+GPT2_SEARCH_DIRS = (REPO_ROOT / "data" / "text",)
 
 
 # ------------------------------------------------------------------ inputs

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
-SAMPLES = REPO / "data" / "samples"
+DATA = REPO / "data"  # real sample data shipped in the repo (data/README.md, data/PROVENANCE.md)
+SAMPLES = DATA / "samples"
 
 # Keep Prefect state out of ~/.prefect and off the network before prefect imports.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="c2c-prefect-home-")
@@ -28,11 +28,12 @@ if str(REPO) not in sys.path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data (real sample data beside the checkout)."""
-    if not SHARED_DATA.exists():
-        pytest.fail(f"real sample data expected at {SHARED_DATA}")
-    return SHARED_DATA
+def repo_data() -> Path:
+    """The repo's data/ folder: the real text, langid, blocklist, SFT, prefs and GSM8K files."""
+    missing = [p for p in ("text", "langid", "blocklists", "samples") if not (DATA / p).is_dir()]
+    if missing:
+        pytest.fail(f"real sample data missing under {DATA}: {missing} (see data/README.md)")
+    return DATA
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--max-tokens", type=int, default=256, help="cap on the reply length")
+    p.add_argument("--context", type=int, default=None,
+                   help="tokens the conversation may fill (prompt + reply); default: the length the model was "
+                        "trained on, at most its rotary range (4x that)")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -43,6 +46,18 @@ class ChatSession:
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
         self.last_reply_tokens = 0
+        self.last_finish: str | None = None
+
+    def context_note(self) -> str | None:
+        """What to tell the user when the last reply was cut off by the context limit (else None)."""
+        if self.last_finish != "context":
+            return None
+        model = self.engine.model
+        trained, most = model.config.sequence_len, model.rotary_len
+        limit = self.engine.max_context
+        more = (f", or restart with --context {min(most, 2 * limit)} (this model was trained on {trained}-token "
+                f"contexts and takes up to {most}; replies past {trained} tokens may degrade)") if limit < most else ""
+        return f"(reply cut off: the conversation filled the context of {limit} tokens; /reset to start over{more})"
 
     def command(self, line: str) -> str | None:
         """Run a /command; returns a message, or None to quit."""
@@ -54,12 +69,17 @@ class ChatSession:
                 self.reset()
                 return "(new conversation)"
             if cmd == "/temp":
-                self.temperature = max(0.0, float(arg))
+                from lm.engine import MIN_TEMPERATURE
+                v = float(arg)
+                if not (v == 0 or MIN_TEMPERATURE <= v <= 100):  # below the floor float32 sampling overflows
+                    return f"(temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 100)"
+                self.temperature = v
                 return f"(temperature = {self.temperature})"
             if cmd == "/top_p":
+                from lm.engine import MIN_TOP_P
                 v = float(arg)
-                if not 0 < v <= 1:
-                    return "(top_p must be in (0, 1])"
+                if not MIN_TOP_P <= v <= 1:
+                    return f"(top_p must be in [{MIN_TOP_P}, 1])"
                 self.top_p = None if v == 1 else v
                 return f"(top_p = {self.top_p or 'off'})"
             if cmd == "/top_k":
@@ -89,21 +109,30 @@ class ChatSession:
                              f"({self.engine.max_context}); /reset to start over")
         pieces, n = [], 0
         self.turn += 1
-        for ev in self.engine.stream(ids, min(self.max_tokens, room), temperature=self.temperature,
+        # The engine caps the reply at the context's room and then says finish_reason="context".
+        self.last_finish = None
+        for ev in self.engine.stream(ids, self.max_tokens, temperature=self.temperature,
                                      top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn):
             n += 1
             pieces.append(ev.text)
+            if ev.finish_reason:
+                self.last_finish = ev.finish_reason
             yield ev.text
         self.last_reply_tokens = n
         self.messages.append({"role": "assistant", "content": "".join(pieces)})
 
 
 def run(args) -> int:
-    from lm.engine import load_engine
+    from lm.engine import MIN_TEMPERATURE, MIN_TOP_P, load_engine
 
-    engine, meta = load_engine(args.model, device=args.device)
+    if not (args.temperature == 0 or MIN_TEMPERATURE <= args.temperature <= 100):
+        raise ValueError(f"--temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 100")
+    if args.top_p is not None and not MIN_TOP_P <= args.top_p <= 1:
+        raise ValueError(f"--top-p must be in [{MIN_TOP_P}, 1]")
+    engine, meta = load_engine(args.model, device=args.device, max_context=args.context)
     s = ChatSession(engine, args.temperature, args.top_p, args.top_k, args.max_tokens, args.system, args.seed)
-    print(f"crawl2chat chat — {meta.get('path', args.model)} ({meta.get('kind', 'model')}); /help for commands")
+    print(f"crawl2chat chat — {meta.get('path', args.model)} ({meta.get('kind', 'model')}); "
+          f"context {engine.max_context} tokens; /help for commands")
     while True:
         try:
             line = input("you> ")
@@ -131,3 +160,6 @@ def run(args) -> int:
             s.messages.pop()
             continue
         print()
+        note = s.context_note()
+        if note:
+            print(note)

@@ -14,6 +14,11 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="tiny", help="conf/presets/<name>.yaml section `eval`")
     p.add_argument("--gsm8k-n", type=int, default=None, help="held-out GSM8K problems to score")
     p.add_argument("--device", default=None)
+    p.add_argument("--suite", default=None,
+                   help="comma list of basic (bpb, GSM8K, arithmetic, format), core (CORE-style base-model "
+                        "multiple choice), chat (ARC, GSM8K, TriviaQA in chat format); preset default: basic")
+    p.add_argument("--limit", type=int, default=None,
+                   help="items per core/chat task, chosen deterministically (default: preset; 0 = all)")
     p.add_argument("--no-flow", action="store_true",
                    help="run the functions directly: no Prefect flow run, no MLflow run")
     p.set_defaults(func=run)
@@ -23,7 +28,8 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    overrides = {"gsm8k_n": args.gsm8k_n, "device": args.device}
+    overrides = {"gsm8k_n": args.gsm8k_n, "device": args.device, "suite": args.suite,
+                 "core_limit": args.limit, "chat_limit": args.limit}
     if args.no_flow:
         import conf
         from conf.evaluate import EvalConfig

@@ -68,5 +68,55 @@ def run(args: argparse.Namespace) -> int:
     for name, info in summary["stages"].items():
         extra = f" ({info['wall_seconds']:.1f}s)" if "wall_seconds" in info else ""
         print(f"  {name:<9} {info['status']}{extra}")
-    print(f"done: {summary['root']} (summary in pipeline.json; MLflow parent run `llm-pipeline`)")
+    print(next_steps(summary))
     return 0
+
+
+def _tool(name: str) -> str:
+    """How to type a console script of this environment: bare when it is on PATH, else its path."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    own = Path(sys.executable).parent / name
+    if not own.exists() or shutil.which(name) == str(own):
+        return name
+    try:
+        return os.path.relpath(own)
+    except ValueError:
+        return str(own)
+
+
+def next_steps(summary: dict) -> str:
+    """The closing lines of a pipeline run: where the report card is and the three next commands."""
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(summary["root"])
+    shown = os.path.relpath(root) if root.is_relative_to(Path.cwd()) else str(root)
+    lines = [f"done: {shown} (summary in {shown}/pipeline.json; MLflow parent run `llm-pipeline` "
+             f"{summary.get('mlflow_run_id', '')})".replace(" )", ")")]
+    try:
+        report = json.loads((root / "evaluate" / "manifest.json").read_text())["report"]
+        lines.append(f"report card: {os.path.relpath(report) if Path(report).is_relative_to(Path.cwd()) else report}")
+    except (OSError, ValueError, KeyError):
+        lines.append("report card: none (the evaluate stage did not run)")
+    chat_model = next((f"{shown}/{n}" for n in ("sft", "rl", "pretrain") if (root / n / "manifest.json").exists()),
+                      None)
+    uri = summary.get("mlflow_tracking_uri") or f"sqlite:///{root}/mlflow.db"
+    exp = summary.get("mlflow_experiment_id")
+    lines.append("next:")
+    if chat_model:
+        lines.append(f"  {_tool('crawl2chat')} chat  --model {chat_model}    # chat in the terminal")
+        lines.append(f"  {_tool('crawl2chat')} serve --model {chat_model}    # web chat + OpenAI API on "
+                     "http://127.0.0.1:8000")
+    runs_view = f"/#/experiments/{exp}/runs" if exp else ""
+    if uri.startswith("http"):
+        lines.append(f"  open {uri.rstrip('/')}{runs_view}    # MLflow: parent run `llm-pipeline` + one per stage")
+    else:
+        lines.append(f"  {_tool('mlflow')} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5001"
+                     f"    # then http://127.0.0.1:5001{runs_view}")
+    if root == (Path.cwd() / "runs" / "demo").resolve():
+        lines.append("  (the same for runs/demo: make chat | make serve | make mlflow-ui)")
+    return "\n".join(lines)

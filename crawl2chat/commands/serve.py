@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ...")
     p.add_argument("--max-concurrent", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on a request's max_tokens")
+    p.add_argument("--request-timeout", type=float, default=None, help="per-request deadline in seconds")
     p.set_defaults(func=run)
 
 
@@ -26,9 +27,23 @@ def run(args) -> int:
     from lm.engine import load_engine
 
     cfg = conf.load(ServeConfig, args.preset, {"host": args.host, "port": args.port, "device": args.device,
-                                               "max_concurrent": args.max_concurrent, "max_tokens": args.max_tokens})
-    engine, meta = load_engine(args.model, device=cfg.device)
+                                               "max_concurrent": args.max_concurrent, "max_tokens": args.max_tokens,
+                                               "request_timeout_s": args.request_timeout})
+    max_mem = int(cfg.max_model_memory_gb * 2**30) if cfg.max_model_memory_gb else None
+    engine, meta = load_engine(args.model, device=cfg.device, max_memory_bytes=max_mem)
     name = args.model if args.model.startswith(("models:/", "runs:/")) else f"crawl2chat-{meta.get('kind', 'model')}"
-    print(f"serving {args.model} on http://{cfg.host}:{cfg.port}/  (OpenAI API at /v1)")
-    uvicorn.run(create_app(engine, name, cfg), host=cfg.host, port=cfg.port, log_level="info")
+    app = create_app(engine, name, cfg)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            app.state.shutdown()  # open streams end within a token, so uvicorn's wait for them is short
+            super().handle_exit(sig, frame)
+
+    print(f"serving {args.model} on http://{cfg.host}:{cfg.port}/  (OpenAI API at /v1)", flush=True)
+    try:
+        Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
+                              limit_concurrency=cfg.max_connections,
+                              timeout_graceful_shutdown=cfg.shutdown_grace_s)).run()
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its clean shutdown
+        pass
     return 0

@@ -6,57 +6,83 @@ Routes:
   POST /v1/chat/completions    OpenAI Chat Completions, `stream` true (SSE) or false
   GET  /health
 
-Limits, with OpenAI-style error bodies: prompt longer than `max_prompt_tokens`
-→ 413; bad request (unknown role, max_tokens over the cap, n over the cap, empty
-messages) → 400; more than `max_concurrent` requests in flight → 429.
-Generation runs in a worker thread (CPU-bound torch), one request at a time on
-the model; admitted requests beyond the one running wait their turn.
+Limits, with OpenAI-style error bodies: body over `max_body_bytes` (Content-Length
+or bytes actually sent) → 413 before any parsing; prompt longer than
+`max_prompt_tokens` → 413; any field outside the range the engine can use (wrong
+type, NaN, temperature/top_p under their floors, seed out of range, non-text
+content part, lone surrogate, max_tokens < 1) → 400 naming the field; more than
+`max_concurrent` requests in flight → 429; past `request_timeout_s` → 504 (or an
+SSE error event); shutting down → 503.
+
+How a request runs: parsing and tokenizing happen in a worker thread, so the event
+loop (and /health) never waits on them. An admitted request takes a slot, then
+its own daemon thread waits for the model lock and generates, checking once per
+token whether to stop: the client went away (the ASGI `http.disconnect`, watched
+for the whole request, streamed or not), the deadline passed, or the server is
+shutting down (`shutdown()`, called on SIGINT/SIGTERM). The thread frees the
+model lock and the slot itself when it ends, so nothing a client does can leave
+either held.
 """
 from __future__ import annotations
 
-import itertools
+import asyncio
+import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
+import anyio
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 
 from conf.serve import ServeConfig
-from lm.engine import Engine, render_prompt
+from lm.engine import MIN_TEMPERATURE, MIN_TOP_P, Engine, render_prompt
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+DRAIN_BYTES = 64 << 20  # an oversized body is read (and dropped) up to this, so the client sees its 413
+DRAIN_SECONDS = 2.0
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: str
-    content: str | list[dict[str, Any]] | None = ""
-
-    def text(self) -> str:
-        if isinstance(self.content, list):  # OpenAI content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
-        return self.content or ""
+    content: str | list[ContentPart] | None = ""
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
     model: str | None = None
     messages: list[Message]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1)
-    seed: int | None = None
-    stream: bool = False
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=MIN_TOP_P, le=1.0, strict=True, allow_inf_nan=False)
+    top_k: StrictInt | None = Field(None, ge=1, le=1 << 24)
+    n: StrictInt = Field(1, ge=1)
+    seed: StrictInt | None = Field(None, ge=-(1 << 63), le=(1 << 64) - 1)  # torch.Generator's range
+    stream: StrictBool | None = False
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_floor(cls, v: float | None) -> float | None:
+        if v is not None and 0 < v < MIN_TEMPERATURE:
+            raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return v
 
 
 class APIError(Exception):
@@ -64,48 +90,192 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.code = status, message, type_, code
 
-
-def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
-                        status_code=status)
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
 
 
-class _Slots:
-    """Counts requests in flight; refuses past the limit instead of queueing forever."""
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")  # json.loads would accept NaN / Infinity
 
-    def __init__(self, limit: int):
-        self.limit, self.n, self.lock = limit, 0, threading.Lock()
 
-    def acquire(self) -> bool:
-        with self.lock:
-            if self.n >= self.limit:
-                return False
-            self.n += 1
-            return True
+def _validation_message(e: ValidationError) -> str:
+    first = e.errors()[0] if e.errors() else {}
+    where = ".".join(str(x) for x in first.get("loc", ()))
+    msg = first.get("msg", "bad value").removeprefix("Value error, ")
+    return f"invalid request: {where or 'body'}: {msg}"
 
-    def release(self) -> None:
-        with self.lock:
-            self.n -= 1
+
+class _Job:
+    """One admitted request: deadline, why it stopped early, and what its worker thread produced."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float):
+        self.loop, self.deadline = loop, time.monotonic() + timeout_s
+        self.reason: str | None = None  # "client" | "deadline" | "shutdown" once told to stop
+        self.done = asyncio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.items: asyncio.Queue = asyncio.Queue()  # stream events, then _END
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def should_stop(self) -> bool:
+        if self.reason is None and time.monotonic() > self.deadline:
+            self.reason = "deadline"
+        return self.reason is not None
+
+    def emit(self, item: Any) -> None:
+        """Hand an item to the event loop from the worker thread (dropped if the loop is gone)."""
+        try:
+            self.loop.call_soon_threadsafe(self.items.put_nowait, item)
+        except RuntimeError:
+            pass
+
+
+_END = object()
+
+
+class Runner:
+    """Admits requests (slots), runs each in a daemon thread under the one model lock, cancels them."""
+
+    def __init__(self, limit: int, timeout_s: float):
+        self.limit, self.timeout_s = limit, timeout_s
+        self.model_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self.jobs: set[_Job] = set()
+        self.closing = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.jobs)
+
+    def admit(self) -> _Job:
+        with self._lock:
+            if self.closing:
+                raise APIError(503, "server is shutting down", "server_error", "shutting_down")
+            if len(self.jobs) >= self.limit:
+                raise APIError(429, f"server busy: {self.limit} requests in flight; retry shortly",
+                               "rate_limit_error", "too_many_requests")
+            job = _Job(asyncio.get_running_loop(), self.timeout_s)
+            self.jobs.add(job)
+            return job
+
+    def start(self, job: _Job, work: Callable[[], Any]) -> None:
+        threading.Thread(target=self._run, args=(job, work), name="generate", daemon=True).start()
+
+    def _run(self, job: _Job, work: Callable[[], Any]) -> None:
+        held = False
+        try:
+            while not held:  # wait for the model, but give up as soon as the request is stopped
+                if job.should_stop():
+                    return
+                held = self.model_lock.acquire(timeout=0.05)
+            if not job.should_stop():
+                job.result = work()
+        except BaseException as e:  # reported to the client as a 500 and logged
+            job.error = e
+        finally:
+            if held:
+                self.model_lock.release()
+            with self._lock:
+                self.jobs.discard(job)
+            job.emit(_END)
+            try:
+                job.loop.call_soon_threadsafe(job.done.set)
+            except RuntimeError:
+                pass
+
+    def shutdown(self) -> None:
+        """Refuse new requests and stop every running one within a token (safe from a signal handler)."""
+        self.closing = True
+        for job in list(self.jobs):
+            job.stop("shutdown")
+
+
+async def _wait_disconnect(receive) -> None:
+    """Returns when the client has gone (ASGI `http.disconnect`); the body must already be read."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _stop_error(job: _Job, timeout_s: float) -> APIError:
+    if job.reason == "deadline":
+        return APIError(504, f"generation exceeded the server's deadline of {timeout_s:g} s; ask for fewer tokens",
+                        "timeout_error", "timeout")
+    return APIError(503, "server is shutting down", "server_error", "shutting_down")
+
+
+class _SSEResponse(Response):
+    """OpenAI chunk events from a job's queue; stops the job as soon as the client disconnects."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, job: _Job, chunk: Callable[..., str], timeout_s: float):
+        # No Response.__init__: it would declare a Content-Length of the (empty) content.
+        self.status_code, self.background = 200, None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                            (b"x-accel-buffering", b"no")]
+        self.job, self.chunk, self.timeout_s = job, chunk, timeout_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        job = self.job
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await self._send(send, self.chunk({"role": "assistant", "content": ""}))
+            finish = None
+            while True:
+                get = asyncio.ensure_future(job.items.get())
+                await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    job.stop("client")
+                    return
+                ev = get.result()
+                if ev is _END:
+                    break
+                if ev.text:
+                    await self._send(send, self.chunk({"content": ev.text}))
+                finish = ev.finish_reason or finish
+            if finish is None:  # stopped before the end: say why, the OpenAI way (an error event)
+                err = (APIError(500, "internal error while generating", "server_error") if job.error
+                       else _stop_error(job, self.timeout_s))
+                if job.error:
+                    log.error("generation failed", exc_info=job.error)
+                await self._send(send, f"data: {json.dumps(err.body())}\n\n")
+            else:
+                await self._send(send, self.chunk({}, _finish(finish)))
+            await self._send(send, "data: [DONE]\n\n")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            job.stop("client")  # no-op when it already ended; stops it when we were cancelled
+            gone.cancel()
+
+    @staticmethod
+    async def _send(send, text: str) -> None:
+        await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
 
 def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) -> FastAPI:
-    """The FastAPI app serving `engine` under the model id `model_name`."""
+    """The FastAPI app serving `engine` under the model id `model_name`; `app.state.shutdown()` stops it."""
     cfg = cfg or ServeConfig()
-    app = FastAPI(title="crawl2chat", version="0.1.0")
-    slots = _Slots(cfg.max_concurrent)
-    model_lock = threading.Lock()  # one generation at a time on the shared model
+    runner = Runner(cfg.max_concurrent, cfg.request_timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        runner.shutdown()
+
+    app = FastAPI(title="crawl2chat", version="0.1.0", lifespan=lifespan)
+    app.state.runner = runner
+    app.state.shutdown = runner.shutdown
     created = int(time.time())
     tok = engine.tokenizer
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, e: APIError):
-        return _error(e.status, e.message, e.type, e.code)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, e: RequestValidationError):
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-        return _error(400, f"invalid request: {where}: {first.get('msg', 'bad value')}", "invalid_request_error")
+        return JSONResponse(e.body(), status_code=e.status)
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -113,9 +283,11 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_name, "in_flight": slots.n,
+        return {"status": "shutting_down" if runner.closing else "ok", "model": model_name,
+                "in_flight": runner.in_flight,
                 "limits": {"max_prompt_tokens": cfg.max_prompt_tokens, "max_tokens": cfg.max_tokens,
-                           "default_max_tokens": cfg.default_max_tokens, "max_concurrent": cfg.max_concurrent},
+                           "default_max_tokens": cfg.default_max_tokens, "max_concurrent": cfg.max_concurrent,
+                           "max_body_bytes": cfg.max_body_bytes, "request_timeout_s": cfg.request_timeout_s},
                 "defaults": {"temperature": cfg.temperature}}
 
     @app.get("/v1/models")
@@ -123,7 +295,40 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
                                              "owned_by": "crawl2chat"}]}
 
-    def _prepare(req: ChatRequest) -> tuple[list[int], dict]:
+    async def _read_body(request: Request) -> bytes:
+        """The body, refused with 413 past `max_body_bytes` before anything is parsed."""
+        limit = cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and not declared.strip().isdigit():
+            raise APIError(400, "invalid Content-Length header")
+        over = declared is not None and int(declared) > limit
+        body, total, until = bytearray(), 0, time.monotonic() + DRAIN_SECONDS
+        try:
+            async for piece in request.stream():
+                total += len(piece)
+                over = over or total > limit
+                if not over:
+                    body += piece
+                elif total > limit + DRAIN_BYTES or time.monotonic() > until:
+                    break  # a hostile sender: answer now and let the connection drop
+        except ClientDisconnect:
+            raise APIError(499, "client closed the connection while sending the body") from None
+        if over:
+            size = f"{int(declared)} bytes" if declared is not None else f"over {limit} bytes"
+            raise APIError(413, f"request body of {size} exceeds the limit of {limit} bytes",
+                           code="request_too_large")
+        return bytes(body)
+
+    def _prepare(body: bytes) -> tuple[ChatRequest, list[int], dict]:
+        """Parse, validate and tokenize a request (runs in a worker thread)."""
+        try:
+            data = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as e:
+            raise APIError(400, f"invalid JSON body: {e}") from None
+        try:
+            req = ChatRequest.model_validate(data)
+        except ValidationError as e:
+            raise APIError(400, _validation_message(e)) from None
         if not req.messages:
             raise APIError(400, "messages must not be empty")
         msgs = []
@@ -131,9 +336,22 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
             role = "system" if m.role == "developer" else m.role
             if role not in ("system", "user", "assistant"):
                 raise APIError(400, f"messages[{i}].role {m.role!r} is not supported; use system, user or assistant")
-            msgs.append({"role": role, "content": m.text()})
+            if isinstance(m.content, list):  # OpenAI content parts: text only, each with its text
+                for j, p in enumerate(m.content):
+                    if p.type != "text" or p.text is None:
+                        raise APIError(400, f"messages[{i}].content[{j}] must be a text part "
+                                            f"({{\"type\": \"text\", \"text\": \"...\"}}); got type {p.type!r}")
+                text = "".join(p.text for p in m.content)
+            else:
+                text = m.content or ""
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise APIError(400, f"messages[{i}].content is not valid Unicode (lone surrogate at character "
+                                    f"{e.start}); send UTF-8 text") from None
+            msgs.append({"role": role, "content": text})
         chars = sum(len(m["content"]) for m in msgs)
-        if chars > cfg.max_prompt_tokens * 16:  # refuse huge bodies before tokenizing them
+        if chars > cfg.max_prompt_tokens * 16:  # refuse huge prompts before tokenizing them
             raise APIError(413, f"prompt of {chars} characters exceeds the limit of {cfg.max_prompt_tokens} tokens",
                            code="context_length_exceeded")
         ids = render_prompt(tok, msgs)
@@ -143,7 +361,8 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
         if len(ids) >= engine.max_context:
             raise APIError(413, f"prompt is {len(ids)} tokens; the model's context holds {engine.max_context}",
                            code="context_length_exceeded")
-        max_tokens = req.max_completion_tokens or req.max_tokens or cfg.default_max_tokens
+        max_tokens = next((v for v in (req.max_completion_tokens, req.max_tokens) if v is not None),
+                          cfg.default_max_tokens)
         if not 1 <= max_tokens <= cfg.max_tokens:
             raise APIError(400, f"max_tokens must be between 1 and {cfg.max_tokens}, got {max_tokens}")
         if req.n > cfg.max_n:
@@ -155,30 +374,52 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                   top_k=req.top_k or cfg.top_k, top_p=req.top_p or cfg.top_p,
                   seed=req.seed if req.seed is not None else int(time.time_ns() % 2**31),
                   tool_budget=cfg.tool_budget)
-        return ids, kw
+        return req, ids, kw
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest):
-        ids, kw = _prepare(req)
-        if not slots.acquire():
-            raise APIError(429, f"server busy: {cfg.max_concurrent} requests in flight; retry shortly",
-                           "rate_limit_error", "too_many_requests")
+    async def chat_completions(request: Request):
+        body = await _read_body(request)
+        req, ids, kw = await anyio.to_thread.run_sync(_prepare, body)
+        job = runner.admit()
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         now = int(time.time())
         if req.stream:
-            # Start the generator now: a started generator runs its `finally` (freeing
-            # the slot) when dropped, even if the client leaves before reading.
-            gen = _sse(rid, now, ids, kw)
-            first = next(gen)
-            return StreamingResponse(itertools.chain([first], gen), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            def stream_work():
+                events = engine.stream(ids, **kw)
+                try:
+                    for ev in events:
+                        job.emit(ev)
+                        if job.should_stop():
+                            return
+                finally:
+                    events.close()
+
+            def chunk(delta: dict, finish: str | None = None) -> str:
+                data = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return f"data: {json.dumps(data)}\n\n"
+
+            runner.start(job, stream_work)
+            return _SSEResponse(job, chunk, cfg.request_timeout_s)
+
+        runner.start(job, lambda: engine.generate([ids], num_samples=req.n, should_stop=job.should_stop, **kw))
+        gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+        done = asyncio.ensure_future(job.done.wait())
         try:
-            def work():
-                with model_lock:
-                    return engine.generate([ids], num_samples=req.n, **kw)
-            comps = await run_in_threadpool(work)
+            await asyncio.wait({gone, done}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            slots.release()
+            if not done.done():  # the client left (or we were cancelled): stop generating for nobody
+                job.stop("client")
+            gone.cancel()
+            done.cancel()
+        if not job.done.is_set():
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+        if job.error is not None:
+            log.error("generation failed", exc_info=job.error)
+            raise APIError(500, "internal error while generating", "server_error")
+        if job.result is None or job.reason is not None:
+            raise _stop_error(job, cfg.request_timeout_s)
+        comps = job.result
         return {
             "id": rid, "object": "chat.completion", "created": now, "model": model_name,
             "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
@@ -186,27 +427,6 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
             "usage": {"prompt_tokens": len(ids), "completion_tokens": sum(len(c.tokens) for c in comps),
                       "total_tokens": len(ids) + sum(len(c.tokens) for c in comps)},
         }
-
-    def _sse(rid: str, now: int, ids: list[int], kw: dict):
-        """Sync generator (Starlette runs it in a thread): OpenAI chunk events, then [DONE]."""
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            return f"data: {json.dumps(body)}\n\n"
-
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            with model_lock:
-                finish = "length"
-                for ev in engine.stream(ids, **kw):
-                    if ev.text:
-                        yield chunk({"content": ev.text})
-                    if ev.finish_reason:
-                        finish = ev.finish_reason
-                yield chunk({}, _finish(finish))
-            yield "data: [DONE]\n\n"
-        finally:
-            slots.release()
 
     return app
 

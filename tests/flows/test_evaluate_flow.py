@@ -42,8 +42,10 @@ def test_evaluate_flow_lineage_metrics_report(tmp_path, tmp_path_factory, prefec
                                                   "shards": [{"path": "val_00000.bin", "split": "val",
                                                               "n_tokens": len(ids)}]}))
 
+    yardsticks = {"suite_by_model": {"sft": "basic,core,chat"}, "core_limit": 3, "core_tasks": ["copa", "arc_easy"],
+                  "chat_limit": 2, "chat_max_new_tokens": 16}
     m = evaluate(model=uri, out=str(root / "evaluate"), preset="tiny", tokens=str(tokens), root=str(root),
-                 models={"sft": uri}, overrides=SMALL)
+                 models={"sft": uri}, overrides={**SMALL, **yardsticks})
 
     assert m["main"] == "sft" and 0 < m["val_bpb"] < 16
     assert json.loads((root / "evaluate" / "manifest.json").read_text())["mlflow_run_id"] == m["mlflow_run_id"]
@@ -52,10 +54,14 @@ def test_evaluate_flow_lineage_metrics_report(tmp_path, tmp_path_factory, prefec
     assert run.data.tags["evaluated_model"] == uri and run.data.tags["evaluated_model_version"] == "1"
     assert "prefect_flow_run_id" in run.data.tags
     assert {"sft.val_bpb", "sft.gsm8k_pass_at_1", "sft.arith_acc_tool", "sft.chat_compliance"} <= set(run.data.metrics)
+    # yardsticks: one metric per task, prefixed per model and, for the main model, as eval/<suite>/<task>
+    assert {"eval/core/copa", "eval/core/arc_easy", "eval/core/core_score", "eval/chat/arc_easy", "eval/chat/gsm8k",
+            "eval/chat/triviaqa", "sft.eval/core/copa"} <= set(run.data.metrics)
     assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {"val-tokens", "gsm8k-heldout-last-500"}
     arts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "report")}
     assert {"report/report.md", "report/losses.png", "report/eval.png"} <= arts
     md = (root / "evaluate" / "report" / "report.md").read_text()
     assert "## pretrain" in md and "![loss curves](losses.png)" in md and "| val_bpb |" in md
+    assert "### base-model suite (core)" in md and "### chat-model suite (chat)" in md and "| copa |" in md
     samples = [json.loads(s) for s in (root / "evaluate" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 and samples[0]["model"] == "sft"

@@ -67,7 +67,7 @@ def test_posttrain_args_read_the_checkpoint_from_the_previous_manifest(tmp_path)
 
 
 @pytest.mark.slow
-def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect_api, ray_cluster, mlflow_uri):
+def test_failing_stage_fails_clearly_then_resumes(repo_data, tmp_path, prefect_api, ray_cluster, mlflow_uri):
     import conf
 
     if "tiny" not in conf.preset_names():
@@ -93,7 +93,7 @@ def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect
     assert parent.data.tags["stage.curate"] == "skipped"
 
     # fix the cause (curated Parquet appears), re-run: curate is skipped, tokenize runs
-    write_generated_curated(shared_data, root / "curate", n_files=2, per_file=30)
+    write_generated_curated(repo_data, root / "curate", n_files=2, per_file=30)
     summary = pipeline.llm_pipeline(preset="tiny", out=str(root), stages=["curate", "tokenize"])
     assert summary["stages"]["curate"]["status"] == "skipped"
     assert summary["stages"]["tokenize"]["status"] == "done"
@@ -103,7 +103,17 @@ def test_failing_stage_fails_clearly_then_resumes(shared_data, tmp_path, prefect
     child = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent2.info.run_id]
     assert [r.info.run_name for r in child] == ["tokenize"]
     assert child[0].data.tags["prefect_flow_run_id"] and child[0].data.metrics
-    assert json.loads((root / "pipeline.json").read_text())["mlflow_run_id"] == parent2.info.run_id
+    summary_file = json.loads((root / "pipeline.json").read_text())
+    assert summary_file["mlflow_run_id"] == parent2.info.run_id
+    # the parent run carries each stage's headline numbers, the skipped stage's too
+    meta = json.loads((root / "tokenize" / "tokens" / "meta.json").read_text())
+    assert parent2.data.metrics["tokenize.n_tokens"] == meta["n_tokens"] > 0
+    assert parent2.data.metrics["curate.documents"] == 0
+    assert summary_file["stages"]["tokenize"]["headline"]["tokenize.n_tokens"] == meta["n_tokens"]
+    # no broken Prefect link ("None/flow-runs/..."): a real URL of the API's server, or none
+    for tags in (parent2.data.tags, child[0].data.tags, summary_file):
+        url = tags.get("prefect_flow_run_url")
+        assert url is None or (url.startswith("http://127.0.0.1:") and url.endswith(tags["prefect_flow_run_id"]))
 
 
 def test_overrides_reach_the_stage_config(tmp_path):
@@ -129,3 +139,47 @@ def test_cli_set_parses_stage_overrides():
         "pretrain": {"max_steps": 20}, "curate": {"languages": ["en", "fr"]}, "sft": {"steps": 3}}
     with pytest.raises(ValueError, match="STAGE.KEY=VALUE"):
         parse_sets(["pretrain=3"])
+
+
+def test_headline_metrics_come_from_each_stage_output(tmp_path):
+    _complete(tmp_path, "pretrain", checkpoint="x", val_bpb=2.79, n_params=1441792, world_size=1, ok=True)
+    assert pipeline.headline_metrics(tmp_path, pipeline.stage("pretrain")) == {
+        "pretrain.val_bpb": 2.79, "pretrain.n_params": 1441792.0}  # no ids, flags or strings
+    runtime.write_json_atomic(tmp_path / "evaluate" / "eval.json", {"models": {
+        "sft": {"val_bpb": 2.9, "gsm8k_pass@1": 0.0, "model": "x"}, "rl": {"error": "gone"}}})
+    _complete(tmp_path, "evaluate", report="r.md", val_bpb=2.9)
+    assert pipeline.headline_metrics(tmp_path, pipeline.stage("evaluate")) == {
+        "evaluate.sft.val_bpb": 2.9, "evaluate.sft.gsm8k_pass_at_1": 0.0}
+    assert pipeline.headline_metrics(tmp_path, pipeline.stage("dpo")) == {}  # not run: nothing, no error
+    _complete(tmp_path, "dpo", n_val=45, val={"margin": 0.4, "accuracy": 0.6}, config={"lr": 0.1})
+    assert pipeline.headline_metrics(tmp_path, pipeline.stage("dpo")) == {
+        "dpo.n_val": 45.0, "dpo.val.margin": 0.4, "dpo.val.accuracy": 0.6}  # results, not settings
+
+
+def test_prefect_ui_url_is_real_or_absent(monkeypatch):
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    monkeypatch.delenv(runtime.EMBEDDED_API_ENV, raising=False)
+    assert runtime.prefect_ui_url() == "http://127.0.0.1:4200"  # what `prefect server start` serves
+    monkeypatch.setenv(runtime.EMBEDDED_API_ENV, "http://127.0.0.1:4200/api")
+    assert runtime.prefect_ui_url() is None  # the embedded server serves no UI
+    monkeypatch.setenv("PREFECT_UI_URL", "https://prefect.example.org")
+    assert runtime.prefect_ui_url() == "https://prefect.example.org"
+
+
+def test_the_end_of_a_run_says_where_the_report_is_and_what_to_run_next(tmp_path, monkeypatch):
+    from crawl2chat.commands.pipeline import next_steps
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs" / "demo"
+    _complete(root, "sft", checkpoint=str(root / "sft" / "final"))
+    _complete(root, "evaluate", report=str(root / "evaluate" / "report" / "report.md"))
+    text = next_steps({"root": str(root), "mlflow_run_id": "abc", "mlflow_experiment_id": "1",
+                       "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"})
+    assert "report card: runs/demo/evaluate/report/report.md" in text
+    assert "chat  --model runs/demo/sft" in text and "serve --model runs/demo/sft" in text
+    assert f"ui --backend-store-uri sqlite:///{root}/mlflow.db" in text
+    assert "http://127.0.0.1:5001/#/experiments/1/runs" in text and "make chat" in text
+    served = next_steps({"root": str(root), "mlflow_experiment_id": "1",
+                         "mlflow_tracking_uri": "http://127.0.0.1:5000"})
+    assert "http://127.0.0.1:5000/#/experiments/1/runs" in served

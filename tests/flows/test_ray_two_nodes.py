@@ -125,6 +125,7 @@ def test_curate_on_two_node_ray_cluster_matches_single_node(prefect_api, tmp_pat
     token = services.ensure_ray_token(tmp_path / "auth_token")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO), "PREFECT_API_URL": prefect_api}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # the session's local Ray sets it; it forbids joining nodes
     env.pop("RAY_ADDRESS", None)
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats",
               "--object-store-memory", str(300 << 20)]

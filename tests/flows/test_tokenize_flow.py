@@ -27,14 +27,14 @@ def _shard_mtimes(tokens: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted(tokens.glob("*.bin"))}
 
 
-def test_tokenize_flow_on_ray_tracks_in_mlflow_and_skips_when_done(shared_data, tmp_path, prefect_api,
+def test_tokenize_flow_on_ray_tracks_in_mlflow_and_skips_when_done(repo_data, tmp_path, prefect_api,
                                                                    ray_cluster, mlflow_uri):
     import mlflow
 
     from flows.tokenize import run_tokenize
 
     data = tmp_path / "curate"
-    sources = write_generated_curated(shared_data, data, n_files=3, per_file=40)
+    sources = write_generated_curated(repo_data, data, n_files=3, per_file=40)
     # One damaged input: counted and named in the manifest, the run goes on.
     broken = data / "curated" / "generated_c4_00003.parquet"
     broken.write_bytes(sources[0].read_bytes()[:200])

@@ -13,14 +13,14 @@ from lm.tokenizer import SPECIAL_TOKENS, Tokenizer
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
-def _c4_texts(shared_data, n=150) -> list[str]:
-    lines = (shared_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()[:n]
+def _c4_texts(repo_data, n=150) -> list[str]:
+    lines = (repo_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()[:n]
     return [json.loads(line)["text"] for line in lines]
 
 
 @pytest.fixture(scope="module")
-def texts(shared_data) -> list[str]:
-    return _c4_texts(shared_data) + (shared_data / "text" / "tinyshakespeare.txt").read_text()[:100_000].split("\n\n")
+def texts(repo_data) -> list[str]:
+    return _c4_texts(repo_data) + (repo_data / "text" / "tinyshakespeare.txt").read_text()[:100_000].split("\n\n")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from lm.tokens import (ShardWriter, TokenShards, dtype_for_vocab, read_meta, sha
 
 
 @pytest.fixture(scope="module")
-def tok(shared_data) -> Tokenizer:
-    text = (shared_data / "text" / "tinyshakespeare.txt").read_text()[:60_000]
+def tok(repo_data) -> Tokenizer:
+    text = (repo_data / "text" / "tinyshakespeare.txt").read_text()[:60_000]
     return Tokenizer.train(text.split("\n\n"), vocab_size=600)
 
 

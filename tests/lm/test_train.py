@@ -17,41 +17,20 @@ import pytest
 import torch
 
 from lm.checkpoint import CheckpointError, load_model
-from lm.tokenizer import Tokenizer
-from lm.tokens import ShardWriter, shard_name, write_meta
+from lm.toy import make_generated_token_shards
 from lm.tracking import CallbackLogger, read_jsonl_metrics
 from lm.train import TrainConfig, find_resume_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[2]
-TEXT = Path(__file__).resolve().parents[2] / "data" / "text" / "tinyshakespeare.txt"
-if not TEXT.exists():  # CI checkouts carry the sample data under shared/
-    TEXT = REPO / "shared" / "data" / "text" / "tinyshakespeare.txt"
+TEXT = REPO / "data" / "text" / "tinyshakespeare.txt"
 
 
 def make_generated_token_dataset(out: Path, n_chars: int = 120_000, vocab_size: int = 384,
                                  n_train_shards: int = 2) -> Path:
     """Generated test data: tokenizer + train/val token shards from real text."""
-    text = TEXT.read_text(encoding="utf-8")[:n_chars]
-    docs = [d for d in text.split("\n\n") if d.strip()]
-    n_val = max(1, len(docs) // 10)
-    val_docs, train_docs = docs[:n_val], docs[n_val:]
-    tok = Tokenizer.train(train_docs, vocab_size)
-    tok.save(out / "tokenizer.json")
-    per = -(-len(train_docs) // n_train_shards)
-    parts = [("train", i, train_docs[i * per:(i + 1) * per]) for i in range(n_train_shards)]
-    parts.append(("val", 0, val_docs))
-    shards = []
-    for split, i, split_docs in parts:
-        name = shard_name(split, i)
-        with ShardWriter(out / "tokens" / name, tok.vocab_size, tok.bos_id) as w:
-            for ids in tok.encode_batch(split_docs):
-                w.add(ids)
-        shards.append({"path": name, "split": split, "n_tokens": w.n_tokens, "n_docs": w.n_docs,
-                       "source": "generated-test:tinyshakespeare"})
-    write_meta(out / "tokens", {"dtype": "uint16", "vocab_size": tok.vocab_size, "bos_id": tok.bos_id,
-                                "tokenizer_sha256": tok.sha256(), "shards": shards,
-                                "n_tokens": sum(s["n_tokens"] for s in shards)})
-    return out
+    return make_generated_token_shards(out, [TEXT.read_text(encoding="utf-8")[:n_chars]], vocab_size,
+                                       val_fraction=0.1, n_train_shards=n_train_shards,
+                                       source="generated-test:tinyshakespeare")
 
 
 # Small enough for seconds per run on 2 CPU cores; 1 thread keeps runs comparable.
@@ -195,8 +174,8 @@ def test_resume_without_checkpoint_is_a_clear_error(tokens, tmp_path):
         train(TrainConfig(**MICRO), tokens, tmp_path, resume=True)
 
 
-@pytest.mark.parametrize("victim, message", [("model.safetensors", "corrupt weights"),
-                                             ("train_state.pt", "corrupt training state")])
+@pytest.mark.parametrize("victim, message", [("model.safetensors", r"model\.safetensors does not match its sha256"),
+                                             ("train_state.pt", r"train_state\.pt does not match its sha256")])
 def test_corrupt_checkpoint_is_a_clear_error(trained, tokens, tmp_path, victim, message):
     src, _, _ = trained
     out = tmp_path / "run"
@@ -217,3 +196,16 @@ def test_resume_refuses_a_different_model(trained, tokens, tmp_path):
 def test_bad_batch_geometry_is_a_clear_error(tokens, tmp_path):
     with pytest.raises(ValueError, match="total_batch_tokens"):
         train(TrainConfig(**{**MICRO, "total_batch_tokens": 1000}), tokens, tmp_path)
+
+
+def test_inloop_core_subset_is_logged_beside_the_loss(tokens, tmp_path):
+    seen: list[tuple[int, dict]] = []
+    cfg = TrainConfig(**{**MICRO, "max_steps": 6, "eval_every": 0, "checkpoint_every": 0, "inloop_every": 3,
+                         "inloop_items": 8, "inloop_tasks": ["arc_easy", "copa"]})
+    train(cfg, tokens, tmp_path / "run", logger=CallbackLogger(lambda m, s: seen.append((s, dict(m)))))
+    at = {s: m for s, m in seen if "eval/core_inloop/centered_mean" in m}
+    assert sorted(at) == [3, 6]
+    for m in at.values():
+        assert 0 <= m["eval/core_inloop/arc_easy"] <= 1 and 0 <= m["eval/core_inloop/copa"] <= 1
+        assert m["eval/core_inloop/seconds"] > 0 and "loss" in m
+    assert not any("eval/core_inloop/copa" in m for s, m in seen if s not in at)

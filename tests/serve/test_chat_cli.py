@@ -19,6 +19,9 @@ def test_commands(session):
     assert session.command("/top_p 0.9") == "(top_p = 0.9)" and session.top_p == 0.9
     assert session.command("/top_p 1") == "(top_p = off)" and session.top_p is None
     assert session.command("/top_p 7").startswith("(top_p must be")
+    assert session.command("/top_p 1e-300").startswith("(top_p must be")  # float32 would mask every token
+    assert session.command("/temp 1e-45").startswith("(temperature must be") and session.temperature == 0.3
+    assert session.command("/temp nan").startswith("(temperature must be")
     assert session.command("/temp abc") == "(bad value 'abc' for /temp)"
     assert session.command("/nope").startswith("(unknown command")
     assert session.command("/quit") is None
@@ -61,3 +64,21 @@ def test_chat_command_bad_model(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "chat", "--model", str(tmp_path / "nope")],
                           input="", capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not found" in proc.stderr
+
+
+def test_reply_cut_by_the_context_says_so_and_offers_a_larger_one(toy_model_dir):
+    from lm.engine import render_prompt
+
+    probe, _ = load_engine(str(toy_model_dir))
+    n_prompt = len(render_prompt(probe.tokenizer, [{"role": "user", "content": "What is 12+7?"}]))
+    engine, _ = load_engine(str(toy_model_dir), max_context=n_prompt + 1)  # room for one reply token
+    s = ChatSession(engine, temperature=0.0, top_k=None, max_tokens=40)
+    pieces = list(s.reply("What is 12+7?"))
+    assert s.last_reply_tokens == len(pieces) == 1 and s.last_finish == "context"
+    note = s.context_note()
+    assert f"context of {n_prompt + 1} tokens" in note and "--context" in note
+    assert str(engine.model.rotary_len) in note
+    # a reply that ends on its own (or at --max-tokens) gets no note
+    roomy = ChatSession(probe, temperature=0.0, top_k=None, max_tokens=3)
+    list(roomy.reply("What is 12+7?"))
+    assert roomy.last_finish in ("stop", "length") and roomy.context_note() is None

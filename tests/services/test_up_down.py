@@ -43,12 +43,12 @@ def up_args(state: Path, ports: dict[str, int], runner: bool = False) -> list[st
 
 
 def service_env(state: Path) -> dict[str, str]:
-    """The caller's env plus what STATE/env.sh exports."""
-    env = dict(os.environ)
-    for line in (state / "env.sh").read_text().splitlines():
-        if line.startswith("export "):
-            k, v = line[len("export "):].split("=", 1)
-            env[k] = v
+    """The caller's env after `source STATE/env.sh` in bash (as the README says)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    base["PATH"] = "/usr/bin:/bin"  # a new user's shell: the venv is not on it
+    out = subprocess.run(["bash", "-c", f'source "{state / "env.sh"}" && env -0'], env=base,
+                         capture_output=True, timeout=30, check=True).stdout.decode()
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -106,6 +106,10 @@ def test_up_twice_use_then_down_leaves_nothing(tmp_path):
         assert urllib.request.urlopen(f"http://127.0.0.1:{ports['prefect']}/api/health", timeout=10).status == 200
         env = service_env(state)
         assert env["PREFECT_API_URL"] == f"http://127.0.0.1:{ports['prefect']}/api"
+        # env.sh puts the venv first on PATH: the README's next commands are found
+        for tool in ("crawl2chat", "prefect", "mlflow", "ray"):
+            found = subprocess.run(["bash", "-c", f"command -v {tool}"], env=env, capture_output=True, text=True)
+            assert found.stdout.strip() == str(Path(sys.executable).parent / tool), (tool, found)
         assert Path(env["RAY_AUTH_TOKEN_PATH"]).stat().st_mode & 0o077 == 0  # token readable by owner only
 
         # MLflow over HTTP (run, metric, proxied artifact) and Ray through the client, from a fresh process
@@ -144,6 +148,8 @@ print(json.dumps({"run": run.info.run_id, "artifact_uri": run.info.artifact_uri,
         d = subprocess.run([*CLI, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=300,
                            cwd=tmp_path)
     assert d.returncode == 0, d.stdout + d.stderr
+    # Ray stops in `ray stop`'s order and every process exits on SIGTERM: nothing needed SIGKILL
+    assert "SIGKILL" not in d.stderr, d.stderr
     assert len(pids) >= 5  # prefect (+uvicorn), mlflow (+uvicorn), gcs, raylet, ... were really there
     time.sleep(1)
     assert leftovers(pids, state) == []

@@ -32,8 +32,8 @@ def test_real_pages_give_main_text(real_pages, extractor):
 
 
 @pytest.mark.parametrize("extractor", ["trafilatura", "resiliparse"])
-def test_boilerplate_is_dropped_and_article_kept(shared_data, extractor):
-    paras = load_english(shared_data)[305]  # a Wikipedia window
+def test_boilerplate_is_dropped_and_article_kept(repo_data, extractor):
+    paras = load_english(repo_data)[305]  # a Wikipedia window
     html = wrap_html(paras[0][:60], paras, random.Random(0))
     text, reason = extract_text(html, extractor)
     assert reason is None

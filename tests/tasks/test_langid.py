@@ -6,9 +6,9 @@ import json
 from tasks.langid import identify, load_model, predict
 
 
-def _tatoeba(shared_data):
+def _tatoeba(repo_data):
     rows = []
-    with open(shared_data / "langid" / "tatoeba_long_cld2.tsv", encoding="utf-8") as f:
+    with open(repo_data / "langid" / "tatoeba_long_cld2.tsv", encoding="utf-8") as f:
         next(f)
         for line in f:
             parts = line.rstrip("\n").split("\t")
@@ -16,8 +16,8 @@ def _tatoeba(shared_data):
     return rows
 
 
-def test_english_is_recognised_and_others_rejected(shared_data):
-    rows = _tatoeba(shared_data)
+def test_english_is_recognised_and_others_rejected(repo_data):
+    rows = _tatoeba(repo_data)
     eng = [t for lang, t in rows if lang == "eng"]
     other = [t for lang, t in rows if lang != "eng"]
     assert eng and len(other) > 400
@@ -27,18 +27,18 @@ def test_english_is_recognised_and_others_rejected(shared_data):
     assert kept_other <= 0.01 * len(other)
 
 
-def test_top_labels_on_tatoeba_match_the_gold_language(shared_data):
+def test_top_labels_on_tatoeba_match_the_gold_language(repo_data):
     gold = {"deu": "de", "fra": "fr", "spa": "es", "rus": "ru", "jpn": "ja", "ita": "it", "por": "pt"}
     hits = total = 0
-    for lang, text in _tatoeba(shared_data):
+    for lang, text in _tatoeba(repo_data):
         if lang in gold:
             total += 1
             hits += predict(text)[0] == gold[lang]
     assert total >= 20 and hits / total >= 0.95
 
 
-def test_real_c4_documents_are_english(shared_data):
-    with open(shared_data / "text" / "llamafactory_c4_demo.jsonl") as f:
+def test_real_c4_documents_are_english(repo_data):
+    with open(repo_data / "text" / "llamafactory_c4_demo.jsonl") as f:
         texts = [json.loads(line)["text"] for _, line in zip(range(50), f)]
     verdicts = [identify(t, ["en"], 0.65) for t in texts]
     assert sum(v[2] is None for v in verdicts) >= 48

@@ -1,4 +1,4 @@
-"""MinHash near-dedup (tasks/minhash.py) on real C4 text from ../shared/data/text.
+"""MinHash near-dedup (tasks/minhash.py) on real C4 text from data/text.
 
 The near-duplicates are generated in the tests (real documents with a sentence
 inserted, words changed or a sentence deleted); the 300 C4 documents are real.
@@ -17,7 +17,7 @@ from tasks.minhash import (
     cluster, compute_signatures, connected_components, lsh_band, normalize_text, shingle_hashes, signatures,
 )
 
-C4 = Path(__file__).resolve().parents[3] / "shared" / "data" / "text" / "llamafactory_c4_demo.jsonl"
+C4 = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
 BANDS, ROWS = 14, 8
 
 
@@ -31,7 +31,7 @@ class Cfg:
 @pytest.fixture(scope="module")
 def c4() -> list[str]:
     if not C4.exists():
-        pytest.fail(f"real sample data missing: {C4} (see ../shared/data/README.md)")
+        pytest.fail(f"real sample data missing: {C4} (see data/README.md)")
     return [json.loads(line)["text"] for line in C4.read_text().splitlines()]
 
 

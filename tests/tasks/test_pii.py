@@ -94,7 +94,7 @@ def test_config_switches_kinds_off():
 
 def test_real_c4_text_changes_only_around_pii():
     """On real C4 documents every change is a placeholder; digits elsewhere are untouched."""
-    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "text" / "llamafactory_c4_demo.jsonl"
+    path = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
     docs = [json.loads(line)["text"] for line in path.read_text().splitlines()]
     total = {"email": 0, "ip": 0, "phone": 0}
     for doc in docs:

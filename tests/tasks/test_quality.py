@@ -9,9 +9,9 @@ from tasks.quality import check_text, load_quality_filters
 
 
 @pytest.fixture(scope="module")
-def wiki(shared_data):
+def wiki(repo_data):
     from data.build_warc import load_english
-    docs = load_english(shared_data)
+    docs = load_english(repo_data)
     return ["\n\n".join(d) for d in docs[300:315]]  # Wikipedia windows (the C4 docs come first)
 
 
@@ -21,8 +21,8 @@ def good_wiki(wiki):
 
 
 @pytest.fixture(scope="module")
-def c4(shared_data):
-    with open(shared_data / "text" / "llamafactory_c4_demo.jsonl") as f:
+def c4(repo_data):
+    with open(repo_data / "text" / "llamafactory_c4_demo.jsonl") as f:
         return [json.loads(line)["text"] for line in f][:30]
 
 

@@ -1,6 +1,8 @@
 """The report card from what stages left under a run root (GENERATED stage outputs, real matplotlib)."""
 import json
 
+import pytest
+
 from tasks.report import build_report
 
 
@@ -40,3 +42,61 @@ def test_report_card_partial_run(tmp_path):
 def test_report_card_empty_root(tmp_path):
     md = build_report(tmp_path / "nothing", tmp_path / "r", with_mlflow=False).read_text()
     assert md.count("not run") == 9
+
+
+def test_curves_put_loss_and_bpb_on_separate_labelled_axes_and_smooth_noisy_reward():
+    from tasks.report import curve_panels, curves_figure, smooth
+
+    curves = {"pretrain": {"train_loss": [(i, 8.0 - i / 10) for i in range(30)],
+                           "val_bpb": [(0, 3.1), (50, 2.9), (100, 2.8)]},
+              "rl": {"reward": [(i, float(i % 2)) for i in range(30)]}}
+    panels = curve_panels(curves)
+    assert [(t, y, sorted(m)) for t, y, m in panels] == [
+        ("pretrain: bits per byte", "bits per byte", ["val_bpb"]),
+        ("pretrain: loss", "loss", ["train_loss"]),
+        ("rl: reward", "reward", ["reward"])]
+    fig = curves_figure(curves)
+    axes = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_ylabel() for ax in axes] == ["bits per byte", "loss", "reward"]
+    assert all(ax.get_xlabel() == "step" for ax in axes)
+    # the 0/1 reward gets a moving average beside the raw series, flatter than it
+    rl_lines = axes[2].get_lines()
+    assert len(rl_lines) == 2
+    raw, avg = rl_lines[0].get_ydata(), rl_lines[1].get_ydata()
+    assert max(avg[10:]) - min(avg[10:]) < 0.5 * (max(raw) - min(raw))
+    assert smooth([1.0, 1.0, 1.0]) == pytest.approx([1.0, 1.0, 1.0])  # bias-corrected: a constant stays put
+
+
+def test_eval_bars_carry_their_values():
+    from tasks.report import eval_figure
+
+    fig = eval_figure({"sft": {"arith_acc_no_tool": 0.0, "chat_compliance": 0.9},
+                       "rl": {"arith_acc_no_tool": 0.25, "chat_compliance": 0.8}})
+    labels = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert labels == ["0.00", "0.25", "0.80", "0.90"]
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel()
+
+
+def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
+    from tasks.report import stage_findings, wilson
+
+    lo, hi = wilson(18, 33)
+    assert 0.37 < lo < 0.39 and 0.69 < hi < 0.71  # 18/33 = 0.55: not above chance with 33 pairs
+    root = tmp_path / "run"
+    _write(root / "tokenize" / "tokens" / "meta.json",
+           {"vocab_size": 4096, "splits": {"val": {"n_tokens": 1000, "n_bytes": 3500}}})
+    _write(root / "pretrain" / "manifest.json", {"val_bpb": 2.79})
+    _write(root / "rl" / "manifest.json", {"task": "arithmetic", "pass@1_before": 0.2, "pass@1_after": 0.3,
+                                           "config": {"eval_prompts": 32, "eval_samples": 4}})
+    _write(root / "reward" / "manifest.json", {"val_accuracy": 0.8, "n_val": 100, "n_train": 400})
+    _write(root / "dpo" / "manifest.json", {"n_train": 3, "n_val": 0, "val": {}})
+    _write(root / "evaluate" / "samples.jsonl", {"model": "sft", "prompt": "Hello! Who are you?",
+                                                  "reply": "I am crawl2chat, a small chat assistant."})
+    evaluation = {"config": {"compliance_n": 10}, "models": {"pretrain": {"chat_compliance": 0.0},
+                                                             "sft": {"chat_compliance": 0.9}}}
+    lines = "\n".join(stage_findings(root, evaluation))
+    assert "bits per byte 2.790 (a uniform guess over the 4096 tokens: 3.43)" in lines  # 12 bits per 3.5 bytes
+    assert "compliance 0.90 (base model 0.00, n=10 prompts)" in lines and "(names its persona)" in lines
+    assert "pass@1 0.20 (95% CI" in lines and "n=128) after (up; the intervals overlap" in lines
+    assert "accuracy 0.80 (95% CI 0.71–0.87, n=100), above chance" in lines
+    assert "dpo**: no held-out pairs (3 training pairs" in lines

@@ -18,9 +18,9 @@ from tasks.tokenize import (build_meta, compression_markdown, compression_report
                             run_compression, tokenize_shard, train_tokenizer)
 
 
-def write_generated_curated(shared_data: Path, out: Path, n_files: int = 3, per_file: int = 60) -> list[Path]:
+def write_generated_curated(repo_data: Path, out: Path, n_files: int = 3, per_file: int = 60) -> list[Path]:
     """GENERATED curated-style Parquet shards holding real C4 documents (ids made up here)."""
-    lines = (shared_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()
+    lines = (repo_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()
     texts = [json.loads(line)["text"] for line in lines]
     (out / "curated").mkdir(parents=True, exist_ok=True)
     paths = []
@@ -36,8 +36,8 @@ def write_generated_curated(shared_data: Path, out: Path, n_files: int = 3, per_
 
 
 @pytest.fixture(scope="module")
-def curated(shared_data, tmp_path_factory) -> list[Path]:
-    return write_generated_curated(shared_data, tmp_path_factory.mktemp("curate"))
+def curated(repo_data, tmp_path_factory) -> list[Path]:
+    return write_generated_curated(repo_data, tmp_path_factory.mktemp("curate"))
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_uint32_shards_when_vocab_exceeds_65536(tmp_path, trained, curated):
     assert ds.dtype == np.uint32 and ds.read(0, len(ids)).tolist() == ids.tolist()
 
 
-def test_gpt2_reference_loads_with_known_ids(shared_data):
+def test_gpt2_reference_loads_with_known_ids(repo_data):
     files = find_gpt2_files()
     assert files is not None, "GPT-2 vocab/merges expected beside the checkout"
     gpt2 = load_gpt2(*files)

@@ -19,13 +19,13 @@ def full():
     return load_url_blocker(True, 2, (str(MALWARE),))
 
 
-def _real_adult_domains(shared_data, n=5):
-    path = shared_data / "blocklists" / "ut1_adult_domains_every100th_from_datatrove.txt"
+def _real_adult_domains(repo_data, n=5):
+    path = repo_data / "blocklists" / "ut1_adult_domains_every100th_from_datatrove.txt"
     return [ln.strip() for ln in path.read_text().splitlines()[1000:1000 + n]]
 
 
-def test_ut1_adult_domains_from_the_bundled_list_are_blocked(full, shared_data):
-    for dom in _real_adult_domains(shared_data):
+def test_ut1_adult_domains_from_the_bundled_list_are_blocked(full, repo_data):
+    for dom in _real_adult_domains(repo_data):
         assert full.check(f"https://{dom}/some/page.html") in ("domain", "subdomain"), dom
 
 
