@@ -251,17 +251,3 @@ def train_step(opt, model: nn.Module, micro_batches: Sequence[Any], loss_fn: Cal
         loss_sum = loss_sum.to(total.device)
         dist.all_reduce(loss_sum)
     return {"loss": float(loss_sum) / total_f, "grad_norm": float(gnorm) if gnorm is not None else 0.0, "skipped": 0.0}
-
-
-def optimizer_step(opt, loss: torch.Tensor, params, grad_clip: float | None) -> float:
-    """One update from one already-computed `loss`: clear grads, backprop, clip (if set), step.
-
-    For a loss that does not come in micro-batches (toy models); the training
-    loops use `train_step`. Returns the gradient norm before clipping (0.0 when
-    not clipping).
-    """
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else None
-    opt.step()
-    return float(gnorm) if gnorm is not None else 0.0

@@ -20,7 +20,7 @@ import torch
 
 from lm.checkpoint import save_checkpoint
 from lm.model import GPT, GPTConfig
-from lm.optim import optimizer_step
+from lm.optim import train_step
 from lm.tokenizer import Tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare.txt"
@@ -113,11 +113,10 @@ def _train_toy(directory: Path, params: dict, steps: int, seed: int, vocab_size:
         starts = torch.randint(0, len(data) - T - 1, (B,), generator=g)
         x = torch.stack([data[s:s + T] for s in starts])
         y = torch.stack([data[s + 1:s + T + 1] for s in starts])
-        loss = model(x, targets=y)
-        optimizer_step(opt, loss, model.parameters(), grad_clip=None)
+        loss = train_step(opt, model, [(x, y)], lambda b: model(b[0], targets=b[1]), grad_clip=None)["loss"]
     model.eval()
     return save_checkpoint(directory, model, tok, {"kind": "toy-generated", "step": steps, "toy_params": params,
-                                                    "final_loss": float(loss.detach())})
+                                                    "final_loss": loss})
 
 
 def make_generated_token_shards(out: str | Path, texts: list[str], vocab_size: int, val_fraction: float = 0.05,
