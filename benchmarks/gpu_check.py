@@ -131,7 +131,7 @@ def step_train_throughput(out: Path, dry: bool, args) -> dict[str, Any]:
     """gpt2 preset vs the nanoGPT reference (same batch, same run), then d20's MFU."""
     import train_throughput as tt
 
-    from lm.train import peak_flops_for
+    from lm.runtime import peak_flops_for
 
     device = _device(dry)
     if dry:

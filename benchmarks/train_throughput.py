@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lm.model import GPT, GPTConfig  # noqa: E402
 from lm.optim import build_optimizer  # noqa: E402
-from lm.train import peak_flops_for  # noqa: E402
+from lm.runtime import peak_flops_for  # noqa: E402
 
 GPT2_VOCAB = 50304  # GPT-2's 50257 padded to a multiple of 64 (as nanoGPT does)
 

@@ -47,9 +47,8 @@ from lm.checkpoint import CheckpointError, load_train_state, load_weights, read_
 from lm.data import TokenBatchLoader, eval_batches
 from lm.model import GPT, GPTConfig
 from lm.optim import build_optimizer, set_lr
-# Device/dtype/torchrun set-up lives in lm/runtime.py; re-exported here for existing callers.
-from lm.runtime import (PEAK_FLOPS, autocast_context, dist_env, peak_flops_for, resolve_device,  # noqa: F401
-                        resolve_dtype, setup_runtime)
+# Device/dtype/torchrun set-up lives in lm/runtime.py (the only copy).
+from lm.runtime import autocast_context, dist_env, peak_flops_for, resolve_device, setup_runtime
 from lm.schedule import lr_multiplier
 from lm.tokens import TokenShards, token_bytes
 from lm.tracking import JsonlLogger, MLflowLogger, MultiLogger, TrainLogger
