@@ -1,40 +1,57 @@
-"""Our per-WARC curation (tasks/process.py) against datatrove's FineWeb base recipe, in one run.
+"""Our per-WARC curation (tasks/process.py) against datatrove's FineWeb base recipe, in one run,
+on a Common-Crawl-like language mix and on the real sample WARCs.
 
-Same GENERATED WARC (data/build_warc.py: real text in built HTML pages, with
-planted junk, blocked URLs, non-English and repetitive pages), same settings:
+Inputs:
 
-- datatrove: LocalPipelineExecutor, 1 task, 1 worker: WarcReader → URLFilter →
+- ``mix``: a GENERATED WARC (data/build_warc.py with CC_LANGUAGE_MIX and
+  CC_LANGUAGE_WEIGHTS): real English text (C4, Wikipedia, ...) in built HTML
+  pages for 44 % of the records (with planted near-duplicates, PII, blocked URLs,
+  repetitive pages), real Tatoeba text in 83 other languages for 52 %, weighted
+  like Common Crawl's language shares (ru 6.2 %, de 5.6 %, ja 5 %, zh 4.8 %,
+  es 4.6 %, fr 4.4 %, ...), and 4 % junk records — Common Crawl is under half English;
+- ``real``: the real WARCs in data/samples (CC-MAIN-2020-34 excerpt: 16 pages,
+  10 of them not English; the wget crawl: 22 English pages; CC-MAIN-2024-22:
+  one Aragonese page).
+
+Sides, each in a fresh process (so its wall time includes loading the 4.5 M-domain
+UT1 list, spaCy and fastText, as a real worker pays once):
+
+- ``datatrove``: LocalPipelineExecutor, 1 task, 1 worker: WarcReader → URLFilter →
   Trafilatura(favour_precision) → LanguageFilter(en, 0.65; the local lid.176.ftz
   is put into the block because it would download lid.176.bin) →
   GopherRepetition → GopherQuality → C4Quality(no terminal-punct rule) →
   FineWebQuality → JsonlWriter;
-- ours, 1 core: `process_warc` on the whole file in one process;
-- ours, 2 cores: the WARC split into two halves (record boundaries), two
-  `process_warc` processes at once — the shape of the curate flow, which runs
-  one task per WARC file on Ray (Ray's own start-up is per run, not per file,
-  and is left out);
-- ours with `extractor: resiliparse`, 1 core.
+- ``ours``: `process_warc`, 1 core, the plain recipe (no language gate);
+- ``ours_gate``: the same with `language_gate: true` (pages that fastText, on the
+  tag-stripped HTML, is confident are not English skip trafilatura);
+- ``ours_2core``: the default config on two processes at once (the mix WARC split
+  into halves at record boundaries; the real files shared out) — the shape of
+  the curate flow, which runs one task per WARC file on Ray.
 
-Both sides use the same extractor settings (trafilatura `deduplicate=False`:
-its process-global cache would otherwise drop repeated paragraphs depending on
-document order, see PITFALLS) and the same per-page timeout (datatrove's 1 s),
-and both get tldextract's offline public-suffix snapshot (the default tries
-publicsuffix.org first). Every side runs in a fresh process, so its wall time
-includes loading the 4.5 M-domain UT1 list, spaCy and fastText, as a real
-worker pays once. Also printed: CPU seconds (robust on a busy machine) and the
-Jaccard agreement of the kept URL sets.
+Both recipes use trafilatura with `deduplicate=False` (its process-global cache
+would otherwise drop repeated paragraphs depending on document order, see
+PITFALLS) and a 1 s per-page budget (datatrove's; ours counts CPU time and
+retries an over-budget page with a longer budget), and both get tldextract's
+offline public-suffix snapshot. Printed per side: wall seconds, docs/s, CPU
+seconds, the processing time without start-up (sum of per-stage times: our
+funnel's `seconds`, datatrove's per-block time stats), kept documents, and the
+kept-set agreement (Jaccard of WARC-Record-IDs) with datatrove and with our
+plain recipe. Then the WARC reader: warcio (ours today) against fastwarc on
+the same files — same records? how much faster?
 
 If benchmarks/minhash_vs_datatrove.py exists, its `run(docs)` is then called
-on the documents we kept (MinHash stages vs datatrove's MinhashDedup*).
+on the documents we kept from the mix (MinHash stages vs datatrove's MinhashDedup*).
 
     .venv/bin/python benchmarks/curate_vs_datatrove.py --docs 2000
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,11 +62,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+SAMPLES = REPO / "data" / "samples"
+REAL_WARCS = ("cc-main-2020-34_resiliparse_warcfile.warc.gz", "noncc_wget-2024_dolma_sample-0000.warc.gz",
+              "cc-main-2024-22_whirlwind.warc.gz")
 TIMEOUT_S = 1.0  # datatrove's Trafilatura default
 
 
 # --------------------------------------------------------------------------- workers (subprocesses)
-def _worker_datatrove(warc: Path, out: Path) -> dict[str, Any]:
+def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
@@ -63,6 +83,7 @@ def _worker_datatrove(warc: Path, out: Path) -> dict[str, Any]:
 
     url_filter = URLFilter()
     url_filter.tldextractor = TLDExtract(suffix_list_urls=())
+
     class LocalModelLanguageFilter(LanguageFilter):
         """datatrove's LanguageFilter, given the local lid.176.ftz instead of downloading lid.176.bin.
 
@@ -74,33 +95,44 @@ def _worker_datatrove(warc: Path, out: Path) -> dict[str, Any]:
                 self.model._model = _FastText(model_path())
             return super().filter(doc)
 
-    lang = LocalModelLanguageFilter(languages=["en"], language_threshold=0.65)
     pipeline = [
-        WarcReader(str(warc.parent), glob_pattern=warc.name),
+        WarcReader(str(warc_dir), glob_pattern=glob),
         url_filter,
         Trafilatura(favour_precision=True, timeout=TIMEOUT_S, deduplicate=False),
-        lang,
+        LocalModelLanguageFilter(languages=["en"], language_threshold=0.65),
         GopherRepetitionFilter(),
         GopherQualityFilter(),
         C4QualityFilter(filter_no_terminal_punct=False),
         FineWebQualityFilter(),
         JsonlWriter(str(out), output_filename="kept.jsonl.gz"),
     ]
-    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs")).run()
+    stats = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs")).run()
     import gzip
     with gzip.open(out / "kept.jsonl.gz", "rt") as f:
-        urls = [json.loads(line)["metadata"]["url"] for line in f]
-    return {"kept_urls": urls}
+        docs = [json.loads(line) for line in f]
+    # per-block time (the writer excluded: ours does not time its Parquet writes per stage either)
+    proc = sum(s.time_stats.total for s in stats.stats if "Writer" not in s.name)
+    return {"kept_ids": [d["id"] for d in docs], "kept_urls": [d["metadata"]["url"] for d in docs],
+            "proc_s": proc}
 
 
-def _worker_ours(warcs: list[Path], out: Path, extractor: str) -> dict[str, Any]:
+def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from conf.curate import CurateConfig
     from tasks.process import process_warc
 
-    cfg = CurateConfig(extractor=extractor, extract_timeout_s=TIMEOUT_S)
+    cfg = CurateConfig(extractor=extractor, extract_timeout_s=TIMEOUT_S, language_gate=gate)
     urls, ids, texts, stats = [], [], [], []
+    # CPU seconds of the processing alone: load the resources (UT1 list, fastText,
+    # spaCy) first, as a long-running worker has; CPU time is robust to machine load.
+    from tasks.langid import identify
+    from tasks.process import build_steps
+    from tasks.quality import check_text
+    build_steps(cfg)
+    identify("Warm-up text for the language model.", ["en"], 0.65)
+    check_text("Warm-up text for the quality filters. " * 20)
+    cpu0 = time.process_time()
     for i, w in enumerate(warcs):
         path = out / f"shard-{i}.parquet"
         stats.append(process_warc(str(w), str(path), cfg))
@@ -108,7 +140,10 @@ def _worker_ours(warcs: list[Path], out: Path, extractor: str) -> dict[str, Any]
         urls += t.column("url").to_pylist()
         ids += t.column("id").to_pylist()
         texts += t.column("text").to_pylist()
-    return {"kept_urls": urls, "kept_ids": ids, "kept_texts": texts, "stats": stats}
+    proc_cpu = time.process_time() - cpu0
+    proc = sum(sum(s.get("seconds", {}).values()) for s in stats)
+    return {"kept_urls": urls, "kept_ids": ids, "kept_texts": texts, "stats": stats, "proc_s": proc,
+            "proc_cpu_s": proc_cpu}
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
@@ -157,45 +192,180 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True) -> dict[str, Any]:
-    """Build the WARC, time all sides, return the figures."""
-    from data.build_warc import build_warc, generated_name
+def count_pages(warcs: list[Path]) -> int:
+    """HTML/text documents the reader yields (the denominator of docs/s)."""
+    from tasks.funnel import StageCounter
+    from tasks.warc import iter_records
 
-    warc = work / generated_name(n_docs, seed)
-    manifest = build_warc(warc, n_docs, seed)
-    halves = split_warc(warc, 2, work)
-    res: dict[str, Any] = {"docs": n_docs, "warc": str(warc), "cpus": os.cpu_count(),
-                           "load_avg_before": os.getloadavg()[0]}
+    read = StageCounter("read")
+    for w in warcs:
+        for _ in iter_records(str(w), read, {}):
+            pass
+    return read.n_in
+
+
+# --------------------------------------------------------------------------- the WARC reader
+def _read_warcio(path: Path) -> list[tuple[str, str, str]]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    out = []
+    with open(path, "rb") as f:
+        for r in ArchiveIterator(f, check_digests=False):
+            if r.rec_type in ("response", "conversion"):
+                body = r.content_stream().read()
+                h = r.rec_headers
+                out.append((h.get_header("WARC-Record-ID"), h.get_header("WARC-Target-URI"),
+                            hashlib.sha1(body).hexdigest()))
+    return out
+
+
+def _read_fastwarc(path: Path) -> list[tuple[str, str, str]]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    out = []
+    with open(path, "rb") as f:
+        # auto_decode="all": undo chunked transfer and gzip/br content encoding, as warcio's content_stream
+        for r in ArchiveIterator(f, record_types=WarcRecordType.response | WarcRecordType.conversion,
+                                 parse_http=True, auto_decode="all"):
+            body = r.reader.read()
+            # WARC/1.0 writers may put the URI in <>; warcio strips them
+            out.append((r.record_id, (r.headers.get("WARC-Target-URI") or "").strip("<>"),
+                        hashlib.sha1(body).hexdigest()))
+    return out
+
+
+def compare_readers(warcs: list[Path], repeats: int = 3) -> dict[str, Any]:
+    """warcio vs fastwarc on the same files: same (id, URI, payload sha1) records? best-of-N seconds.
+
+    fastwarc is not a dependency (the reader stays warcio, see the README's figures):
+    `pip install fastwarc` to include it.
+    """
+    try:
+        import fastwarc  # noqa: F401
+    except ImportError:
+        return {"records": None, "same_records": None, "warcio_s": None, "fastwarc_s": None,
+                "fastwarc_speedup": "fastwarc not installed"}
+    best: dict[str, float] = {}
+    recs: dict[str, list] = {}
+    for name, fn in (("warcio", _read_warcio), ("fastwarc", _read_fastwarc)):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            recs[name] = [r for w in warcs for r in fn(w)]
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    return {"records": len(recs["warcio"]), "same_records": recs["warcio"] == recs["fastwarc"],
+            "warcio_s": round(best["warcio"], 4), "fastwarc_s": round(best["fastwarc"], 4),
+            "fastwarc_speedup": round(best["warcio"] / best["fastwarc"], 2) if best["fastwarc"] else None}
+
+
+# --------------------------------------------------------------------------- gate stress
+def gate_stress(warcs: list[Path], kept_ids: set[str], levels: tuple[int, ...] = (1, 2, 4),
+                seed: int = 0) -> dict[str, Any]:
+    """The gate's risk: English pages (ones the plain recipe keeps) on a foreign-language site.
+
+    Each kept page gets `k` snippets of real Tatoeba text in one other language
+    (~1 KB each) as site boilerplate (menu, sidebar, footer) around its article;
+    returns, per k, the share of those pages the gate would skip (= lost).
+    """
+    import random
+
+    from conf.curate import CurateConfig
+    from data.build_warc import load_non_english
+    from tasks.funnel import StageCounter
+    from tasks.langid import gate_verdict
+    from tasks.warc import iter_records
+
+    cfg = CurateConfig()
+    pages = [d.text for w in warcs for d in iter_records(str(w), StageCounter("read"), {})
+             if d.id in kept_ids and d.kind == "html"]
+    foreign = load_non_english()
+    top = ["rus", "deu", "jpn", "cmn", "spa", "fra", "ita", "por", "nld", "pol"]
+    out: dict[str, Any] = {"pages": len(pages)}
+    for k in levels:
+        rng = random.Random(seed)
+        lost = 0
+        for html in pages:
+            lang = rng.choice(top)
+            boiler = "".join(f"<li>{rng.choice(foreign[lang])}</li>" for _ in range(k))
+            page = html.replace("<body>", f"<body><nav><ul>{boiler}</ul></nav>", 1)
+            lost += gate_verdict(page, cfg.languages, cfg.language_gate_threshold)[2] is not None
+        out[f"{k}_snippets_lost"] = lost
+    return out
+
+
+# --------------------------------------------------------------------------- one input set
+def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Path, dt_glob: str,
+            work: Path, resiliparse: bool) -> dict[str, Any]:
+    """All sides on one input set; the figures, with the kept sets under '_kept'."""
+    from conf.curate import CurateConfig
+
+    default_gate = "gate" if CurateConfig().language_gate else "plain"
+    pages = count_pages(warcs)
     runs = {
-        "datatrove_1core": [["datatrove", str(warc), str(work / "dt")]],
-        "ours_1core": [["ours", "trafilatura", str(work / "ours1"), str(warc)]],
-        "ours_2core": [["ours", "trafilatura", str(work / f"ours2_{k}"), str(h)] for k, h in enumerate(halves)],
-        "ours_resiliparse_1core": [["ours", "resiliparse", str(work / "res1"), str(warc)]],
+        "datatrove": [["datatrove", str(work / f"{label}_dt"), str(dt_dir), dt_glob]],
+        "ours": [["ours", str(work / f"{label}_ours"), "trafilatura", "plain", *map(str, warcs)]],
+        "ours_gate": [["ours", str(work / f"{label}_gate"), "trafilatura", "gate", *map(str, warcs)]],
     }
-    results = {}
+    if halves:
+        runs["ours_2core"] = [["ours", str(work / f"{label}_2core_{k}"), "trafilatura", default_gate,
+                               *map(str, h)] for k, h in enumerate(halves)]
+    if resiliparse:
+        runs["ours_resiliparse"] = [["ours", str(work / f"{label}_res"), "resiliparse", "plain",
+                                     *map(str, warcs)]]
+    results: dict[str, Any] = {}
     for name, jobs in runs.items():
         for j in jobs:
-            Path(j[2]).mkdir(parents=True, exist_ok=True)
-        print(f"  running {name} ...", flush=True)
+            Path(j[1]).mkdir(parents=True, exist_ok=True)
+        load = os.getloadavg()[0]
+        print(f"  [{label}] running {name} (load average {load:.1f}) ...", flush=True)
         wall, cpu, outs = _timed(jobs)
-        kept = [u for o in outs for u in o["kept_urls"]]
-        results[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                         "docs_per_s": round(n_docs / wall, 1), "kept": len(kept)}
-        results[name]["_kept"] = set(kept)
-        results[name]["_outs"] = outs
-    ref = results["datatrove_1core"]
-    for name, r in results.items():
+        kept = {i for o in outs for i in o["kept_ids"]}
+        proc = sum(o["proc_s"] for o in outs)
+        proc_cpu = sum(o.get("proc_cpu_s", 0.0) for o in outs)
+        results[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "docs_per_s": round(pages / wall, 1),
+                         "proc_s": round(proc, 2), "proc_docs_per_s": round(pages / proc, 1) if proc else None,
+                         "proc_cpu_s": round(proc_cpu, 2) if proc_cpu else None,
+                         "kept": len(kept), "load_avg": round(load, 1), "_kept": kept, "_outs": outs}
+    ref, plain = results["datatrove"], results["ours"]
+    for r in results.values():
         r["speed_vs_datatrove"] = round(ref["wall_s"] / r["wall_s"], 2)
-        r["cpu_ratio_vs_datatrove"] = round(ref["cpu_s"] / r["cpu_s"], 2)
-        r["kept_jaccard_vs_datatrove"] = round(_jaccard(ref["_kept"], r["_kept"]), 4)
-    res["runs"] = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()}
-    ours = results["ours_1core"]
-    res["ours_1core_vs_2core_jaccard"] = round(_jaccard(ours["_kept"], results["ours_2core"]["_kept"]), 4)
-    only_dt = sorted(ref["_kept"] - ours["_kept"])[:5]
-    only_ours = sorted(ours["_kept"] - ref["_kept"])[:5]
-    res["disagreements_sample"] = {"only_datatrove": only_dt, "only_ours": only_ours}
+        r["cpu_vs_datatrove"] = round(ref["cpu_s"] / r["cpu_s"], 2)
+        r["proc_vs_datatrove"] = round(ref["proc_s"] / r["proc_s"], 2) if r["proc_s"] else None
+        r["jaccard_vs_datatrove"] = round(_jaccard(ref["_kept"], r["_kept"]), 4)
+        r["agreement_vs_plain"] = round(_jaccard(plain["_kept"], r["_kept"]), 4)
+    gate_stats = results["ours_gate"]["_outs"][0]["stats"]
+    gated = sum(sum(st["dropped"].values()) for s in gate_stats for st in s["stages"]
+                if st["stage"] == "language_gate")
     from tasks.funnel import merge_stats
-    res["ours_funnel"] = merge_stats(ours["_outs"][0]["stats"])
+    one_core = results["ours_gate" if default_gate == "gate" else "ours"]
+    two = results.get("ours_2core")
+    return {"label": label, "pages": pages, "gated": gated, "runs": results, "default_gate": default_gate,
+            "one_vs_two_cores": round(_jaccard(one_core["_kept"], two["_kept"]), 4) if two else None,
+            "only_plain": sorted(plain["_kept"] - results["ours_gate"]["_kept"])[:5],
+            "ours_funnel": merge_stats(plain["_outs"][0]["stats"]),
+            "gate_funnel": merge_stats(gate_stats), "readers": compare_readers(warcs),
+            "gate_stress": gate_stress(warcs, plain["_kept"])}
+
+
+def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True,
+                  resiliparse: bool = False) -> dict[str, Any]:
+    """Build the mix WARC, time every side on it and on the real samples, return the figures."""
+    from data.build_warc import CC_LANGUAGE_MIX, CC_LANGUAGE_WEIGHTS, build_warc, generated_name
+
+    mix_dir, real_dir = work / "mix_in", work / "real_in"
+    mix_dir.mkdir(parents=True, exist_ok=True)
+    real_dir.mkdir(parents=True, exist_ok=True)
+    warc = mix_dir / generated_name(n_docs, seed).replace("generated_", "generated_ccmix_")
+    manifest = build_warc(warc, n_docs, seed, mix=CC_LANGUAGE_MIX, language_weights=CC_LANGUAGE_WEIGHTS)
+    halves = split_warc(warc, 2, work)
+    real = [Path(shutil.copy(SAMPLES / n, real_dir / n)) for n in REAL_WARCS]
+    res: dict[str, Any] = {"docs": n_docs, "warc": str(warc), "cpus": os.cpu_count(),
+                           "load_avg_before": round(os.getloadavg()[0], 1)}
+    res["mix"] = run_set("mix", [warc], [[h] for h in halves], mix_dir, warc.name, work, resiliparse)
+    # three small files: no 2-core split (start-up would be all it measures)
+    res["real"] = run_set("real", real, [], real_dir, "*.warc.gz", work, resiliparse)
+    res["load_avg_after"] = round(os.getloadavg()[0], 1)
 
     hook = REPO / "benchmarks" / "minhash_vs_datatrove.py"
     if minhash and hook.exists():
@@ -203,7 +373,7 @@ def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True) -> d
         spec = importlib.util.spec_from_file_location("minhash_vs_datatrove", hook)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        out = ours["_outs"][0]
+        out = res["mix"]["runs"]["ours"]["_outs"][0]
         url_to_id = dict(zip(out["kept_urls"], out["kept_ids"]))
         dup_of = {info["url"]: info.get("dup_of") for info in manifest.values()}
         docs = [{"id": i, "text": t, "planted_from": url_to_id.get(dup_of.get(u) or "")}
@@ -218,20 +388,52 @@ def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True) -> d
     return res
 
 
+def _public(res: dict[str, Any]) -> dict[str, Any]:
+    """The figures without the private (set-valued) fields."""
+    if isinstance(res, dict):
+        return {k: _public(v) for k, v in res.items() if not str(k).startswith("_")}
+    return res
+
+
 def report(res: dict[str, Any]) -> str:
-    lines = [f"Curation recipe on {res['docs']} GENERATED WARC records ({res['warc']}); "
-             f"{res['cpus']} CPUs, load average before: {res['load_avg_before']:.1f}",
-             f"{'run':<24}{'wall s':>9}{'docs/s':>9}{'× dt':>7}{'CPU s':>9}{'CPU× dt':>9}{'kept':>7}"
-             f"{'Jaccard':>9}"]
-    for name, r in res["runs"].items():
-        lines.append(f"{name:<24}{r['wall_s']:>9.1f}{r['docs_per_s']:>9.1f}{r['speed_vs_datatrove']:>7.2f}"
-                     f"{r['cpu_s']:>9.1f}{r['cpu_ratio_vs_datatrove']:>9.2f}{r['kept']:>7}"
-                     f"{r['kept_jaccard_vs_datatrove']:>9.4f}")
-    lines.append(f"ours 1-core vs 2-core kept-set Jaccard: {res['ours_1core_vs_2core_jaccard']}")
-    if res["disagreements_sample"]["only_datatrove"] or res["disagreements_sample"]["only_ours"]:
-        lines.append(f"disagreements (sample): {res['disagreements_sample']}")
     from tasks.funnel import funnel_table
-    lines += ["", "Our funnel (1 core):", funnel_table(res["ours_funnel"])]
+
+    lines = [f"{res['cpus']} CPUs; load average before {res['load_avg_before']}, after {res['load_avg_after']}"]
+    for label in ("mix", "real"):
+        s = res[label]
+        what = (f"GENERATED Common-Crawl-like language mix, {res['docs']} records" if label == "mix"
+                else "real sample WARCs in data/samples")
+        lines += ["", f"== {label}: {what}; {s['pages']} records read, {s['gated']} pages skipped by the gate",
+                  f"{'run':<17}{'wall s':>8}{'docs/s':>8}{'× dt':>6}{'CPU s':>8}{'× dt':>6}{'proc s':>8}"
+                  f"{'docs/s':>8}{'× dt':>6}{'pCPU s':>8}{'kept':>6}{'J dt':>8}{'agree':>8}{'load':>6}"]
+        for name, r in s["runs"].items():
+            lines.append(f"{name:<17}{r['wall_s']:>8.1f}{r['docs_per_s']:>8.1f}{r['speed_vs_datatrove']:>6.2f}"
+                         f"{r['cpu_s']:>8.1f}{r['cpu_vs_datatrove']:>6.2f}{r['proc_s']:>8.1f}"
+                         f"{r['proc_docs_per_s'] or 0:>8.1f}{r['proc_vs_datatrove'] or 0:>6.2f}"
+                         f"{r.get('proc_cpu_s') or 0:>8.1f}{r['kept']:>6}"
+                         f"{r['jaccard_vs_datatrove']:>8.4f}{r['agreement_vs_plain']:>8.4f}{r['load_avg']:>6.1f}")
+        r = s["runs"]
+        gate_cpu = (f"{round(r['ours']['proc_cpu_s'] / r['ours_gate']['proc_cpu_s'], 2)}×"
+                    if r["ours"].get("proc_cpu_s") and r["ours_gate"].get("proc_cpu_s") else "-")
+        lines.append(f"docs/s ours ÷ datatrove: plain {r['ours']['speed_vs_datatrove']}×, gate "
+                     f"{r['ours_gate']['speed_vs_datatrove']}× (wall, start-up included); plain "
+                     f"{r['ours']['proc_vs_datatrove']}×, gate {r['ours_gate']['proc_vs_datatrove']}× "
+                     f"(processing only); gate ÷ plain {round(r['ours']['proc_s'] / r['ours_gate']['proc_s'], 2)}× "
+                     f"(processing wall), {gate_cpu} (processing CPU); kept-document agreement gate vs plain {r['ours_gate']['agreement_vs_plain']}; "
+                     f"1 vs 2 cores (default config, {s['default_gate']}): {s['one_vs_two_cores']}")
+        if s["only_plain"]:
+            lines.append(f"kept without the gate only (sample): {s['only_plain']}")
+        rd = s["readers"]
+        read_s = s["ours_funnel"].get("seconds", {}).get("read", 0.0)
+        lines.append(f"WARC reader on these files ({rd['records']} records): warcio {rd['warcio_s']} s, fastwarc "
+                     f"{rd['fastwarc_s']} s ({rd['fastwarc_speedup']}×), same records: {rd['same_records']}; "
+                     f"reading is {100 * read_s / max(r['ours']['proc_s'], 1e-9):.1f} % of our processing time")
+        gs = s["gate_stress"]
+        lines.append(f"gate stress: the {gs['pages']} pages kept without the gate, with 1 / 2 / 4 KB-ish snippets "
+                     f"of another language as site boilerplate: gate would lose "
+                     + " / ".join(str(v) for k, v in gs.items() if k.endswith("_lost")))
+        lines += ["", f"Our funnel ({label}, plain):", funnel_table(s["ours_funnel"]),
+                  "", f"Our funnel ({label}, gate):", funnel_table(s["gate_funnel"])]
     if "minhash" in res:
         m = res["minhash"]
         lines += ["", f"MinHash on {m.get('docs')} kept docs: datatrove {m.get('datatrove_s')} s, ours "
@@ -250,27 +452,29 @@ def main(argv: list[str] | None = None) -> int:
             logger.remove()
         except ImportError:
             pass
-        kind = argv[1]
+        kind, out = argv[1], Path(argv[2])
         if kind == "datatrove":
-            out = _worker_datatrove(Path(argv[2]), Path(argv[3]))
+            res = _worker_datatrove(Path(argv[3]), argv[4], out)
         else:
-            out = _worker_ours([Path(p) for p in argv[4:]], Path(argv[3]), argv[2])
-        print(json.dumps(out))
+            res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], argv[4] == "gate")
+        print(json.dumps(res))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--docs", type=int, default=2000, help="records in the GENERATED WARC")
+    ap.add_argument("--docs", type=int, default=2000, help="records in the GENERATED language-mix WARC")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="keep inputs/outputs here (default: a temp dir)")
     ap.add_argument("--no-minhash", action="store_true", help="skip the MinHash comparison")
+    ap.add_argument("--resiliparse", action="store_true", help="also time our recipe with resiliparse")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        res = run_benchmark(args.docs, args.seed, work, minhash=not args.no_minhash)
+        res = run_benchmark(args.docs, args.seed, work, minhash=not args.no_minhash,
+                            resiliparse=args.resiliparse)
     print(report(res))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+        Path(args.json).write_text(json.dumps(_public(res), indent=2, default=str))
     return 0
 
 

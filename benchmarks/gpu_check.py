@@ -75,7 +75,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "glaive_path": _data("sft/llamafactory_glaive_toolcall_en_demo.json"), "max_per_source": None,
             "n_identity": 200, "n_arithmetic": 1000, "arithmetic_difficulty": 2, "arithmetic_tool": True,
             "gsm8k": False, "gsm8k_path": _data("gsm8k/train.jsonl"), "gsm8k_heldout": 500, "seq_len": None,
-            "val_fraction": 0.05, "batch_size": 8, "eval_every": 50, "eval_batches": 8, "steps": 200, "lr": 3e-4},
+            "val_fraction": 0.05, "batch_size": 8, "eval_every": 50, "eval_batches": 8, "steps": 200, "lr": 3e-4,
+            "refusal_data": None, "refusal_ratio": 0.1, "search_index": None, "search_ratio": 0.1, "n_python": 200,
+            "persona": {"name": "crawl2chat", "maker": "the crawl2chat project", "tools": ["calculator"]},
+            "persona_system_fraction": 0.5},
     "rl": {**_COMMON, "task": "arithmetic", "gsm8k_path": _data("gsm8k/train.jsonl"), "gsm8k_heldout": 500,
            "difficulty": 1, "prompts_per_step": 8, "samples_per_prompt": 8, "max_new_tokens": 32,
            "temperature": 1.0, "top_k": None, "clip_eps": 0.2, "kl_coef": 0.0, "ppo_epochs": 1, "eval_prompts": 64,
@@ -86,12 +89,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 class PlainConfig:
     """A stage config as plain attributes (what lm/ and tasks/posttrain.py read), with `model_dump`."""
 
-    def __init__(self, section: str, values: dict[str, Any]):
-        self.section = section
-        self.__dict__.update(values)
+    def __init__(self, section: str | None, values: dict[str, Any]):
+        if section is not None:  # a nested section (sft.persona) has none
+            self.section = section
+        # a nested section reads as attributes too, as pydantic's nested model does
+        self.__dict__.update({k: PlainConfig(None, v) if isinstance(v, dict) else v for k, v in values.items()})
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return {k: v.model_dump() if isinstance(v, PlainConfig) else v for k, v in self.__dict__.items()}
 
 
 def stage_config(section: str, preset: str, overrides: dict[str, Any]) -> PlainConfig:

@@ -23,7 +23,7 @@ import torch
 
 from lm.engine import Engine
 from lm.model import GPT, GPTConfig
-from lm.tokenizer import SPECIAL_TOKENS, Tokenizer
+from lm.tokenizer import Tokenizer
 
 SIZES = {  # name -> (depth, vocab)
     "tiny": (4, 8192),

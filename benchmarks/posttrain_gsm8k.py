@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         result = fn(*fn_args, **fn_kwargs)
         times[stage] = time.time() - t
+        if isinstance(result, dict):  # the stage's result beside its checkpoints (no flow here: no manifest)
+            from core.atomic import write_json
+
+            write_json(out / stage / "result.json", result)
         return result
 
     log = lambda stage: (lambda m, step: print(f"{stage} step {step}: " + ", ".join(  # noqa: E731

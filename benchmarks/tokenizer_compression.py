@@ -9,7 +9,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import pyarrow as pa, pyarrow.parquet as pq
-from lm.tokenizer import Tokenizer
 from tasks.tokenize import train_tokenizer, run_compression, compression_markdown, held_out_texts
 
 D = REPO / "data" / "text"; out = Path(tempfile.mkdtemp(prefix="c2c-compression-"))

@@ -26,6 +26,23 @@ class CurateConfig(StageConfig):
     max_body_bytes: int = Field(10_000_000, gt=0)
     crawl_base_url: str = "https://data.commoncrawl.org"
 
+    # --- remote reads (https://, s3://; tasks/remote.py) ------------------
+    # A transient fault (HTTP 429/5xx, reset, cut-short body, read timeout) is
+    # retried with exponential backoff + jitter and the stream resumed with a
+    # Range request at the first missing byte. Only `remote_retries` failures in
+    # a row without a new byte count the file as failed (stats.json
+    # `failed_inputs`, exit code 3). No cap on a whole download: a stall is
+    # `remote_read_timeout_s` without a byte, then resumed. These shape how a
+    # file is read, not what comes out: they are not part of the cache keys.
+    remote_retries: int = Field(10, ge=0)
+    remote_backoff_s: float = Field(1.0, ge=0)
+    remote_backoff_max_s: float = Field(60.0, ge=0)
+    remote_read_timeout_s: float = Field(60.0, gt=0)
+    remote_connect_timeout_s: float = Field(30.0, gt=0)
+    # Resume inside a file (tasks/shard_checkpoint.py): progress is saved every
+    # N WARC records (~1,700 pages of a Common Crawl file at 5000); 0 = off.
+    checkpoint_every_records: int = Field(5000, ge=0)
+
     # --- URL filter ------------------------------------------------------
     use_ut1_adult: bool = True  # the 4.5 M-domain list bundled in datatrove's wheel
     url_blocklist_files: list[str] = Field(default_factory=list)  # extra domain/URL lists
@@ -38,14 +55,31 @@ class CurateConfig(StageConfig):
 
     # --- extraction ------------------------------------------------------
     extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
-    # datatrove/FineWeb use 1 s; 5 s so that a busy worker does not drop pages at
-    # random (a re-run must give the same documents). Pages are ~30 ms typically.
+    # Budget per page in CPU seconds (not wall-clock: a busy worker must not drop
+    # pages an idle one keeps; tasks/extract.py). datatrove/FineWeb use 1 s of
+    # wall time; pages take ~30 ms. A page over budget is retried once with
+    # `extract_retry_timeout_s`, then dropped with reason "timeout".
     extract_timeout_s: float = Field(5.0, gt=0)
+    extract_retry_timeout_s: float = Field(30.0, gt=0)
     favour_precision: bool = True
 
     # --- language ID -----------------------------------------------------
     languages: list[str] = Field(default_factory=lambda: ["en"])
     language_threshold: float = Field(0.65, ge=0.0, le=1.0)
+    # Gate before extraction (stage "language_gate", tasks/langid.gate_verdict):
+    # fastText on the tag-stripped page; a page it is confident (score ≥ threshold)
+    # is in none of `languages`, with under 100 characters of text blocks in them,
+    # skips trafilatura. On by default: benchmarks/curate_vs_datatrove.py measured
+    # kept-document agreement 1.0 with the gate off (Common-Crawl-like language mix
+    # and the real samples), and 0 of the kept pages lost when put on a
+    # foreign-language site (menus/footer in another language).
+    language_gate: bool = True
+    language_gate_threshold: float = Field(0.8, ge=0.0, le=1.0)
+
+    # --- dropped samples -------------------------------------------------
+    # The first N documents dropped for each (stage, reason) of a file go to
+    # work/process/<shard>.dropped.parquet, to show what a filter removed. 0 = none.
+    dropped_samples_per_reason: int = Field(5, ge=0)
 
     # --- quality filters (each can be switched off) ------------------------
     gopher_repetition: bool = True
@@ -59,6 +93,16 @@ class CurateConfig(StageConfig):
     minhash_hashes_per_bucket: int = Field(8, ge=1)
     minhash_seed: int = 1
     dedup: bool = True
+    # Optional exact check (FineWeb has none): a candidate pair joins a cluster only
+    # if its full signatures agree on at least this share of min-hashes
+    # (estimated Jaccard). None = off, as in FineWeb.
+    dedup_jaccard_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # Scale-out of LSH buckets + clustering (tasks/dedup_ray.py): with more signed
+    # documents than this, every band is bucketed in ceil(docs / this) partitions
+    # and clusters are found by that many workers (Ray tasks), each holding its
+    # share only. The output is the same for any value; benchmarks/curate_scale.py
+    # measured ~0.2 KB per document of a band-partition (5 M docs ≈ 1 GB a worker).
+    dedup_docs_per_partition: int = Field(5_000_000, gt=0)
 
     # --- PII scrubbing ---------------------------------------------------
     pii_email: bool = True
@@ -67,6 +111,11 @@ class CurateConfig(StageConfig):
 
     # --- output / compute ------------------------------------------------
     docs_per_shard: int = Field(100_000, gt=0)  # Parquet row-group/shard sizing hint
+    # Inputs per Prefect task (process + minhash in one task, finalize in another):
+    # thousands of small inputs would otherwise cost a task run's orchestration
+    # each, three times (benchmarks/curate_scale.py "overhead"). Outputs are the
+    # same for any value; a re-run skips finished inputs either way (sidecars).
+    inputs_per_task: int = Field(1, ge=1)
     ray_address: str | None = None
     max_warc_files: int | None = None  # cap on inputs (demo/smoke runs)
 

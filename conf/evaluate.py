@@ -25,6 +25,12 @@ class EvalConfig(StageConfig):
     # GENERATED arithmetic, with and without the calculator
     arithmetic_n: int = Field(50, ge=0)
     arithmetic_max_operand: int = Field(999, ge=1)
+    # set: score RL's own task instead (lm.rl.arithmetic_problems at this difficulty, fresh seed, same grader),
+    # so the table compares sft and rl on what RL trained for; None: operands up to arithmetic_max_operand
+    arithmetic_difficulty: int | None = Field(None, ge=0)
+    # GENERATED held-out python-tool items (lm/python_data.py: letters, reversal, digit sums,
+    # long products), greedy, with the sandboxed python tool and without any tool
+    python_n: int = Field(20, ge=0)
     # chat-format compliance + sample generations
     compliance_n: int = Field(20, ge=0)
     n_samples: int = Field(5, ge=0)
@@ -38,6 +44,16 @@ class EvalConfig(StageConfig):
     core_batch_size: int = Field(32, ge=1)      # continuations per forward pass
     chat_limit: int = Field(100, ge=0)          # items per chat task (0: all)
     chat_max_new_tokens: int = Field(192, gt=0)
+    # hallucination eval (lm/honesty_eval.py), every model: right / wrong / abstained on held-out
+    # TriviaQA (lm/triviaqa.HELDOUT, never probed); few-shot prompts for a base model, a chat turn otherwise
+    honesty_n: int = Field(200, ge=0)           # 0: off
+    honesty_max_new_tokens: int = Field(24, gt=0)
+    honesty_shots: int = Field(3, ge=0, le=8)
+    # search eval (lm/search_data.py), every model, when an index is given (the pipeline passes
+    # RUN/index once built): questions about held-out passages, the search tool on
+    search_index: str | None = None
+    search_n: int = Field(20, ge=0)             # 0: off
+    search_max_new_tokens: int = Field(96, gt=0)
 
     @field_validator("suite")
     @classmethod

@@ -4,10 +4,11 @@ Data paths default to the real data that ships in `data/` (or `$CRAWL2CHAT_DATA`
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+
+from pydantic import Field
 
 from conf import StageConfig, data_dir
+from conf.persona import PersonaConfig
 
 
 def _d(rel: str) -> str:
@@ -51,6 +52,23 @@ class SFTConfig(TrainCommon):
     gsm8k: bool = False
     gsm8k_path: str = _d("gsm8k/train.jsonl")
     gsm8k_heldout: int = 500
+    # The probe stage's GENERATED answers/refusals (its output directory or the
+    # JSONL it names), mixed in as `refusal_ratio` of all SFT conversations.
+    # The pipeline sets the path when its probe stage has run.
+    refusal_data: str | None = None
+    refusal_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    # GENERATED search conversations from the index stage's passages (lm/search_data.py),
+    # mixed in as `search_ratio` of the conversations before them. The pipeline sets
+    # the index directory when its index stage has run.
+    search_index: str | None = None
+    search_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    # GENERATED python-tool conversations (lm/python_data.py): letter counts, reversals,
+    # digit sums, long products, answered by running a snippet in the sandbox.
+    n_python: int = Field(200, ge=0)
+    # Who the model is (conf/persona.py): identity data says it, and this fraction of
+    # the conversations (those without a system message) starts with its system message.
+    persona: PersonaConfig = PersonaConfig()
+    persona_system_fraction: float = Field(0.5, ge=0.0, le=1.0)
     seq_len: int | None = None  # None: the model's sequence_len
     val_fraction: float = 0.05
     batch_size: int = 8
@@ -85,6 +103,8 @@ class RewardConfig(TrainCommon):
     section: str = "reward"
     prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
     rankings: list[str] = []  # JSONL of {"prompt"|"conversation", "responses": [best, ..., worst]}
+    # + this many GENERATED pairs (lm/preference_data.py) whose preference is in the text, held out by topic
+    generated_prefs: int = 0
     loss: str = "bradley_terry"  # pairwise; rankings always use Plackett–Luce
     val_fraction: float = 0.1
     split_salt: str = ""  # a different salt → a different split (second, independent RM)
@@ -119,6 +139,7 @@ class DPOConfig(TrainCommon):
     # HH-RLHF first: its short dialogues fit a small model's context (at 128 tokens
     # only ~1% of the DPO demo pairs do, which leaves no held-out pairs).
     prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
+    generated_prefs: int = 0  # as RewardConfig.generated_prefs
     beta: float = 0.1
     val_fraction: float = 0.1
     max_pairs: int | None = None

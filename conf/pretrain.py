@@ -25,6 +25,11 @@ class PretrainConfig(StageConfig):
     aspect_ratio: int = Field(64, ge=1)
     head_dim: int = Field(64, ge=8)
     kv_ratio: int = Field(1, ge=1)  # >1: grouped-query attention
+    # architecture options (lm/model.py; benchmarks/recipe_ablation.py measures them)
+    rope_base: float = Field(10000.0, gt=0)
+    softcap: float = Field(15.0, ge=0)  # 0: off
+    qk_norm: bool = True
+    value_embeds: bool = False  # token embeddings added to the values on every other layer
 
     # --- batch -------------------------------------------------------------
     device_batch_size: int = Field(8, ge=1)
@@ -42,12 +47,18 @@ class PretrainConfig(StageConfig):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float = Field(1.0, ge=0)  # 0: off (the norm is still logged)
+    # The lrs and weight decay above were tuned at this batch (tokens/step) and width; a run at
+    # another batch/width scales them (lm.optim.hparam_scales, docs/DESIGN.md). 0: use as given.
+    lr_ref_batch_tokens: int = Field(0, ge=0)
+    lr_ref_width: int = Field(0, ge=0)
 
     # --- schedule ------------------------------------------------------------
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_steps: int = Field(10, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     decay_frac: float = Field(0.2, gt=0, le=1)  # wsd: share of steps spent decaying
+    decay_shape: Literal["linear", "sqrt", "cosine"] = "linear"  # wsd: shape of the decay
+    wd_schedule: Literal["constant", "linear"] = "constant"  # linear: weight decay falls to 0 at the end
 
     # --- runtime -------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -74,9 +85,3 @@ class PretrainConfig(StageConfig):
     # --- launch --------------------------------------------------------------
     nproc_per_node: int = Field(1, ge=1)  # >1: the task runs torchrun
     num_gpus: float = Field(0.0, ge=0)  # GPUs the Ray task asks for (0: CPU task)
-
-    def train_config(self):
-        """The plain `lm.train.TrainConfig` the training loop takes."""
-        from lm.train import TrainConfig
-
-        return TrainConfig.from_dict(self.model_dump(exclude={"section"}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from conf import StageConfig
+from conf.persona import ToolName
 
 
 class ServeConfig(StageConfig):
@@ -29,4 +30,12 @@ class ServeConfig(StageConfig):
     temperature: float = Field(0.7, ge=0.0)
     top_k: int | None = Field(50, ge=1)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    tool_budget: int = Field(4, ge=0)
+    tool_budget: int = Field(4, ge=0)            # tool calls per reply; past it the model reads an error
+    # Tools the server enables (lm/tools.py: calculator, python, search); a request may
+    # narrow them (`tool_choice: "none"`, or the extension field `tools_enabled: [...]`).
+    tools: list[ToolName] = ["calculator"]
+    search_index: str | None = None              # the index stage's output, for the search tool
+    # System message for requests that bring none (`serve --system`, or `--persona`:
+    # the persona's, from the checkpoint when SFT recorded one). None: no system message.
+    system_prompt: str | None = None
+

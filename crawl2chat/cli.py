@@ -13,7 +13,7 @@ import sys
 
 # Order is the order of the recipe; shown in --help.
 COMMANDS = [
-    "curate", "tokenize", "pretrain", "sft", "rl", "reward", "rlhf", "dpo",
+    "curate", "index", "tokenize", "pretrain", "probe", "sft", "rl", "reward", "rlhf", "dpo",
     "chat", "serve", "eval", "pipeline", "up", "down", "deploy",
 ]
 

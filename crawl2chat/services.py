@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.atomic import write_text
+from core.atomic import write_text
 from crawl2chat.telemetry import TELEMETRY_OFF
 
 log = logging.getLogger(__name__)

@@ -52,6 +52,21 @@ MIX = {  # share of records per kind (junk split evenly among its sub-kinds)
     "clean": 0.62, "near_dup": 0.08, "pii": 0.08, "blocked": 0.06,
     "non_english": 0.07, "repetitive": 0.03, "junk": 0.06,
 }
+# A Common-Crawl-like language mix (benchmarks/curate_vs_datatrove.py): CC pages
+# are under half English. English kinds total 44 % of records, other languages
+# 52 %, junk 4 %; the other languages follow the rough order of Common Crawl's
+# published per-crawl language shares (cc-crawl-statistics, CC-MAIN-2024-*,
+# rounded), the remaining share spread evenly over every other Tatoeba language.
+CC_LANGUAGE_MIX = {
+    "clean": 0.34, "near_dup": 0.03, "pii": 0.03, "blocked": 0.02,
+    "non_english": 0.52, "repetitive": 0.02, "junk": 0.04,
+}
+CC_LANGUAGE_WEIGHTS = {  # Tatoeba ISO 639-3 code: share of all CC pages
+    "rus": 0.062, "deu": 0.056, "jpn": 0.050, "cmn": 0.048, "spa": 0.046, "fra": 0.044,
+    "ita": 0.025, "por": 0.022, "nld": 0.019, "pol": 0.018, "ces": 0.010, "tur": 0.010,
+    "vie": 0.010, "ind": 0.010, "swe": 0.007, "ukr": 0.007, "ara": 0.006, "kor": 0.006,
+    "*": 0.024,  # every other language in the Tatoeba sample, evenly
+}
 TOPICS = ["news", "blog", "wiki", "guide", "forum", "library", "notes", "journal", "review", "archive"]
 WORDS_SWAP = {"the": "a", "and": "and also", "is": "was", "of": "of the", "in": "within"}
 
@@ -227,8 +242,14 @@ class _Writer:
 
 
 def build_warc(out_path: str | Path, n_docs: int = 2000, seed: int = 0,
-               shared: Path = SHARED) -> dict[str, dict]:
-    """Write a generated WARC with `n_docs` records; returns the planted manifest {record id: info}."""
+               shared: Path = SHARED, mix: dict[str, float] | None = None,
+               language_weights: dict[str, float] | None = None) -> dict[str, dict]:
+    """Write a generated WARC with `n_docs` records; returns the planted manifest {record id: info}.
+
+    `mix` (default MIX) sets the share of each kind; `language_weights` (ISO 639-3
+    → weight, "*" for all others; default: every language alike) picks the
+    language of each non-English page, e.g. CC_LANGUAGE_MIX + CC_LANGUAGE_WEIGHTS.
+    """
     rng = random.Random(seed)
     english = load_english(shared)
     foreign = load_non_english(shared)
@@ -236,7 +257,13 @@ def build_warc(out_path: str | Path, n_docs: int = 2000, seed: int = 0,
     malware_list = SAMPLES / "blocklists" / "ut1_malware_urls.txt"
     malware = [u for u in _load_list(malware_list if malware_list.exists()
                                      else shared / "blocklists" / "ut1_malware_urls.txt") if "/" in u]
-    kinds = [k for k, share in MIX.items() for _ in range(round(share * n_docs))]
+    kinds = [k for k, share in (mix or MIX).items() for _ in range(round(share * n_docs))]
+    langs = sorted(foreign)
+    weights = None
+    if language_weights:
+        rest = [lg for lg in langs if lg not in language_weights]
+        weights = [language_weights.get(lg, language_weights.get("*", 0.0) / max(1, len(rest)))
+                   for lg in langs]
     kinds = (kinds + ["clean"] * n_docs)[:n_docs]
     rng.shuffle(kinds)
     manifest: dict[str, dict] = {}
@@ -291,7 +318,7 @@ def build_warc(out_path: str | Path, n_docs: int = 2000, seed: int = 0,
                 rid = w.record(url, wrap_html(paras[0][:70], paras, rng).encode(),
                                "text/html; charset=utf-8", "text/html")
             elif kind == "non_english":
-                lang = rng.choice(sorted(foreign))
+                lang = rng.choices(langs, weights)[0] if weights else rng.choice(langs)
                 snippets = foreign[lang]
                 paras = [rng.choice(snippets) for _ in range(rng.randint(3, 6))]
                 info["lang"] = lang

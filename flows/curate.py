@@ -2,15 +2,22 @@
 
 The DAG (every box is a Prefect task; the work runs on Ray):
 
-    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands ─▶ cluster ×1 ─▶ finalize ×N
-    (filter one WARC)   (signatures)   (pairs)     (components)  (drop dups, PII)
+    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands·P ─▶ cluster ×1 ─▶ finalize ×N
+    (filter one WARC)   (signatures)   (pairs)        (components)  (drop dups, PII)
+
+Scale knobs (conf/curate.py; none changes the output): `inputs_per_task` puts
+several inputs in one task (process_batch = process + minhash, finalize_batch),
+so thousands of small inputs do not cost thousands of task runs per step;
+past `dedup_docs_per_partition` documents each band is bucketed in P partitions
+and `cluster` runs P Ray tasks per round (tasks/dedup_ray.py), so no worker
+holds every document or every pair.
 
 Layout under the output root `OUT`:
 
     OUT/work/process/<shard>.parquet     pre-dedup shards (+ .stats.json sidecars)
     OUT/work/minhash/<shard>.npz         signatures
-    OUT/work/lsh/band_NNN.npy            candidate pairs per band
-    OUT/work/cluster/duplicates.parquet  duplicate clusters
+    OUT/work/lsh/band_NNN.npy            candidate pairs per band (band_NNN-part_PPPP-of-MMMM.npy if P > 1)
+    OUT/work/cluster/duplicates.parquet  duplicate clusters (a directory of Parquet parts if P > 1)
     OUT/work/finalize/*.stats.json       sidecars of the final shards
     OUT/work/prefect-results/            Prefect's persisted task results (cache)
     OUT/curated/<shard>.parquet          FINAL shards (schema in docs/CONTRACTS.md)
@@ -26,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -36,19 +44,28 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
 from conf.curate import CurateConfig
+from core.atomic import write_json
 from flows import runtime
-from tasks.curate import InputUnavailable, cluster_task, finalize_task, lsh_task, minhash_task, process_warc_task
+from tasks.curate import (
+    InputUnavailable, cluster_task, finalize_batch_task, finalize_task, lsh_task, minhash_task, process_batch_task,
+    process_warc_task,
+)
 from tasks.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
+from tasks.remote import RetryPolicy, remote_stat
 
 log = logging.getLogger(__name__)
 
 # Fields that change how the run is executed, not what it produces.
-_COMPUTE_ONLY = {"ray_address", "max_warc_files"}
+_COMPUTE_ONLY = {"ray_address", "max_warc_files", "dedup_docs_per_partition", "inputs_per_task"}
+# How a file is read (retries, timeouts, checkpoints): the tasks need them, but
+# they do not change the output, so they stay out of the cache keys.
+_READ_POLICY = {"remote_retries", "remote_backoff_s", "remote_backoff_max_s", "remote_read_timeout_s",
+                "remote_connect_timeout_s", "checkpoint_every_records"}
 
 
 def config_hash(cfg: CurateConfig) -> str:
     """Hash of the config fields that affect the output (cache/sidecar keys)."""
-    blob = json.dumps(cfg.model_dump(mode="json", exclude=_COMPUTE_ONLY), sort_keys=True)
+    blob = json.dumps(cfg.model_dump(mode="json", exclude=_COMPUTE_ONLY | _READ_POLICY), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -63,8 +80,12 @@ def shard_name(index: int, src: str) -> str:
     return f"{index:05d}-{base}-{hashlib.sha1(src.encode()).hexdigest()[:6]}"
 
 
-def input_fingerprint(src: str) -> list[Any]:
-    """What identifies an input's content cheaply: (path, size, mtime) locally, the URL remotely."""
+def input_fingerprint(src: str, policy: RetryPolicy | None = None) -> list[Any]:
+    """What identifies an input's content cheaply: (path, size, mtime) locally, (URL, size, ETag) remotely.
+
+    The size/ETag come from a HEAD request (with the reader's retries): a remote
+    object that changed is a new input, not a cache hit.
+    """
     local = src[len("file://"):] if src.startswith("file://") else src
     if "://" not in local:
         try:
@@ -72,7 +93,16 @@ def input_fingerprint(src: str) -> list[Any]:
             return [os.path.abspath(local), st.st_size, st.st_mtime_ns]
         except OSError:
             return [local]
-    return [src]
+    meta = remote_stat(src, policy)
+    return [src, meta.get("size"), meta.get("etag")] if meta else [src]
+
+
+def input_fingerprints(srcs: list[str], policy: RetryPolicy | None = None) -> list[list[Any]]:
+    """`input_fingerprint` of every input; remote ones looked up 16 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda s: input_fingerprint(s, policy), srcs))
 
 
 def _opts(task_obj, name: str, out_path: str | Path, results: Path):
@@ -94,6 +124,10 @@ def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
             metrics[f"dropped.{name}.{clean(reason)}"] = n
     for kind, n in stats.get("errors", {}).items():
         metrics[f"errors.{clean(kind)}"] = n
+    for stage, sec in stats.get("seconds", {}).items():  # wall time per stage (tasks/steps.py)
+        metrics[f"seconds.{clean(stage)}"] = sec
+    for what, n in stats.get("retried", {}).items():
+        metrics[f"retried.{clean(what)}"] = n
     return metrics
 
 
@@ -132,8 +166,8 @@ def _clean_stale(curated: Path, keep: set[str], work: Path) -> None:
 
 def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed: dict[int, str],
             proc_stats: dict[int, Any], fin_stats: dict[int, Any], cfgd: dict[str, Any], chash: str,
-            t_start: float) -> tuple[int, float]:
-    """Write stats.json and the manifest (last), publish the funnel to Prefect and MLflow."""
+            t_start: float) -> tuple[int, float, dict[str, Any]]:
+    """Write stats.json, publish the funnel to Prefect and MLflow; return the manifest for the flow to write last."""
     import mlflow
 
     curated = root / "curated"
@@ -149,19 +183,29 @@ def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed
                 pii[kind] = pii.get(kind, 0) + int(n)
     wall = time.perf_counter() - t_start
     failed_inputs = {srcs[i]: r for i, r in sorted(failed.items())}
-    runtime.write_json_atomic(root / "stats.json", {
+    failed_by_reason: dict[str, int] = {}
+    for r in failed.values():
+        failed_by_reason[r] = failed_by_reason.get(r, 0) + 1
+    network: dict[str, int] = {}  # faults overcome by retries/resumes, summed over the complete inputs
+    for i in ok:
+        for k, n in (proc_stats[i].get("network") or {}).items():
+            network[k] = network.get(k, 0) + int(n)
+    write_json(root / "stats.json", {
         **stats, "pii_replaced": pii, "documents": n_docs, "shards": len(ok), "inputs": len(srcs),
-        "failed_inputs": failed_inputs, "config_hash": chash, "wall_seconds": round(wall, 2)})
+        "failed_inputs": failed_inputs, "failed_by_reason": dict(sorted(failed_by_reason.items())),
+        "network": dict(sorted(network.items())), "config_hash": chash, "wall_seconds": round(wall, 2)})
     shards = [{"path": f"{names[i]}.parquet", "source": srcs[i],
                "documents": fin_stats[i]["stages"][-1]["kept"] if fin_stats[i].get("stages") else 0}
               for i in ok]
-    runtime.write_json_atomic(curated / "manifest.json", {
-        "stage": "curate", "documents": n_docs, "shards": shards, "config": cfgd, "config_hash": chash,
-        "failed_inputs": failed_inputs, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    manifest = {"stage": "curate", "documents": n_docs, "shards": shards, "config": cfgd, "config_hash": chash,
+                "failed_inputs": failed_inputs, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     rows = [{"stage": st["stage"], "in": st["in"], "kept": st["kept"], "dropped": sum(st["dropped"].values()),
              "kept_pct": round(100.0 * st["kept"] / st["in"], 1) if st["in"] else None,
-             "reasons": ", ".join(f"{k}: {v}" for k, v in st["dropped"].items())}
+             "reasons": ", ".join(f"{k}: {v}" for k, v in st["dropped"].items()),
+             "seconds": stats.get("seconds", {}).get(st["stage"]),
+             "docs_per_s": (round(st["in"] / stats["seconds"][st["stage"]], 1)
+                            if stats.get("seconds", {}).get(st["stage"]) else None)}
             for st in stats["stages"]]
     runtime.publish_table("curate-funnel", rows, description=f"curate funnel: {n_docs} documents kept")
     runtime.publish_markdown("curate-funnel-chart",
@@ -169,14 +213,73 @@ def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed
                              f"Output: `{curated}` ({len(ok)} shards, {n_docs} documents)",
                              description="documents kept after each curation stage")
     mlflow.log_metrics({**_funnel_metrics(stats), **{f"pii.{k}": v for k, v in pii.items()},
+                        **{f"failed_inputs.{k}": v for k, v in failed_by_reason.items()},
+                        **{f"network.{k}": v for k, v in network.items()},
                         "documents": n_docs, "shards": len(ok), "failed_inputs": len(failed),
                         "wall_seconds": wall})
+    if failed_inputs:  # which inputs, by reason, next to the numbers
+        mlflow.log_dict({"failed_inputs": failed_inputs, "failed_by_reason": failed_by_reason},
+                        "failed_inputs.json")
     mlflow.log_artifact(str(root / "stats.json"))
     png = funnel_plot(stats, root / "funnel.png")
     if png is not None:
         mlflow.log_artifact(str(png))
     runtime.log_dataset(curated, name="curated", context="output", digest=chash)
-    return n_docs, wall
+    return n_docs, wall, manifest
+
+
+class _Resolved:
+    """A finished value where the flow expects a future (`.result()`): a batch's minhash count."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _process_in_batches(cfg: CurateConfig, srcs: list[str], names: list[str], ppaths: list[str],
+                        pkeys: list[str], task_cfg: dict[str, Any], chash: str, work: Path,
+                        proc_stats: dict[int, Any], failed: dict[int, str], mfuts: dict[int, Any]) -> None:
+    """process (+ minhash) in tasks of `cfg.inputs_per_task` inputs; fills proc_stats, failed, mfuts."""
+    logger = get_run_logger()
+    k = cfg.inputs_per_task
+    futs = {}
+    for lo in range(0, len(srcs), k):
+        idx = list(range(lo, min(lo + k, len(srcs))))
+        sig = [str(work / "minhash" / f"{names[i]}.npz") for i in idx] if cfg.dedup else None
+        name = f"process-{names[idx[0]]}" + (f"-and-{len(idx) - 1}-more" if len(idx) > 1 else "")
+        f = process_batch_task.with_options(task_run_name=name).submit(
+            [srcs[i] for i in idx], [ppaths[i] for i in idx], task_cfg, [pkeys[i] for i in idx], sig, idx,
+            [_key("minhash", pkeys[i], chash) for i in idx])
+        futs[f] = idx
+    n_done = 0
+    for fut in as_completed(list(futs)):
+        for i, res in zip(futs[fut], fut.result()):
+            n_done += 1
+            if "failed" in res:
+                failed[i] = res["failed"]
+                logger.error("input %s failed: %s; counted as %s, a re-run retries it", srcs[i], res["error"],
+                             res["failed"])
+                continue
+            proc_stats[i] = res["stats"]
+            if cfg.dedup:
+                mfuts[i] = _Resolved(res["signed"])
+        kept = sum(s["stages"][-1]["kept"] for s in proc_stats.values() if s.get("stages"))
+        logger.info("processed %d/%d WARC files (%d documents kept so far)", n_done, len(srcs), kept)
+
+
+def _finalize_in_batches(k: int, names: list[str], fargs: dict[int, tuple]) -> dict[int, Any]:
+    """finalize in tasks of `k` shards; returns {shard index: funnel}."""
+    ok = sorted(fargs)
+    futs = []
+    for lo in range(0, len(ok), k):
+        idx = ok[lo:lo + k]
+        cols = list(zip(*(fargs[i] for i in idx)))  # (parquet_in, index, dedup, out, sidecar, cfg, key)
+        name = f"finalize-{names[idx[0]]}" + (f"-and-{len(idx) - 1}-more" if len(idx) > 1 else "")
+        futs.append((idx, finalize_batch_task.with_options(task_run_name=name).submit(
+            list(cols[0]), idx, cols[2][0], list(cols[3]), list(cols[4]), cols[5][0], list(cols[6]))))
+    return {i: st for idx, f in futs for i, st in zip(idx, f.result())}
 
 
 @flow(name="curate")
@@ -208,12 +311,14 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) ->
     params = {**cfgd, "n_inputs": len(srcs), "inputs": srcs[:20], "config_hash": chash}
     with runtime.mlflow_run("curate", root, params=params) as mlrun:
         # 1. process_warc ×N — then minhash for each shard as soon as it is filtered
-        pkeys = [_key("process", s, input_fingerprint(s), chash) for s in srcs]
+        fingerprints = input_fingerprints(srcs, RetryPolicy.from_config(cfg))
+        pkeys = [_key("process", s, fp, chash) for s, fp in zip(srcs, fingerprints)]
         ppaths = [str(work / "process" / f"{n}.parquet") for n in names]
         pfuts = {}
-        for i, (src, pp) in enumerate(zip(srcs, ppaths)):
-            f = _opts(process_warc_task, f"process-{names[i]}", pp, results).submit(src, pp, task_cfg, pkeys[i])
-            pfuts[f] = i
+        if cfg.inputs_per_task == 1:  # one task per input; else batches (_process_in_batches, below)
+            for i, (src, pp) in enumerate(zip(srcs, ppaths)):
+                f = _opts(process_warc_task, f"process-{names[i]}", pp, results).submit(src, pp, task_cfg, pkeys[i])
+                pfuts[f] = i
         proc_stats: dict[int, dict[str, Any]] = {}
         failed: dict[int, str] = {}
         mfuts: dict[int, Any] = {}
@@ -224,7 +329,8 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) ->
             except Exception as exc:  # noqa: BLE001 — one input's failure must not stop the run
                 cause = getattr(exc, "cause", None) or exc  # Ray wraps task exceptions
                 if isinstance(exc, InputUnavailable) or isinstance(cause, InputUnavailable):
-                    reason = "unreachable" if "://" in srcs[i] else "missing_file"
+                    reason = getattr(cause, "reason", None) or getattr(exc, "reason", None) or (
+                        "unreachable" if "://" in srcs[i] else "missing_file")
                 else:
                     reason = "process_failed"
                 failed[i] = reason
@@ -237,6 +343,8 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) ->
                 mp = str(work / "minhash" / f"{names[i]}.npz")
                 mfuts[i] = _opts(minhash_task, f"minhash-{names[i]}", mp, results).submit(
                     ppaths[i], mp, i, task_cfg, _key("minhash", pkeys[i], chash))
+        if cfg.inputs_per_task > 1:
+            _process_in_batches(cfg, srcs, names, ppaths, pkeys, task_cfg, chash, work, proc_stats, failed, mfuts)
         ok = sorted(proc_stats)
 
         # 2. MinHash dedup across all shards: lsh per band, then one cluster task
@@ -245,41 +353,53 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) ->
         if cfg.dedup and ok:
             sig_paths = [str(work / "minhash" / f"{names[i]}.npz") for i in ok]
             mkeys = [_key("minhash", pkeys[i], chash) for i in ok]
-            for i in ok:
-                mfuts[i].result()
-            logger.info("minhash signatures done for %d shards", len(ok))
+            n_signed = sum(int(mfuts[i].result()) for i in ok)
+            # Past dedup_docs_per_partition documents no worker sees a whole band (tasks/dedup_ray.py).
+            n_parts = max(1, math.ceil(n_signed / cfg.dedup_docs_per_partition))
+            logger.info("minhash signatures done for %d shards (%d documents; %d partition(s) per band)",
+                        len(ok), n_signed, n_parts)
             lkeys, lpaths, lfuts = [], [], []
             for band in range(cfg.minhash_buckets):
-                lp = str(work / "lsh" / f"band_{band:03d}.npy")
-                lk = _key("lsh", band, mkeys, chash)
-                lkeys.append(lk)
-                lpaths.append(lp)
-                lfuts.append(_opts(lsh_task, f"lsh-band-{band:03d}", lp, results).submit(sig_paths, band, lp, lk))
+                for part in range(n_parts):
+                    if n_parts == 1:
+                        lp, lk, name = (str(work / "lsh" / f"band_{band:03d}.npy"), _key("lsh", band, mkeys, chash),
+                                        f"lsh-band-{band:03d}")
+                    else:
+                        lp = str(work / "lsh" / f"band_{band:03d}-part_{part:04d}-of-{n_parts:04d}.npy")
+                        lk = _key("lsh", band, part, n_parts, mkeys, chash)
+                        name = f"lsh-band-{band:03d}-part-{part:04d}"
+                    lkeys.append(lk)
+                    lpaths.append(lp)
+                    lfuts.append(_opts(lsh_task, name, lp, results).submit(sig_paths, band, lp, lk, part, n_parts))
             n_pairs = sum(f.result() for f in lfuts)
-            logger.info("lsh: %d candidate pairs over %d bands", n_pairs, len(lfuts))
-            dedup_path = str(work / "cluster" / "duplicates.parquet")
+            logger.info("lsh: %d candidate pairs over %d band partitions", n_pairs, len(lfuts))
+            dedup_path = str(work / "cluster" / "duplicates.parquet")  # a directory of parts if n_parts > 1
             ckey = _key("cluster", lkeys)
-            cstats = _opts(cluster_task, "cluster", dedup_path, results).submit(lpaths, dedup_path, ckey).result()
+            cstats = _opts(cluster_task, "cluster", dedup_path, results).submit(
+                lpaths, dedup_path, ckey, n_parts, sig_paths, cfg.dedup_jaccard_threshold).result()
             logger.info("cluster: %s", cstats)
 
         # 3. finalize ×N: drop duplicates, scrub PII, write the final shards
         ffuts = {}
-        for i in ok:
-            fp = str(curated / f"{names[i]}.parquet")
-            side = str(work / "finalize" / f"{names[i]}.parquet.stats.json")
-            fk = _key("finalize", pkeys[i], ckey, chash)
-            ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fp, results).submit(
-                ppaths[i], i, dedup_path, fp, side, task_cfg, fk)
-        fin_stats = {i: f.result() for i, f in ffuts.items()}
+        fargs = {i: (ppaths[i], i, dedup_path, str(curated / f"{names[i]}.parquet"),
+                     str(work / "finalize" / f"{names[i]}.parquet.stats.json"), task_cfg,
+                     _key("finalize", pkeys[i], ckey, chash)) for i in ok}
+        if cfg.inputs_per_task == 1:
+            for i in ok:
+                ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fargs[i][3], results).submit(*fargs[i])
+            fin_stats = {i: f.result() for i, f in ffuts.items()}
+        else:
+            fin_stats = _finalize_in_batches(cfg.inputs_per_task, names, fargs)
         logger.info("finalized %d shards", len(fin_stats))
 
-        # 4. funnel (stats.json), output manifest (last), Prefect artifacts, MLflow
-        n_docs, wall = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
+        # 4. funnel (stats.json), Prefect artifacts, MLflow
+        n_docs, wall, manifest = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
         logger.info("curate done: %d documents in %d shards, %.1fs (MLflow run %s)", n_docs, len(ok), wall,
                     mlrun.info.run_id)
+    write_json(curated / "manifest.json", manifest)  # last, after the MLflow run closed: the output is complete
     return {**runtime.flow_run_info(), "out": str(root), "curated": str(curated), "documents": n_docs,
             "shards": len(ok), "failed_inputs": len(failed), "mlflow_run_id": mlrun.info.run_id,
-            "wall_seconds": round(wall, 2)}
+            "failed": {srcs[i]: r for i, r in sorted(failed.items())}, "wall_seconds": round(wall, 2)}
 
 
 def run_curate(inputs: list[str], out: str | Path, cfg: CurateConfig, num_cpus: int | None = None) -> dict[str, Any]:

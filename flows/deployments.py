@@ -24,11 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.atomic import write_json
 from flows import pipeline, runtime
 
 log = logging.getLogger(__name__)
 
-DATA_STAGES = ("curate", "tokenize", "evaluate")
+DATA_STAGES = ("curate", "index", "tokenize", "evaluate")
 CONFIG_SECTION = {"evaluate": "eval"}  # preset section of a stage, where it differs from the stage name
 MODULE = "flows.deployments"
 
@@ -77,9 +78,6 @@ def specs() -> list[dict[str, Any]]:
                     "entrypoint": "flows.pipeline.llm_pipeline",
                     "description": f"the whole recipe with preset {p!r} → runs/llm-pipeline-{p}"})
     for st in pipeline.STAGES:
-        if not st.available():
-            log.info("no deployment for %s: %s not written yet", st.name, st.module)
-            continue
         names = [(p, p) for p in _stage_presets(st)]
         if st.name in DATA_STAGES:
             names.insert(0, ("default", "tiny"))
@@ -124,7 +122,7 @@ async def _serve(ready_file: Path | None) -> None:
     names = [f"{d.flow_name}/{d.name}" for d in deps]
     log.info("serving %d deployments: %s", len(names), ", ".join(names))
     if ready_file:
-        runtime.write_json_atomic(ready_file, {"deployments": names, "pid": os.getpid()})
+        write_json(ready_file, {"deployments": names, "pid": os.getpid()})
     await runner.start()
 
 

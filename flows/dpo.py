@@ -12,7 +12,7 @@ from prefect import flow
 
 from conf import load
 from conf.posttrain import DPOConfig
-from flows.sft import tracked_stage
+from flows._stage import tracked_stage
 from tasks.posttrain import dpo_task
 
 

@@ -19,7 +19,8 @@ from prefect import flow
 
 from conf import load
 from conf.evaluate import EvalConfig
-from flows.runtime import log_dataset, mlflow_run, publish_markdown, write_json_atomic
+from core.run_root import clear_manifest, write_manifest
+from flows.runtime import log_dataset, mlflow_run, publish_markdown
 from tasks.evaluate import evaluate_task, report_task
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,11 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
     """Evaluate `model` (and any `models` {name: checkpoint|models:/ URI}); write eval.json + report card."""
     import mlflow
 
-    from flows.sft import model_lineage
+    from flows._stage import model_lineage
 
     cfg = load(EvalConfig, preset, overrides)
     out_dir = Path(out).resolve()
+    clear_manifest(out_dir)  # complete again only when this run writes it, last
     named = {k: v for k, v in (models or {}).items() if v}
     main = next((k for k, v in named.items() if v == model), None)
     if model and main is None:
@@ -58,6 +60,8 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
             log_dataset(tokens, "val-tokens", context="evaluation")
         if Path(cfg.gsm8k_path).exists():
             log_dataset(cfg.gsm8k_path, "gsm8k-heldout-last-500", context="evaluation")
+        if cfg.search_index and cfg.search_n and Path(cfg.search_index).exists():
+            log_dataset(cfg.search_index, "search-index", context="evaluation")  # held-out passages asked about
         doc = evaluate_task(named, str(out_dir), cfg.model_dump(mode="json"), tokens, main)
         metrics = {_metric_name(n, k): float(v) for n, m in doc["models"].items() for k, v in m.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -75,6 +79,6 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
         manifest = {"stage": "evaluate", "main": main, "models": named, "eval": str(out_dir / "eval.json"),
                     "report": str(report), "mlflow_run_id": run.info.run_id,
                     **{k: v for k, v in doc["models"][main].items() if isinstance(v, (int, float))}}
-        write_json_atomic(out_dir / "manifest.json", manifest)
+    write_manifest(out_dir, manifest)  # last, after the MLflow run closed cleanly
     log.info("evaluate done: %s", report)
     return manifest

@@ -1,9 +1,13 @@
 """The `llm-pipeline` flow: every stage as a subflow, one parent MLflow run.
 
-    curate ─▶ tokenize ─▶ pretrain ─▶ sft ─▶ rl
-                              ├─────▶ reward ─▶ rlhf
-                              └─────▶ dpo
-                                         └─▶ evaluate (+ report card)
+    curate ─▶ tokenize ─▶ pretrain ─▶ probe ┄▶ sft ─▶ rl
+                                             ├─────▶ reward ─▶ rlhf
+                                             └─────▶ dpo
+                                                        └─▶ evaluate (+ report card)
+
+(probe ┄▶ sft: the probe's GENERATED answers/refusals join SFT's mixture when it ran.)
+(curate ─▶ index ┄▶ sft, evaluate: the search index of the curated passages, built after
+pretrain; GENERATED search conversations join SFT's mixture, and evaluate scores search use, when it ran.)
 
 Every stage writes under one run root `ROOT/<stage>/`. A stage is skipped when
 its output manifest is complete, so re-running after a failure resumes from the
@@ -20,8 +24,6 @@ parameters; `flows/deployments.py` builds per-stage deployments from it.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -33,6 +35,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from core.run_root import read_manifest, resolve_checkpoint
+from core.atomic import write_json
 from flows import runtime
 
 log = logging.getLogger(__name__)
@@ -82,10 +86,7 @@ def default_inputs(root: Path, generated_docs: int) -> list[str]:
 
 def _manifest_ok(path: Path) -> bool:
     """A manifest counts only when it parses (it is written last, atomically)."""
-    try:
-        return isinstance(json.loads(path.read_text()), dict)
-    except (OSError, ValueError):
-        return False
+    return read_manifest(path) is not None
 
 
 # ------------------------------------------------------------------ stages
@@ -94,57 +95,102 @@ class Stage:
     """One pipeline stage: which flow runs it, with what arguments, and when it is done."""
 
     name: str  # also its folder under the run root
-    module: str  # module holding the flow
-    flow_name: str  # the @flow(name=...)
-    args: Callable[[Path, str, dict[str, Any]], dict[str, Any]]  # (root, preset, options) -> flow kwargs
+    flow_name: str  # the @flow(name=...): deployments are named after it
+    load: Callable[[], Any]  # imports and returns the stage's flow (explicit import: no lookup by string)
+    args: Callable[[Path, str, dict[str, Any]], dict[str, Any]]  # (root, preset, options) -> the flow's kwargs
     manifest: Callable[[Path], Path]  # root -> the file that marks the output complete
     ray: bool = False  # its tasks run on Ray
     after: tuple[str, ...] = field(default_factory=tuple)
 
-    def available(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
-
     def flow(self):
-        """The stage's Prefect flow object (found by flow name in its module)."""
-        mod = importlib.import_module(self.module)
-        for obj in vars(mod).values():
-            if getattr(obj, "name", None) == self.flow_name and hasattr(obj, "with_options") and hasattr(obj, "fn"):
-                return obj
-        raise ImportError(f"{self.module} defines no @flow(name={self.flow_name!r})")
+        """The stage's Prefect flow object."""
+        return self.load()
 
     def done(self, root: Path) -> bool:
         return _manifest_ok(self.manifest(root))
+
+
+def _curate_flow():
+    from flows.curate import curate
+    return curate
+
+
+def _index_flow():
+    from flows.index import index
+    return index
+
+
+def _tokenize_flow():
+    from flows.tokenize import tokenize
+    return tokenize
+
+
+def _pretrain_flow():
+    from flows.pretrain import pretrain
+    return pretrain
+
+
+def _probe_flow():
+    from flows.probe import probe
+    return probe
+
+
+def _sft_flow():
+    from flows.sft import sft
+    return sft
+
+
+def _rl_flow():
+    from flows.rl import rl
+    return rl
+
+
+def _reward_flow():
+    from flows.reward import reward
+    return reward
+
+
+def _rlhf_flow():
+    from flows.rlhf import rlhf
+    return rlhf
+
+
+def _dpo_flow():
+    from flows.dpo import dpo
+    return dpo
+
+
+def _evaluate_flow():
+    from flows.evaluate import evaluate
+    return evaluate
+
+
+def _over(opts: dict[str, Any], name: str) -> dict[str, Any]:
+    """The stage's config overrides (`--set <stage>.KEY=VALUE`), as the flow's `overrides` argument."""
+    return dict((opts.get("overrides") or {}).get(name) or {})
 
 
 def _curate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
     import conf
     from conf.curate import CurateConfig
 
-    cfg = conf.load(CurateConfig, preset if preset in conf.preset_names() else None)
-    # `--set curate.generated_docs=0` must change the default inputs too, not only the config
-    n_generated = (opts.get("overrides") or {}).get("curate", {}).get("generated_docs", cfg.generated_docs)
-    inputs = opts.get("inputs") or default_inputs(root, int(n_generated))
-    return {"inputs": list(inputs), "out": str(root / "curate"),
-            "config": cfg.model_dump(mode="json")}
+    # curate's flow takes its whole config (the services send it so): build it here, overrides included
+    cfg = conf.load(CurateConfig, preset if preset in conf.preset_names() else None, _over(opts, "curate"))
+    inputs = opts.get("inputs") or default_inputs(root, int(cfg.generated_docs))
+    return {"inputs": list(inputs), "out": str(root / "curate"), "config": cfg.model_dump(mode="json")}
 
 
-def _tokenize_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
-    return {"data": str(root / "curate"), "out": str(root / "tokenize"), "preset": preset,
-            "mlflow_root": str(root)}
+def _data_stage(name: str, source: str):
+    """Args of a stage that reads an earlier stage's folder (tokenize, index read curate's)."""
+    def args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+        return {"data": str(root / source), "out": str(root / name), "preset": preset, "mlflow_root": str(root),
+                "overrides": _over(opts, name)}
+    return args
 
 
 def _checkpoint(root: Path, stage_name: str) -> str:
-    """The checkpoint directory a finished stage recorded in its manifest."""
-    m = stage(stage_name).manifest(root)
-    try:
-        data = json.loads(m.read_text())
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"stage {stage_name!r} has no complete output at {m}; run it first") from e
-    ckpt = data.get("checkpoint") or data.get("checkpoint_dir")
-    if not ckpt:
-        raise ValueError(f"{m} names no checkpoint (expected key 'checkpoint')")
-    path = Path(ckpt)
-    return str(path if path.is_absolute() else (m.parent / path).resolve())
+    """The checkpoint directory a finished stage recorded in its manifest (the one resolver decides)."""
+    return str(resolve_checkpoint(stage(stage_name).manifest(root).parent, require_manifest=True))
 
 
 # Registered model of each training stage (docs/CONTRACTS.md).
@@ -164,22 +210,31 @@ def _posttrain(name: str, **sources: str):
             models = {k: f"models:/{MODELS[st]}@latest" for k, st in sources.items()}
         else:
             models = {k: _checkpoint(root, st) for k, st in sources.items()}
-        return {**models, "out": str(root / name), "preset": preset, "mlflow_root": str(root)}
+        return {**models, "out": str(root / name), "preset": preset, "mlflow_root": str(root),
+                "overrides": _over(opts, name)}
     return args
 
 
-def _fit(st_name: str, candidates: dict[str, Any]) -> dict[str, Any]:
-    """Keep the candidate arguments the stage's flow accepts (its signature is the contract)."""
-    import inspect
+def _sft_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """SFT on the pretrained model, mixing in the probe's answers/refusals and the index's search
+    conversations when those stages have run.
 
-    params = inspect.signature(stage(st_name).flow().fn).parameters
-    return {k: v for k, v in candidates.items() if k in params}
+    Neither is in `after`: without them (`stages` leaves them out) SFT still runs, on the rest
+    of its mixture. An explicit `--set sft.refusal_data=...` wins.
+    """
+    args = _posttrain("sft", model="pretrain")(root, preset, opts)
+    found = {}
+    if not opts.get("deployment") and stage("probe").done(root):
+        found["refusal_data"] = str(root / "probe")
+    if not opts.get("deployment") and stage("index").done(root):  # GENERATED search conversations
+        found["search_index"] = str(root / "index")
+    args["overrides"] = {**found, **args["overrides"]}
+    return args
 
 
 def _pretrain_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
-    tokens = root / "tokenize" / "tokens"
-    return _fit("pretrain", {"data": str(tokens), "tokens": str(tokens), "out": str(root / "pretrain"),
-                             "preset": preset, "mlflow_root": str(root)})
+    return {"tokens": str(root / "tokenize" / "tokens"), "out": str(root / "pretrain"), "preset": preset,
+            "mlflow_root": str(root), "overrides": _over(opts, "pretrain")}
 
 
 def _evaluate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +243,10 @@ def _evaluate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, A
     else:
         models = {n: _checkpoint(root, n) for n in ("pretrain", "sft", "rl", "rlhf", "dpo") if stage(n).done(root)}
     main = next((models[n] for n in ("dpo", "rlhf", "rl", "sft", "pretrain") if n in models), None)
-    return _fit("evaluate", {"model": main, "models": models,
-                             "tokens": str(root / "tokenize" / "tokens"), "out": str(root / "evaluate"),
-                             "preset": preset, "mlflow_root": str(root), "root": str(root)})
+    found = {"search_index": str(root / "index")} if stage("index").done(root) else {}  # the search eval's index
+    return {"model": main, "models": models, "tokens": str(root / "tokenize" / "tokens"),
+            "out": str(root / "evaluate"), "preset": preset, "mlflow_root": str(root), "root": str(root),
+            "overrides": {**found, **_over(opts, "evaluate")}}
 
 
 def _own_manifest(name: str) -> Callable[[Path], Path]:
@@ -198,19 +254,22 @@ def _own_manifest(name: str) -> Callable[[Path], Path]:
 
 
 STAGES: list[Stage] = [
-    Stage("curate", "flows.curate", "curate", _curate_args,
+    Stage("curate", "curate", _curate_flow, _curate_args,
           lambda r: r / "curate" / "curated" / "manifest.json", ray=True),
-    Stage("tokenize", "flows.tokenize", "tokenize", _tokenize_args,
+    Stage("tokenize", "tokenize", _tokenize_flow, _data_stage("tokenize", "curate"),
           lambda r: r / "tokenize" / "tokens" / "meta.json", ray=True, after=("curate",)),
-    Stage("pretrain", "flows.pretrain", "pretrain", _pretrain_args, _own_manifest("pretrain"), after=("tokenize",)),
-    Stage("sft", "flows.sft", "sft", _posttrain("sft", model="pretrain"), _own_manifest("sft"), after=("pretrain",)),
-    Stage("rl", "flows.rl", "rl", _posttrain("rl", model="sft"), _own_manifest("rl"), after=("sft",)),
-    Stage("reward", "flows.reward", "reward", _posttrain("reward", model="sft"), _own_manifest("reward"),
+    Stage("pretrain", "pretrain", _pretrain_flow, _pretrain_args, _own_manifest("pretrain"), after=("tokenize",)),
+    Stage("index", "index", _index_flow, _data_stage("index", "curate"), _own_manifest("index"), after=("curate",)),
+    Stage("probe", "probe", _probe_flow, _posttrain("probe", model="pretrain"), _own_manifest("probe"),
+          after=("pretrain",)),
+    Stage("sft", "sft", _sft_flow, _sft_args, _own_manifest("sft"), after=("pretrain",)),
+    Stage("rl", "rl", _rl_flow, _posttrain("rl", model="sft"), _own_manifest("rl"), after=("sft",)),
+    Stage("reward", "reward", _reward_flow, _posttrain("reward", model="sft"), _own_manifest("reward"),
           after=("sft",)),
-    Stage("rlhf", "flows.rlhf", "rlhf", _posttrain("rlhf", policy="sft", reward="reward"), _own_manifest("rlhf"),
+    Stage("rlhf", "rlhf", _rlhf_flow, _posttrain("rlhf", policy="sft", reward="reward"), _own_manifest("rlhf"),
           after=("sft", "reward")),
-    Stage("dpo", "flows.dpo", "dpo", _posttrain("dpo", model="sft"), _own_manifest("dpo"), after=("sft",)),
-    Stage("evaluate", "flows.evaluate", "evaluate", _evaluate_args, _own_manifest("evaluate"),
+    Stage("dpo", "dpo", _dpo_flow, _posttrain("dpo", model="sft"), _own_manifest("dpo"), after=("sft",)),
+    Stage("evaluate", "evaluate", _evaluate_flow, _evaluate_args, _own_manifest("evaluate"),
           after=("pretrain", "sft")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
@@ -241,27 +300,11 @@ class StageFailed(RuntimeError):
 
 
 def plan(root: Path, only: list[str] | None = None, force: list[str] | None = None) -> list[tuple[Stage, str]]:
-    """(stage, action) in run order: "run", "skip" (output complete), "missing" (no flow module yet) or
-    "blocked" (an earlier stage it needs is missing)."""
-    if only:
-        for n in only:
-            stage(n)  # validates the name
-    out = []
-    unusable: set[str] = set()
-    for st in STAGES:
-        if only and st.name not in only:
-            continue
-        if not st.available():
-            out.append((st, "missing"))
-            unusable.add(st.name)
-        elif any(a in unusable and not stage(a).done(root) for a in st.after):
-            out.append((st, "blocked"))
-            unusable.add(st.name)
-        elif st.done(root) and st.name not in (force or []):
-            out.append((st, "skip"))
-        else:
-            out.append((st, "run"))
-    return out
+    """(stage, action) in run order: "run", or "skip" when its output is complete (and not forced)."""
+    for n in [*(only or []), *(force or [])]:
+        stage(n)  # validates the name: a typo is an error, not a stage silently left out
+    return [(st, "skip" if st.done(root) and st.name not in (force or []) else "run")
+            for st in STAGES if not only or st.name in only]
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -293,23 +336,6 @@ def llm_pipeline(preset: str = "tiny", out: str | None = None, inputs: list[str]
             os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
 
-def _with_overrides(st: Stage, kwargs: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge per-stage config overrides into the flow's `overrides` (or curate's `config`) argument."""
-    if not over:
-        return kwargs
-    import inspect
-
-    params = inspect.signature(st.flow().fn).parameters
-    key = "overrides" if "overrides" in params else "config" if "config" in params else None
-    if key is None:
-        raise ValueError(f"stage {st.name!r} takes no config overrides")
-    out = {**kwargs, key: {**(kwargs.get(key) or {}), **over}}
-    # A setting that is also a flow parameter (pretrain's max_steps) goes there too:
-    # the flow's own argument (default None) may take precedence over `overrides`.
-    out.update({k: v for k, v in over.items() if k in params and k not in ("overrides", "config")})
-    return out
-
-
 def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stages: list[str] | None,
                 force: list[str] | None, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     steps = plan(root, stages, force)
@@ -325,16 +351,6 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
         try:
             for i, (st, action) in enumerate(steps, 1):
                 at = f"stage {i}/{len(steps)} {st.name}"  # in the run's logs: `prefect flow-run logs UUID`
-                if action == "missing":
-                    logger.warning("%s: module %s not available; skipped", at, st.module)
-                    mlflow.set_tag(f"stage.{st.name}", "missing")
-                    summary["stages"][st.name] = {"status": "missing"}
-                    continue
-                if action == "blocked":
-                    logger.warning("%s: needs %s, which is not available; skipped", at, ", ".join(st.after))
-                    mlflow.set_tag(f"stage.{st.name}", "blocked")
-                    summary["stages"][st.name] = {"status": "blocked"}
-                    continue
                 if action == "skip":
                     logger.info("%s: output complete (%s); skipped", at, st.manifest(root))
                     mlflow.set_tag(f"stage.{st.name}", "skipped")
@@ -344,7 +360,7 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
                 mlflow.set_tag("current_stage", st.name)
                 t0 = time.perf_counter()
                 try:
-                    kwargs = _with_overrides(st, st.args(root, preset, opts), overrides.get(st.name))
+                    kwargs = st.args(root, preset, opts)
                     result = stage_flow(st)(**kwargs)
                 except Exception as e:
                     mlflow.set_tag(f"stage.{st.name}", "failed")
@@ -369,7 +385,7 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
         mlflow.set_tag("current_stage", "finished")
         summary.update(mlflow_run_id=parent.info.run_id, mlflow_experiment_id=parent.info.experiment_id,
                        mlflow_tracking_uri=mlflow.get_tracking_uri())
-        runtime.write_json_atomic(root / "pipeline.json", {**summary, **runtime.flow_run_info()})
+        write_json(root / "pipeline.json", {**summary, **runtime.flow_run_info()})
         mlflow.log_artifact(str(root / "pipeline.json"))
     rows = [{"stage": k, **{kk: vv for kk, vv in v.items() if kk not in ("result", "headline")}}
             for k, v in summary["stages"].items()]

@@ -23,18 +23,14 @@ from prefect import flow
 
 from conf import load
 from conf.pretrain import PretrainConfig
-from flows.runtime import (ensure_prefect_api, log_dataset, mlflow_run, publish_markdown, ray_runner, register_checkpoint,
-                           write_json_atomic)
+from core.run_root import clear_manifest, resolve_checkpoint, write_manifest
+from flows.runtime import ensure_prefect_api, log_dataset, mlflow_run, publish_markdown, ray_runner, register_checkpoint
 from lm.tokens import read_meta, resolve_tokens_dir
 from tasks.pretrain import pretrain_task
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "crawl2chat-base"
-
-
-def _has_checkpoint(out_dir: Path) -> bool:
-    return any((out_dir / name / "train_state.pt").exists() for name in ("latest", "final"))
 
 
 def _start_system_metrics(run_id: str):
@@ -72,10 +68,11 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
     """
     cfg = load(PretrainConfig, preset, {**(overrides or {}), **({"max_steps": max_steps} if max_steps is not None else {})})
     out_dir = Path(out).resolve()
+    clear_manifest(out_dir)  # complete again only when this run writes it, last
     tokens_dir = resolve_tokens_dir(tokens)
     tmeta = read_meta(tokens_dir)
     if resume is None:
-        resume = _has_checkpoint(out_dir)
+        resume = resolve_checkpoint(out_dir, purpose="resume") is not None
     params = {**cfg.model_dump(exclude={"section"}), "preset": preset, "tokens": str(tokens_dir),
               "out": str(out_dir), "resume": resume, "dataset_tokens": tmeta["n_tokens"],
               "vocab_size": tmeta["vocab_size"]}
@@ -85,7 +82,9 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
         log_dataset(tokens_dir, "tokens", context="training", digest=str(tmeta.get("tokenizer_sha256", ""))[:16])
         monitor = _start_system_metrics(run.info.run_id)
         try:
-            args = (str(tokens_dir), str(out_dir), cfg.train_config().to_dict())
+            # A plain dict crosses to the task (and a Ray worker or torchrun child): lm.train's
+            # TrainConfig.from_dict checks it there, so conf/ never imports lm/ (conf is a leaf).
+            args = (str(tokens_dir), str(out_dir), cfg.model_dump(mode="json", exclude={"section"}))
             kwargs = {"resume": resume, "mlflow_run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
             if cfg.num_gpus > 0:
                 from prefect_ray.context import remote_options
@@ -105,7 +104,7 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
                                f"checkpoint in {out_dir / 'latest'}: run the flow again to resume")
         final = out_dir / "final"
         # Run-level totals under their own names: per-step series keep one point per step.
-        mlflow.log_metrics({f"final_{k}": float(summary[k]) for k in ("val_loss", "val_bpb", "tokens_seen", "step")
+        mlflow.log_metrics({f"final/{k}": float(summary[k]) for k in ("val_loss", "val_bpb", "tokens_seen", "step")
                             if isinstance(summary.get(k), (int, float))})
         for name in ("metrics.jsonl", "summary.json"):
             if (out_dir / name).exists():
@@ -118,7 +117,7 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
                     "model_name": model_name, "mlflow_run_id": run.info.run_id, "tokens": str(tokens_dir),
                     "preset": preset, "config": cfg.model_dump(exclude={"section"})}
         publish_markdown("pretrain-summary", _summary_markdown(manifest), description="pretraining result")
-        write_json_atomic(out_dir / "manifest.json", manifest)  # last: marks the stage complete
+    write_manifest(out_dir, manifest)  # last, after the MLflow run closed cleanly: marks the stage complete
     return manifest
 
 

@@ -11,7 +11,7 @@ from prefect import flow
 
 from conf import load
 from conf.posttrain import RLConfig
-from flows.sft import tracked_stage
+from flows._stage import tracked_stage
 from tasks.posttrain import rl_task
 
 

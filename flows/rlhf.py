@@ -16,7 +16,7 @@ from prefect import flow
 
 from conf import load
 from conf.posttrain import RLHFConfig
-from flows.sft import tracked_stage
+from flows._stage import tracked_stage
 from tasks.posttrain import rlhf_task
 
 

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.atomic import write_json
 from crawl2chat.telemetry import disable_telemetry
 
 log = logging.getLogger(__name__)
@@ -318,4 +317,3 @@ def register_checkpoint(ckpt_dir: str | Path, name: str, alias: str = "current",
     return f"models:/{name}@{alias}"
 
 
-write_json_atomic = write_json  # JSON (indent 2) written atomically: crawl2chat.atomic

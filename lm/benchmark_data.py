@@ -206,12 +206,12 @@ def arc_questions(subset: str = "ARC-Easy", limit: int | None = None, root: str 
 
 
 def triviaqa_questions(limit: int | None = None, root: str | Path | None = None) -> list[dict]:
-    """TriviaQA (rc.wikipedia.nocontext, validation) {id, question, aliases}."""
+    """TriviaQA (rc.wikipedia.nocontext, validation) {id, question, answer (the canonical value), aliases}."""
     out = []
     for r in _arrow_rows(data_root(root), "trivia_qa/rc.wikipedia.nocontext/validation"):
         a = r["answer"]
         aliases = [a["value"], *a.get("aliases", []), *a.get("normalized_aliases", [])]
-        out.append({"task": "triviaqa", "id": r["question_id"], "question": r["question"],
+        out.append({"task": "triviaqa", "id": r["question_id"], "question": r["question"], "answer": a["value"],
                     "aliases": sorted(set(x for x in aliases if x))})
     return select(out, limit, _dict_key)
 

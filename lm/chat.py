@@ -15,12 +15,19 @@ The mask is 1 on tokens the model must learn to produce: assistant text,
 tool calls with their `<|tool_start|>`/`<|tool_end|>`, and `<|assistant_end|>`.
 User and system text, `<|assistant_start|>` (the prompt ends with it) and tool
 outputs (the engine forces them) are never trained on.
+
+This is the one renderer: SFT, RL, eval, `chat` and `serve` all render here
+(`render`, `render_for_completion`, and `render_prompt` for the API's looser
+message lists). The persona (`Persona`: name, maker, tools) becomes the system
+message the same way at train time (lm/sft_data.py) and at chat time.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lm.tokenizer import Tokenizer
+from lm.tools import TOOL_NAMES
 
 ROLES = ("system", "user", "assistant", "tool")
 PART_TYPES = ("text", "tool_call", "tool_output")
@@ -41,6 +48,42 @@ class Rendered:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who the assistant is; `system_message()` is what the model reads first (kept short: tiny contexts)."""
+
+    name: str = "crawl2chat"
+    maker: str = "the crawl2chat project"
+    tools: tuple[str, ...] = ("calculator",)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.tools) - set(TOOL_NAMES))
+        if unknown:
+            raise ValueError(f"persona names unknown tool(s) {unknown}; known: {list(TOOL_NAMES)}")
+        if not self.name.strip() or not self.maker.strip():
+            raise ValueError("a persona needs a name and a maker")
+
+    @classmethod
+    def from_meta(cls, meta: dict, tools) -> "Persona":
+        """The persona SFT recorded in a checkpoint's meta (`meta["persona"]`), else the default one with `tools`."""
+        recorded = meta.get("persona")
+        if isinstance(recorded, dict):
+            return cls(str(recorded.get("name", cls.name)), str(recorded.get("maker", cls.maker)),
+                       tuple(recorded.get("tools") or ()))
+        return cls(tools=tuple(tools))
+
+    def system_message(self) -> str:
+        tools = f"Tools: {', '.join(self.tools)}." if self.tools else "No tools."
+        return f"You are {self.name}, an assistant made by {self.maker}. {tools}"
+
+
+def with_system(conversation: list[dict], system: str | None) -> list[dict]:
+    """`conversation` with `system` as its first message, unless it has one already (or system is empty)."""
+    if not system or (conversation and conversation[0].get("role") == "system"):
+        return list(conversation)
+    return [{"role": "system", "content": system}, *conversation]
 
 
 def _parts(content) -> list[dict]:
@@ -168,6 +211,32 @@ class ChatRenderer:
         return ids
 
 
+    def render_prompt(self, messages: Sequence[dict], system: str | None = None) -> list[int]:
+        """Prompt ids for an API-style message list: system/user/assistant in any order, ending ready to reply.
+
+        Looser than `render_for_completion` (OpenAI clients send several system
+        messages, empty ones, or a trailing assistant turn); `system` is prepended
+        when the messages bring none. Raises ValueError naming the bad message.
+        """
+        t = self.ids
+        ids = [self.bos]
+        for i, m in enumerate(with_system(list(messages), system)):
+            role = m.get("role")
+            if role not in ("system", "user", "assistant"):
+                raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
+            content = m.get("content") or ""
+            if not isinstance(content, str):
+                raise ValueError(f"message {i} content must be a string")
+            if role == "assistant":
+                ids.append(t["assistant_start"])
+                self._assistant_body([{"type": "text", "text": content}], ids, [])
+                ids.append(t["assistant_end"])
+            else:
+                ids += [t[f"{role}_start"], *self.tok.encode(content), t[f"{role}_end"]]
+        ids.append(t["assistant_start"])
+        return ids
+
+
 def render(conversation: list[dict], tokenizer: Tokenizer, max_len: int | None = None) -> Rendered:
     """Render one conversation (see ChatRenderer.render)."""
     return ChatRenderer(tokenizer).render(conversation, max_len)
@@ -176,3 +245,8 @@ def render(conversation: list[dict], tokenizer: Tokenizer, max_len: int | None =
 def render_for_completion(conversation: list[dict], tokenizer: Tokenizer) -> list[int]:
     """Prompt ids for sampling the next assistant turn."""
     return ChatRenderer(tokenizer).render_for_completion(conversation)
+
+
+def render_prompt(messages: Sequence[dict], tokenizer: Tokenizer, system: str | None = None) -> list[int]:
+    """Prompt ids for an API-style message list (see ChatRenderer.render_prompt)."""
+    return ChatRenderer(tokenizer).render_prompt(messages, system)

@@ -9,16 +9,16 @@ no forced tool output) — GSM8K by `lm.eval.gsm8k_eval` with
 - ARC-Easy / ARC-Challenge: the question with lettered choices; the first
   standalone letter of the reply is the answer (chance 1/#choices).
 - GSM8K: the last 500 problems of data/gsm8k/train.jsonl (never trained on).
-- TriviaQA (rc.wikipedia.nocontext): exact match after the usual answer
-  normalisation (lower case, no punctuation/articles/extra spaces) against any
-  alias; each reply is also classed right / wrong / abstained ("I don't
-  know"), so hallucination (wrong) can be told from caution (abstain).
+- TriviaQA (rc.wikipedia.nocontext): the held-out questions of `lm.triviaqa`
+  (the probe stage never trains on them), graded by `lm.triviaqa.grade`:
+  exact match after the usual answer normalisation against any alias, and each
+  reply classed right / wrong / abstained ("I don't know"), so hallucination
+  (wrong) can be told from caution (abstain).
 """
 from __future__ import annotations
 
 import logging
 import re
-import string
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,12 +27,12 @@ from lm import benchmark_data as bd
 from lm import gsm8k
 from lm.chat import render_for_completion
 from lm.eval import GSM8K_PATH, gsm8k_eval, gsm8k_split
+from lm.triviaqa import grade as triviaqa_verdict  # noqa: F401  (the one TriviaQA grader, re-exported)
+from lm.triviaqa import heldout_questions, normalize_answer  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 _LETTER = re.compile(r"\b([A-J])\b")
-_ABSTAIN = re.compile(r"\b(i don'?t know|i do not know|not sure|no idea|i can'?t answer|i cannot answer|"
-                      r"i'?m not certain|unknown|cannot be determined)\b", re.I)
 
 
 def arc_prompt(q: dict) -> str:
@@ -46,27 +46,6 @@ def parse_letter(reply: str, labels: Sequence[str]) -> str | None:
         if m.group(1) in labels:
             return m.group(1)
     return None
-
-
-def normalize_answer(s: str) -> str:
-    """SQuAD/TriviaQA normalisation: lower case, drop punctuation and articles, squeeze spaces."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def triviaqa_verdict(reply: str, aliases: Sequence[str]) -> str:
-    """right | wrong | abstain for one reply."""
-    norm = normalize_answer(reply)
-    golds = {normalize_answer(a) for a in aliases} - {""}
-    # exact match of the reply, or of its first line/sentence (small models ramble on)
-    heads = {norm, normalize_answer(re.split(r"[\n.]", reply.strip(), maxsplit=1)[0])}
-    if heads & golds:
-        return "right"
-    if not norm or _ABSTAIN.search(reply):
-        return "abstain"
-    return "wrong"
 
 
 def _generate(engine, prompts: list[str], max_new_tokens: int, batch_size: int) -> list:
@@ -98,15 +77,12 @@ def gsm8k_chat_eval(engine, problems: Sequence[dict], batch_size: int = 8, max_n
 
 
 def triviaqa_eval(engine, questions: Sequence[dict], batch_size: int = 8, max_new_tokens: int = 32) -> dict:
-    comps = _generate(engine, [q["question"] for q in questions], max_new_tokens, batch_size)
-    rows = []
-    for q, c in zip(questions, comps):
-        reply = gsm8k.reply_text(c, engine.tokenizer)
-        rows.append({"id": q["id"], "reply": reply, "verdict": triviaqa_verdict(reply, q["aliases"])})
-    n = max(len(rows), 1)
-    share = {v: sum(r["verdict"] == v for r in rows) / n for v in ("right", "wrong", "abstain")}
-    return {"score": share["right"], "wrong_rate": share["wrong"], "abstain_rate": share["abstain"],
-            "n": len(rows), "chance": 0.0, "rows": rows}
+    """Greedy TriviaQA in the chat format: the hallucination eval (lm.honesty_eval) under the suite's keys."""
+    from lm.honesty_eval import honesty_eval
+
+    r = honesty_eval(engine, questions, "chat", max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return {"score": r["right"], "wrong_rate": r["wrong"], "abstain_rate": r["abstain"],
+            "n": r["n"], "chance": 0.0, "rows": r["rows"]}
 
 
 def run_chat(engine, limit: int | None = 100, gsm8k_path: str | Path = GSM8K_PATH, max_new_tokens: int = 192,
@@ -124,7 +100,7 @@ def run_chat(engine, limit: int | None = 100, gsm8k_path: str | Path = GSM8K_PAT
         log.info("chat gsm8k: %.3f (n=%d)", tasks["gsm8k"]["score"], tasks["gsm8k"]["n"])
     else:
         log.warning("GSM8K file %s missing: chat suite skips gsm8k", gsm8k_path)
-    tasks["triviaqa"] = triviaqa_eval(engine, bd.triviaqa_questions(limit, root), batch_size)
+    tasks["triviaqa"] = triviaqa_eval(engine, heldout_questions(limit or 0, root), batch_size)
     t = tasks["triviaqa"]
     log.info("chat triviaqa: right %.3f wrong %.3f abstain %.3f (n=%d)", t["score"], t["wrong_rate"],
              t["abstain_rate"], t["n"])

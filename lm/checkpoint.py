@@ -35,6 +35,7 @@ except ImportError:  # older safetensors
     SafetensorsError = Exception
 from safetensors.torch import load_file, save_file
 
+from core.run_root import CheckpointError, resolve_checkpoint
 from lm.model import GPT, GPTConfig
 from lm.tokenizer import Tokenizer
 
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 CHECKSUMMED = ("model.safetensors", "extra.safetensors", "tokenizer.json", "train_state.pt")
 
 
-class CheckpointError(RuntimeError, ValueError):
-    """A checkpoint is missing, incomplete or corrupt (a ValueError too: bad input, so CLIs exit 2)."""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -192,16 +191,8 @@ def resolve_model_path(path_or_uri: str | Path, cache_dir: str | Path | None = N
                 raise CheckpointError(f"MLflow artifact {s} holds no checkpoint (no config.json)")
             local = hits[0].parent
         return local
-    p = Path(s)
-    if not p.exists():
-        raise CheckpointError(f"model {s} not found: give a checkpoint directory or models:/<name>@<alias>")
-    if p.is_dir() and not (p / "config.json").exists():
-        # Accept a stage output dir that holds a `final/` or `latest/` checkpoint.
-        for name in ("final", "latest"):
-            if (p / name / "config.json").exists():
-                return p / name
-        raise CheckpointError(f"{p} is not a checkpoint directory (no config.json)")
-    return p
+    # A stage directory means what its manifest names (or final/), never a mid-training latest/.
+    return resolve_checkpoint(s)
 
 
 def default_max_memory_bytes() -> int:

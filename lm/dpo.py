@@ -21,7 +21,7 @@ from lm.model import GPT
 from lm.optim import train_step
 from lm.reward import RenderedPref, pad_right
 from lm.runtime import Runtime, wrap_for_training
-from lm.sft import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
+from lm.posttrain_loop import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
                     save_stage_checkpoint, stage_runtime, token_logprobs, try_resume)
 from lm.tokenizer import Tokenizer
 
@@ -79,6 +79,18 @@ def evaluate_dpo(model: GPT, data: list[RenderedPref], ref_logps: torch.Tensor, 
         return {}
     lp = _all_logps(model, data, pad, device)
     _, st = dpo_loss(lp[:, 0], lp[:, 1], ref_logps[:, 0], ref_logps[:, 1], beta)
+    margins = beta * ((lp[:, 0] - ref_logps[:, 0]) - (lp[:, 1] - ref_logps[:, 1]))
+    # standard error of the mean margin: the report card's 95% interval is margin ± 1.96·se
+    st["margin_se"] = float(margins.std(unbiased=True) / len(data) ** 0.5) if len(data) > 1 else float("nan")
+    st["n"] = len(data)
+    sources = sorted({d.source for d in data})
+    if len(sources) > 1:  # a source the model cannot learn can hide behind one it can
+        for src in sources:
+            m = margins[torch.tensor([d.source == src for d in data])]
+            st[f"margin/{src or 'prefs'}"] = float(m.mean())
+            se = float(m.std(unbiased=True) / m.numel() ** 0.5) if m.numel() > 1 else float("nan")
+            st[f"margin_se/{src or 'prefs'}"] = se
+            st[f"n/{src or 'prefs'}"] = int(m.numel())
     return st
 
 
@@ -105,7 +117,7 @@ def _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta, log_
     pad = tokenizer.encode_special("<|pad|>")
     ref_train, ref_val = _all_logps(ref_model, train, pad, device), _all_logps(ref_model, val, pad, device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start, _ = try_resume(out_dir / "latest", model, opt, device)
+    start, _ = try_resume(out_dir, model, opt, device)
     run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     meta = {"kind": "dpo", "beta": cfg.beta, **(meta or {})}
     res: dict[str, Any] = {}

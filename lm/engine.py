@@ -129,15 +129,17 @@ class Engine:
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                  stop_ids: Iterable[int] | None = None, num_samples: int = 1, tool_budget: int = 4,
-                 truncate: str | None = None, should_stop: Callable[[], bool] | None = None) -> list[Completion]:
+                 truncate: str | None = None, should_stop: Callable[[], bool] | None = None,
+                 tools: ToolRegistry | None | object = _DEFAULT) -> list[Completion]:
         """Sample `num_samples` continuations of every prompt; returns them prompt-major.
 
         Result i*num_samples + j is sample j of prompt i. `should_stop`, polled after every
-        generated token, ends generation early (a server cancelling a request).
+        generated token, ends generation early (a server cancelling a request). `tools`
+        replaces the engine's registry for this call (a request's own tool choice; None: none).
         """
         rows: list[_Row] = []
         for _ in self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_ids,
-                           num_samples, tool_budget, truncate, rows_out=rows):
+                           num_samples, tool_budget, truncate, rows_out=rows, tools=tools):
             if should_stop is not None and should_stop():
                 break
         return [self._completion(r) for r in rows]
@@ -146,13 +148,15 @@ class Engine:
     def stream(self, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                stop_ids: Iterable[int] | None = None, tool_budget: int = 4,
-               truncate: str | None = None, skip_stop_text: bool = True) -> Iterator[StreamEvent]:
+               truncate: str | None = None, skip_stop_text: bool = True,
+               tools: ToolRegistry | None | object = _DEFAULT) -> Iterator[StreamEvent]:
         """Yield one StreamEvent per generated token of one prompt (text pieces are whole UTF-8)."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = self.default_stop if stop_ids is None else set(stop_ids)
         rows: list[_Row] = []
         for _, tok, forced, finish in self._run([list(prompt_ids)], max_new_tokens, temperature, top_k,
-                                                top_p, seed, stop_ids, 1, tool_budget, truncate, rows_out=rows):
+                                                top_p, seed, stop_ids, 1, tool_budget, truncate, rows_out=rows,
+                                                tools=tools):
             if skip_stop_text and finish == "stop" and tok in stops and not forced:
                 piece = decoder.decode(b"", final=True)
             else:
@@ -179,8 +183,9 @@ class Engine:
         return out
 
     def _run(self, prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_ids, num_samples,
-             tool_budget, truncate, rows_out: list[_Row]):
+             tool_budget, truncate, rows_out: list[_Row], tools: ToolRegistry | None | object = _DEFAULT):
         """Decode loop; yields (row, token, forced, finish_reason|None) per generated token."""
+        tools = self.tools if tools is _DEFAULT else tools
         if max_new_tokens < 0 or num_samples < 1:
             raise ValueError("max_new_tokens must be ≥ 0 and num_samples ≥ 1")
         prompts = self._prepare(prompts, truncate)
@@ -229,7 +234,7 @@ class Engine:
                 r.forced.append(int(forced))
                 r.budget -= 1
                 if not forced:
-                    self._track_tool(r, tok, tool_budget)
+                    self._track_tool(r, tok, tool_budget, tools)
                     if tok in stops:
                         r.finish = "stop"
                 if r.finish is None and r.budget <= 0:
@@ -253,19 +258,19 @@ class Engine:
         cap = self.model.config.softcap
         return cap * torch.tanh(logits / cap) if cap else logits
 
-    def _track_tool(self, r: _Row, tok: int, tool_budget: int) -> None:
+    def _track_tool(self, r: _Row, tok: int, tool_budget: int, tools: ToolRegistry | None) -> None:
         """Follow a row's tool-call markup; on <|tool_end|> queue the forced output."""
         if tok == self.tool_start:
             r.in_tool, r.tool_buf = True, []
         elif tok == self.tool_end and r.in_tool:
             r.in_tool = False
-            if self.tools is None:
+            if tools is None:
                 return
             if r.tool_calls >= tool_budget:
                 result = "error: tool budget exhausted"
             else:
                 call = self.tokenizer.decode(r.tool_buf, skip_special=True)
-                result = self.tools.run(call)
+                result = tools.run(call)
             r.tool_calls += 1
             r.queue.extend([self.output_start, *self.tokenizer.encode(result), self.output_end])
         elif r.in_tool:
@@ -280,32 +285,28 @@ class Engine:
 
 
 # ------------------------------------------------------------------ chat prompts
-def render_prompt(tokenizer: Tokenizer, messages: Sequence[dict]) -> list[int]:
-    """Token ids for a conversation that ends ready for the assistant's reply.
+def render_prompt(tokenizer: Tokenizer, messages: Sequence[dict], system: str | None = None) -> list[int]:
+    """Token ids for a conversation that ends ready for the assistant's reply (lm/chat.py renders it).
 
     Format (DESIGN.md): <|bos|> then per message `<|role_start|>content<|role_end|>`
-    for role in system/user/assistant, then `<|assistant_start|>`.
+    for role in system/user/assistant, then `<|assistant_start|>`; `system` is
+    prepended when the messages bring no system message.
     """
-    sp = tokenizer.encode_special
-    ids = [sp("<|bos|>")]
-    for i, m in enumerate(messages):
-        role = m.get("role")
-        if role not in ("system", "user", "assistant"):
-            raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
-        content = m.get("content") or ""
-        if not isinstance(content, str):
-            raise ValueError(f"message {i} content must be a string")
-        ids += [sp(f"<|{role}_start|>"), *tokenizer.encode(content), sp(f"<|{role}_end|>")]
-    ids.append(sp("<|assistant_start|>"))
-    return ids
+    from lm.chat import render_prompt as _render
+
+    return _render(messages, tokenizer, system)
 
 
 def load_engine(path_or_uri: str, device: str = "cpu", max_context: int | None = None,
-                max_memory_bytes: int | None = None) -> tuple[Engine, dict]:
-    """(Engine, checkpoint meta) for a checkpoint directory or MLflow model URI; device "auto" picks CUDA if present."""
-    from lm.checkpoint import load_model
+                max_memory_bytes: int | None = None, tools: ToolRegistry | None | object = _DEFAULT
+                ) -> tuple[Engine, dict]:
+    """(Engine, checkpoint meta) for a checkpoint directory or MLflow model URI; device "auto" picks CUDA if present.
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    `tools`: the registry (lm.tools.default_tools(...)); default the calculator alone, None for no tools.
+    """
+    from lm.checkpoint import load_model
+    from lm.runtime import resolve_device
+
+    device = str(resolve_device(device))  # the one device rule (lm/runtime.py)
     model, tokenizer, meta = load_model(path_or_uri, device=device, max_memory_bytes=max_memory_bytes)
-    return Engine(model, tokenizer, max_context=max_context), meta
+    return Engine(model, tokenizer, tools=tools, max_context=max_context), meta

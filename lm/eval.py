@@ -14,7 +14,6 @@ tokenizers, unlike per-token loss.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import re

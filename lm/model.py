@@ -5,6 +5,12 @@ Notable choices (after nanochat and modern open models):
 - RMSNorm without learnable weights, before attention and MLP, and on the output
 - QK-norm: queries and keys are RMS-normalised before rotary, which keeps
   attention logits bounded and training stable at higher learning rates
+  (`qk_norm=False` turns it off, for the recipe ablation)
+- optional value embeddings (`value_embeds`, after modded-nanogpt/nanochat):
+  on every other layer, counted from the last, a token embedding table of
+  the value width is added to the values, gated per head by
+  2·sigmoid(W·x[:, :32]) (W starts at zero: gate 1). Extra parameters, almost
+  no extra FLOPs; benchmarks/recipe_ablation.py measures what it buys.
 - no bias in any linear layer; untied input embedding and output head
 - ReLU² MLP (4× width)
 - optional grouped-query attention (`n_kv_head < n_head`)
@@ -36,11 +42,13 @@ class GPTConfig:
     n_embd: int = 256
     softcap: float = 15.0
     rope_base: float = 10000.0
+    qk_norm: bool = True
+    value_embeds: bool = False
 
     @classmethod
     def from_depth(cls, depth: int, vocab_size: int, sequence_len: int,
-                   aspect_ratio: int = 64, head_dim: int = 64, kv_ratio: int = 1) -> "GPTConfig":
-        """Derive width and heads from depth (the one size dial)."""
+                   aspect_ratio: int = 64, head_dim: int = 64, kv_ratio: int = 1, **options) -> "GPTConfig":
+        """Derive width and heads from depth (the one size dial); `options`: other fields (rope_base, ...)."""
         n_embd = depth * aspect_ratio
         n_head = max(1, (n_embd + head_dim - 1) // head_dim)
         n_embd = n_head * head_dim
@@ -48,15 +56,20 @@ class GPTConfig:
         while n_head % n_kv_head:
             n_kv_head -= 1
         return cls(vocab_size=vocab_size, sequence_len=sequence_len, n_layer=depth,
-                   n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd)
+                   n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd, **options)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
+        """Known fields of `d`; fields it lacks (checkpoints older than an option) take their defaults."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def has_value_embeds(self, layer_idx: int) -> bool:
+        """Value embeddings sit on every other layer, the last one included."""
+        return self.value_embeds and (self.n_layer - 1 - layer_idx) % 2 == 0
 
     @property
     def head_dim(self) -> int:
@@ -67,6 +80,7 @@ class GPTConfig:
         hd, c = self.head_dim, self.n_embd
         per_layer = c * self.n_head * hd + 2 * c * self.n_kv_head * hd + c * c + 8 * c * c
         params = 2 * self.vocab_size * c + self.n_layer * per_layer
+        params += sum(self.has_value_embeds(i) for i in range(self.n_layer)) * self.vocab_size * self.n_kv_head * hd
         rotary = 2 * (4 * self.sequence_len) * (hd // 2)
         kv = 2 * self.n_layer * self.n_kv_head * hd * self.sequence_len
         return 4 * (params + rotary + kv)
@@ -77,6 +91,9 @@ class GPTConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("qk_norm", "value_embeds"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("softcap", "rope_base"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -163,13 +180,22 @@ class CausalSelfAttention(nn.Module):
         self.c_k = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.c_v = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.qk_norm = config.qk_norm
+        self.ve_channels = min(VE_GATE_CHANNELS, config.n_embd)
+        self.ve_gate = (nn.Linear(self.ve_channels, self.n_kv_head, bias=False)
+                        if config.has_value_embeds(layer_idx) else None)
 
-    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, attn_mask=None):
+    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, attn_mask=None, ve=None):
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = norm(q), norm(k)  # QK-norm
+        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
+        if ve is not None:  # value embedding of the input tokens, gated per head
+            gate = 2 * torch.sigmoid(self.ve_gate(x[..., :self.ve_channels]))
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
+        v = v.transpose(1, 2)
+        if self.qk_norm:
+            q, k = norm(q), norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv_cache is not None:
             p = kv_cache.pos
@@ -189,6 +215,9 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y)
 
 
+VE_GATE_CHANNELS = 32  # the value-embedding gate reads the first 32 channels (nanochat's choice)
+
+
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -205,8 +234,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
-        x = x + self.attn(norm(x), cos, sin, kv_cache, attn_mask)
+    def forward(self, x, cos, sin, kv_cache=None, attn_mask=None, ve=None):
+        x = x + self.attn(norm(x), cos, sin, kv_cache, attn_mask, ve)
         x = x + self.mlp(norm(x))
         return x
 
@@ -219,6 +248,10 @@ class GPT(nn.Module):
             "wte": nn.Embedding(config.vocab_size, config.n_embd),
             "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
         })
+        kv_dim = config.n_kv_head * config.head_dim
+        # nn.Embedding, so lm.optim puts them in the `embedding` group (embedding lr, no weight decay)
+        self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(config.vocab_size, kv_dim)
+                                           for i in range(config.n_layer) if config.has_value_embeds(i)})
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Rotary tables cover 4× the training context so generation may run past it.
         self.rotary_len = config.sequence_len * 4
@@ -239,19 +272,22 @@ class GPT(nn.Module):
         """Init: embeddings N(0,1); projections into the residual stream at zero."""
         nn.init.normal_(self.transformer.wte.weight, mean=0.0, std=1.0)
         nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
+        bound = math.sqrt(3.0) / math.sqrt(self.config.n_embd)  # uniform with std 1/sqrt(fan_in)
         for block in self.transformer.h:
-            fan_in = self.config.n_embd
-            bound = math.sqrt(3.0) / math.sqrt(fan_in)
             for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
                 nn.init.uniform_(lin.weight, -bound, bound)
             nn.init.zeros_(block.attn.c_proj.weight)
             nn.init.zeros_(block.mlp.c_proj.weight)
+            if block.attn.ve_gate is not None:
+                nn.init.zeros_(block.attn.ve_gate.weight)  # gate 2·sigmoid(0) = 1
+        for ve in self.value_embeds.values():
+            nn.init.uniform_(ve.weight, -bound, bound)  # as nanochat: the matrices' init range
 
     # ---------------------------------------------------------------- helpers
     def num_params(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
-        if exclude_embedding:
-            n -= self.transformer.wte.weight.numel()
+        if exclude_embedding:  # lookups, not matmuls: they cost no FLOPs
+            n -= self.transformer.wte.weight.numel() + sum(ve.weight.numel() for ve in self.value_embeds.values())
         return n
 
     def estimate_flops_per_token(self) -> float:
@@ -290,8 +326,9 @@ class GPT(nn.Module):
     def _trunk(self, idx, kv_cache=None, pad_mask=None):
         cos, sin, mask = self._positions(idx, kv_cache, pad_mask)
         x = norm(self.transformer.wte(idx))
-        for block in self.transformer.h:
-            x = block(x, cos, sin, kv_cache, mask)
+        for i, block in enumerate(self.transformer.h):
+            ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+            x = block(x, cos, sin, kv_cache, mask, ve)
         if kv_cache is not None:
             real = torch.ones_like(idx, dtype=torch.bool) if pad_mask is None else pad_mask.bool()
             kv_cache.n_real += real.sum(dim=1)

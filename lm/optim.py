@@ -9,8 +9,19 @@ Parameter groups (`param_groups`):
 - `other`: anything of fewer than two dimensions (gains, biases, scalars), no
   weight decay. The stock model has none, but subclasses (reward heads) may.
 
-Every group carries `initial_lr`; `set_lr(opt, multiplier)` applies a schedule
-to all of them, so resuming needs only the step (see lm/schedule.py).
+Every group carries `initial_lr` and `initial_weight_decay`; `set_lr(opt,
+multiplier, wd_multiplier)` applies the schedules to all of them, so resuming
+needs only the step (see lm/schedule.py).
+
+Hyperparameter transfer (`hparam_scales`, docs/DESIGN.md "Learning rates
+across batch and width"): learning rates and weight decays are tuned at a
+reference batch (tokens per step) and width, and scaled to the run's:
+AdamW lr × √(batch/ref_batch) × (width/ref_width)^-½; Muon lr × √(batch/
+ref_batch) (its update is orthogonalised and shape-scaled, so its spectral
+size does not depend on width); weight decay × √(batch/ref_batch), so lr·wd
+grows with the batch and the decay per *token* is unchanged; AdamW weight
+decay also × (width/ref_width)^½, so lr·wd per step is unchanged by width.
+A reference of 0 means "no scaling" for that axis.
 `build_optimizer` is what SFT/DPO/RL reuse, and `train_step` is their one
 update: gradient accumulation over micro-batches, loss scaling, DDP sync on
 the last micro-batch, clipping, step.
@@ -164,20 +175,47 @@ class MultiOptimizer:
             o.load_state_dict(s)
 
 
+def hparam_scales(batch_tokens: int = 0, ref_batch_tokens: int = 0, width: int = 0,
+                  ref_width: int = 0) -> dict[str, float]:
+    """Factors that carry lrs and weight decays tuned at (ref_batch_tokens, ref_width) to (batch_tokens, width).
+
+    Keys: `adamw_lr`, `muon_lr`, `adamw_wd`, `muon_wd` (see the module
+    docstring for the rules). An axis whose reference (or run value) is 0 is
+    not scaled, so every factor is exactly 1.0 when the references match the
+    run or are unset.
+    """
+    for name, v in (("batch_tokens", batch_tokens), ("ref_batch_tokens", ref_batch_tokens),
+                    ("width", width), ("ref_width", ref_width)):
+        if v < 0:
+            raise ValueError(f"{name} must be ≥ 0 (0: no scaling), got {v}")
+    b = batch_tokens / ref_batch_tokens if batch_tokens and ref_batch_tokens else 1.0
+    w = width / ref_width if width and ref_width else 1.0
+    return {"adamw_lr": b ** 0.5 * w ** -0.5, "muon_lr": b ** 0.5,
+            "adamw_wd": b ** 0.5 * w ** 0.5, "muon_wd": b ** 0.5}
+
+
 def build_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 3e-3,
                     embedding_lr: float | None = None, muon_lr: float = 0.02, weight_decay: float = 0.0,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, muon_momentum: float = 0.95,
-                    fused: bool | None = None):
+                    fused: bool | None = None, batch_tokens: int = 0, ref_batch_tokens: int = 0,
+                    ref_width: int = 0):
     """AdamW over all groups, or Muon for block matrices + AdamW for the rest.
 
     `fused=None` picks the fused CUDA AdamW kernel when the model is on a GPU
     (one kernel launch for all parameters) and the plain foreach one on CPU.
-    Returns a `torch.optim.Optimizer` (adamw) or a `MultiOptimizer` (muon);
-    every param group has `name` and `initial_lr`.
+    `batch_tokens`/`ref_batch_tokens`/`ref_width` scale the given lrs and
+    weight decays by `hparam_scales` (the model's width is `config.n_embd`);
+    all 0 (the default): used as given. Returns a `torch.optim.Optimizer`
+    (adamw) or a `MultiOptimizer` (muon); every param group has `name`,
+    `initial_lr`, `initial_weight_decay` and `lr_scale` (the factor applied).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
     groups = param_groups(model)
+    width = int(getattr(getattr(_unwrap(model), "config", None), "n_embd", 0) or 0)
+    if ref_width and not width:
+        raise ValueError("ref_width is set but the model has no config.n_embd to scale from")
+    sc = hparam_scales(batch_tokens, ref_batch_tokens, width, ref_width)
     embedding_lr = lr if embedding_lr is None else embedding_lr
     on_cuda = any(p.is_cuda for ps in groups.values() for p in ps)
     if fused is None:
@@ -185,21 +223,28 @@ def build_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 3
     adam_specs = [("embedding", embedding_lr, 0.0), ("head", lr, weight_decay), ("other", lr, 0.0)]
     if optimizer == "adamw":
         adam_specs.insert(2, ("matrix", lr, weight_decay))
-    adam_groups = [{"params": groups[n], "lr": g_lr, "initial_lr": g_lr, "weight_decay": wd, "name": n}
+    adam_groups = [_group(groups[n], n, g_lr * sc["adamw_lr"], wd * sc["adamw_wd"], sc["adamw_lr"])
                    for n, g_lr, wd in adam_specs if groups[n]]
     adamw = torch.optim.AdamW(adam_groups, lr=lr, betas=betas, eps=eps, fused=fused,
                               foreach=None if fused else True)
     if optimizer == "adamw":
         return adamw
-    muon = Muon([{"params": groups["matrix"], "lr": muon_lr, "initial_lr": muon_lr, "name": "matrix"}],
-                lr=muon_lr, momentum=muon_momentum, weight_decay=weight_decay)
+    muon = Muon([_group(groups["matrix"], "matrix", muon_lr * sc["muon_lr"], weight_decay * sc["muon_wd"],
+                        sc["muon_lr"])], lr=muon_lr, momentum=muon_momentum)
     return MultiOptimizer([adamw, muon])
 
 
-def set_lr(opt, multiplier: float) -> None:
-    """Set every group's lr to its `initial_lr` × multiplier (the schedule)."""
+def _group(params: list[nn.Parameter], name: str, lr: float, weight_decay: float, lr_scale: float) -> dict[str, Any]:
+    return {"params": params, "name": name, "lr": lr, "initial_lr": lr, "weight_decay": weight_decay,
+            "initial_weight_decay": weight_decay, "lr_scale": lr_scale}
+
+
+def set_lr(opt, multiplier: float, wd_multiplier: float = 1.0) -> None:
+    """Set every group's lr to `initial_lr` × multiplier and weight decay to `initial_weight_decay` × wd_multiplier."""
     for g in opt.param_groups:
         g["lr"] = g["initial_lr"] * multiplier
+        if "initial_weight_decay" in g:
+            g["weight_decay"] = g["initial_weight_decay"] * wd_multiplier
 
 
 def train_step(opt, model: nn.Module, micro_batches: Sequence[Any], loss_fn: Callable[[Any], torch.Tensor],

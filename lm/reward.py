@@ -31,7 +31,7 @@ from lm.checkpoint import load_extra, load_model
 from lm.model import GPT
 from lm.optim import train_step
 from lm.runtime import Runtime, wrap_for_training
-from lm.sft import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
+from lm.posttrain_loop import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
                     save_stage_checkpoint, stage_runtime, try_resume)
 from lm.sft_data import GLAIVE_ROLES, SkipStats, read_records
 from lm.tokenizer import Tokenizer
@@ -46,6 +46,7 @@ class Preference:
     prompt: list[dict]
     responses: list[str]
     source: str = ""
+    group: str = ""  # e.g. a GENERATED pair's topic: the held-out split keeps a group on one side
 
     @property
     def chosen(self) -> str:
@@ -143,10 +144,16 @@ def load_preferences(paths: list[str], stats: SkipStats, max_records: int | None
 
 
 def split_preferences(prefs: list[Preference], val_fraction: float, salt: str = "") -> tuple[list, list]:
-    """Stable hash split (a different salt gives an independent split)."""
+    """Stable hash split (a different salt gives an independent split).
+
+    Pairs with a `group` are split by group (all of a topic's pairs on one
+    side), the others by prompt and best response; exact duplicates therefore
+    never straddle the split.
+    """
     train, val = [], []
     for p in prefs:
-        key = salt + "|" + repr(p.prompt)[-300:] + "|" + p.responses[0][:200]
+        key = salt + "|" + (f"group:{p.source}:{p.group}" if p.group else
+                            repr(p.prompt)[-300:] + "|" + p.responses[0][:200])
         h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
         (val if h < val_fraction * 0xFFFFFFFF else train).append(p)
     return train, val
@@ -157,6 +164,7 @@ def split_preferences(prefs: list[Preference], val_fraction: float, salt: str = 
 class RenderedPref:
     seqs: list[list[int]]   # one full conversation per response (best first)
     prompt_len: list[int]   # tokens before each response's first token
+    source: str = ""        # the Preference's source (per-source held-out figures)
 
 
 def render_preference(r: ChatRenderer, p: Preference, max_len: int) -> RenderedPref:
@@ -170,7 +178,7 @@ def render_preference(r: ChatRenderer, p: Preference, max_len: int) -> RenderedP
                 full = r.render(prompt + [{"role": "assistant", "content": resp}]).ids
                 seqs.append(full)
             if max(len(s) for s in seqs) <= max_len:
-                return RenderedPref(seqs, [len(pids)] * len(seqs))
+                return RenderedPref(seqs, [len(pids)] * len(seqs), p.source)
         except ChatError:
             raise
         # Too long: drop the oldest exchange, keep at least the last user turn.
@@ -282,14 +290,29 @@ def score_sequences(rm: RewardModel, seqs: list[list[int]], pad_id: int, batch_s
 
 
 @torch.no_grad()
-def pairwise_accuracy(rm: RewardModel, data: list[RenderedPref], pad_id: int) -> float:
-    """Fraction of held-out preferences with score(best) > score(worst); ties count half (chance = 0.5)."""
-    if not data:
-        return float("nan")
+def pair_wins(rm: RewardModel, data: list[RenderedPref], pad_id: int) -> torch.Tensor:
+    """Per preference: 1 when score(best) > score(worst), 0.5 on a tie, else 0."""
     best = score_sequences(rm, [d.seqs[0] for d in data], pad_id)
     worst = score_sequences(rm, [d.seqs[-1] for d in data], pad_id)
     rm.train()
-    return float(((best > worst).float() + 0.5 * (best == worst).float()).mean())
+    return (best > worst).float() + 0.5 * (best == worst).float()
+
+
+def pairwise_accuracy(rm: RewardModel, data: list[RenderedPref], pad_id: int) -> float:
+    """Fraction of held-out preferences with score(best) > score(worst); ties count half (chance = 0.5)."""
+    return float(pair_wins(rm, data, pad_id).mean()) if data else float("nan")
+
+
+def accuracy_by_source(rm: RewardModel, data: list[RenderedPref], pad_id: int) -> dict[str, dict[str, float]]:
+    """{source: {"accuracy", "n"}} over held-out preferences (a weak source can hide behind a strong one)."""
+    if not data:
+        return {}
+    wins = pair_wins(rm, data, pad_id)
+    out: dict[str, dict[str, float]] = {}
+    for src in sorted({d.source for d in data}):
+        w = wins[torch.tensor([d.source == src for d in data])]
+        out[src or "prefs"] = {"accuracy": float(w.mean()), "n": int(w.numel())}
+    return out
 
 
 def train_reward(rm: RewardModel, tokenizer: Tokenizer, train: list[RenderedPref], val: list[RenderedPref], cfg,
@@ -308,7 +331,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
     torch.manual_seed(cfg.seed)
     rm.to(device).train()
     opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
-    start, _ = try_resume(out_dir / "latest", rm.gpt, opt, device, extra_module=_HeadView(rm))
+    start, _ = try_resume(out_dir, rm.gpt, opt, device, extra_module=_HeadView(rm))
     run = wrap_for_training(rm, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     pairs = [d for d in train if len(d.seqs) == 2]
@@ -319,6 +342,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
     res: dict[str, Any] = {}
     if start == 0:
         res["val_accuracy_start"] = pairwise_accuracy(rm, val, pad)
+        res["val_by_source_start"] = accuracy_by_source(rm, val, pad)
     t0 = time.time()
     for step in range(start, cfg.steps):
         apply_schedule(opt, cfg, step)
@@ -366,6 +390,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
             rt.barrier()
     if "val_accuracy" not in res:
         res["val_accuracy"] = pairwise_accuracy(rm, val, pad)
+    res["val_by_source"] = accuracy_by_source(rm, val, pad)
     final = out_dir / "final"
     if rt.master:
         save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, cfg.steps,

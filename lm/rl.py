@@ -34,7 +34,7 @@ from lm.gsm8k import gsm8k_split
 from lm.model import GPT
 from lm.optim import train_step
 from lm.runtime import Runtime, all_reduce_sum, wrap_for_training
-from lm.sft import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
+from lm.posttrain_loop import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
                     stage_runtime, step_seed, token_logprobs, try_resume)
 from lm.sft_data import arithmetic_problem, arithmetic_question
 from lm.tokenizer import Tokenizer
@@ -208,7 +208,7 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
     if ref_model is not None:
         ref_model.to(device).eval().requires_grad_(False)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start, state = try_resume(out_dir / "latest", model, opt, device)
+    start, state = try_resume(out_dir, model, opt, device)
     run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     k = cfg.samples_per_prompt

@@ -26,7 +26,7 @@ from lm.engine import Completion
 from lm.model import GPT
 from lm.reward import RewardModel, load_preferences, score_sequences
 from lm.rl import Problem, train_grpo
-from lm.sft import LogFn, step_seed
+from lm.posttrain_loop import LogFn, step_seed
 from lm.sft_data import SkipStats
 from lm.tokenizer import Tokenizer
 

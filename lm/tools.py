@@ -7,6 +7,16 @@ context as `<|output_start|>RESULT<|output_end|>`.
 CALL is either `name: args` / `name(args)` for a registered tool, or a bare
 arithmetic expression, which goes to the default tool (the calculator).
 
+The one registry: `default_tools(calculator=..., python=..., search=...)`
+builds it from config (serve, chat, eval and the SFT data all name tools the
+same way), and `ToolRegistry.only(names)` narrows it per request. Tools:
+- calculator (`12 * 7`, or `calculator: 12 * 7`): below.
+- python (`python: print(...)`): lm/sandbox.py runs the snippet in a jailed
+  child process (threat model in its docstring) and returns its stdout.
+- search (`search: QUERY`): lm/search.py, top passages of the corpus index.
+The engine enforces the per-turn budget (`tool_budget`); every tool's output is
+forced by the engine and masked out of training by lm/chat.py.
+
 The calculator never calls `eval`/`exec`: it parses the expression with
 `ast.parse(mode="eval")` and walks a whitelist of node types (numbers, + - * /
 // % **, parentheses, unary +/-). Names, calls, attributes, subscripts … are
@@ -23,8 +33,9 @@ import math
 import operator
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MAX_EXPR_CHARS = 256
 MAX_NODES = 128
@@ -128,6 +139,15 @@ def calculator(expression: str) -> str:
         return f"error: {e}"
 
 
+# How each tool is called: the persona's system message lists these (lm/chat.py).
+TOOL_USAGE = {
+    "calculator": "calculator: arithmetic, e.g. 12 * 7",
+    "python": "python: a short Python snippet; you read what it prints",
+    "search": "search: a query over the crawled web pages; you read the top passages",
+}
+TOOL_NAMES = tuple(TOOL_USAGE)
+
+
 @dataclass
 class ToolRegistry:
     """Named tools (str -> str); a call without a known name goes to `default`."""
@@ -137,21 +157,64 @@ class ToolRegistry:
 
     _NAMED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::\s*(.*)|\((.*)\))\s*$", re.S)
 
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.tools)
+
+    def only(self, names: Iterable[str]) -> "ToolRegistry":
+        """The same registry narrowed to `names` (per request); unknown names are an error."""
+        names = list(names)
+        unknown = sorted(set(names) - set(self.tools))
+        if unknown:
+            raise ValueError(f"tool(s) {unknown} not enabled here; enabled: {self.names}")
+        tools = {n: self.tools[n] for n in names}
+        return ToolRegistry(tools=tools, default=self.default if self.default in tools else None)
+
     def run(self, call: str) -> str:
         """Run one tool call; every failure comes back as an `error: ...` string."""
         m = self._NAMED.match(call)
         if m and m.group(1) in self.tools:
             name, args = m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
+        elif m and m.group(1) in TOOL_USAGE:  # a known tool that is switched off here
+            return f"error: tool {m.group(1)} is not enabled; enabled: {self.names}"
         elif self.default is not None:
             name, args = self.default, call
         else:
-            return f"error: no tool named in {call[:40]!r}; known: {sorted(self.tools)}"
+            return f"error: no tool named in {call[:40]!r}; known: {self.names}"
         try:
             return str(self.tools[name](args))
         except Exception as e:  # a tool bug must not take the engine down
             return f"error: tool {name} failed: {type(e).__name__}: {e}"
 
 
-def default_tools() -> ToolRegistry:
-    """A registry holding only the calculator (the default tool)."""
-    return ToolRegistry()
+def default_tools(calculator: bool = True, python: bool = False,
+                  search: str | Path | Callable[[str], str] | None = None) -> ToolRegistry:
+    """The registry from config: the calculator (the default tool, on unless told), python, search.
+
+    `search` is an index directory (`crawl2chat index --out DIR`) or a callable.
+    """
+    tools: dict[str, Callable[[str], str]] = {}
+    if calculator:
+        tools["calculator"] = globals()["calculator"]  # the flag shadows the function's name here
+    if python:
+        from lm.sandbox import python_tool
+        tools["python"] = python_tool
+    if search is not None:
+        if callable(search):
+            tools["search"] = search
+        else:
+            from lm.search import SearchTool
+            tools["search"] = SearchTool(search)
+    return ToolRegistry(tools=tools, default="calculator" if calculator else None)
+
+
+def tools_from_names(names: Iterable[str], search: str | Path | Callable[[str], str] | None = None) -> ToolRegistry:
+    """The registry for a list of tool names (`serve.tools`, `chat --tools`); unknown names are an error."""
+    names = set(names)
+    unknown = sorted(names - set(TOOL_NAMES))
+    if unknown:
+        raise ValueError(f"unknown tool(s) {unknown}; known: {list(TOOL_NAMES)}")
+    if "search" in names and search is None:
+        raise ValueError("the search tool needs an index directory (crawl2chat index --out DIR; --search-index DIR)")
+    return default_tools(calculator="calculator" in names, python="python" in names,
+                         search=search if "search" in names else None)

@@ -22,6 +22,33 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
+# The one scheme of MLflow metric names, shared by every training stage so MLflow's run
+# comparison lines pretrain, SFT, RL, reward and DPO up (docs/CONTRACTS.md, "Metric names").
+# Loops keep short keys in memory and in metrics.jsonl; every MLflow sink maps them here.
+METRIC_NAMES = {
+    "loss": "train/loss", "train_loss": "train/loss", "lr": "train/lr", "lr_mult": "train/lr_mult",
+    "grad_norm": "train/grad_norm", "step_time_s": "train/step_time_s", "tokens_seen": "train/tokens_seen",
+    "tokens_per_s": "throughput/tok_per_s", "mfu": "throughput/mfu",
+    "gen_tokens_per_s": "throughput/gen_tok_per_s", "gen_s": "throughput/gen_s",
+    "val_loss": "val/loss", "val_bpb": "val/bpb", "val_accuracy": "val/accuracy",
+    "reward_mean": "rl/reward_mean", "response_len": "rl/response_len", "kl": "rl/kl", "clip_frac": "rl/clip_frac",
+    "completions": "rl/completions", "update_skipped": "rl/update_skipped", "check_rm": "rl/check_rm_score",
+}
+
+
+def metric_name(key: str) -> str:
+    """The MLflow name of a loop's metric key: `train/loss`, `val/bpb`, `rl/pass_at_1`, ...
+
+    A key that already has a namespace (`val/...`, `eval/...`) keeps it; `pass@k` becomes
+    `rl/pass_at_k` (MLflow refuses `@`); any other per-step key is a training series, `train/<key>`.
+    """
+    if key in METRIC_NAMES:
+        return METRIC_NAMES[key]
+    if key.startswith("pass@"):
+        return "rl/" + key.replace("@", "_at_")
+    key = key.replace("@", "_at_")
+    return key if "/" in key else f"train/{key}"
+
 
 class TrainLogger:
     """Logger interface; the base class ignores everything."""
@@ -162,8 +189,8 @@ class MLflowLogger(TrainLogger):
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        items = [Metric(metric_name(k), float(v), ts, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
         if items:
             self.client.log_batch(self.run_id, metrics=items)
 

@@ -43,13 +43,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from core.run_root import resolve_checkpoint
 from lm.checkpoint import CheckpointError, load_train_state, load_weights, read_meta, save_checkpoint
 from lm.data import TokenBatchLoader, eval_batches
 from lm.model import GPT, GPTConfig
 from lm.optim import build_optimizer, set_lr
 # Device/dtype/torchrun set-up lives in lm/runtime.py (the only copy).
-from lm.runtime import autocast_context, dist_env, peak_flops_for, resolve_device, setup_runtime
-from lm.schedule import lr_multiplier
+from lm.runtime import autocast_context, dist_env, peak_flops_for, setup_runtime
+from lm.schedule import lr_multiplier, wd_multiplier
 from lm.tokens import TokenShards, token_bytes
 from lm.tracking import JsonlLogger, MLflowLogger, MultiLogger, TrainLogger
 
@@ -68,6 +69,11 @@ class TrainConfig:
     aspect_ratio: int = 64
     head_dim: int = 64
     kv_ratio: int = 1
+    # architecture options (lm/model.py GPTConfig; benchmarks/recipe_ablation.py measures them)
+    rope_base: float = 10000.0
+    softcap: float = 15.0
+    qk_norm: bool = True
+    value_embeds: bool = False
     # batch: tokens per optimizer step over all ranks; the rest is accumulation
     device_batch_size: int = 8
     total_batch_tokens: int = 0  # 0: one micro-batch per rank per step
@@ -81,11 +87,16 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
+    # lrs/weight decay above are tuned at this batch (tokens/step) and width; 0: use as given (lm.optim.hparam_scales)
+    lr_ref_batch_tokens: int = 0
+    lr_ref_width: int = 0
     # schedule
     schedule: str = "cosine"  # cosine | wsd | constant
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
     decay_frac: float = 0.2
+    decay_shape: str = "linear"  # wsd decay: linear | sqrt | cosine
+    wd_schedule: str = "constant"  # constant | linear (to 0 at the end)
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32
@@ -170,6 +181,8 @@ def restore_train_state(directory: str | Path, model: torch.nn.Module, optimizer
     meta = read_meta(directory)
     base = getattr(getattr(model, "_orig_mod", model), "module", getattr(model, "_orig_mod", model))
     saved_cfg = meta.get("model")
+    if saved_cfg is not None and hasattr(base, "config"):  # fields added since the checkpoint take their defaults
+        saved_cfg = type(base.config).from_dict(saved_cfg).to_dict()
     if saved_cfg is not None and hasattr(base, "config") and saved_cfg != base.config.to_dict():
         raise CheckpointError(f"checkpoint {directory} holds a different model ({saved_cfg}) than this run "
                               f"({base.config.to_dict()}); use the same depth/sequence_len or a fresh --out")
@@ -193,15 +206,9 @@ def restore_train_state(directory: str | Path, model: torch.nn.Module, optimizer
 
 
 def find_resume_checkpoint(out_dir: str | Path) -> Path:
-    """The most advanced resumable checkpoint under `out_dir` (`latest` or `final`)."""
+    """The most advanced resumable checkpoint under `out_dir` (`latest` or `final`), or an error saying why none."""
     out_dir = Path(out_dir)
-    best, best_step = None, -1
-    for name in ("latest", "final"):
-        d = out_dir / name
-        if (d / "config.json").exists():
-            step = int(read_meta(d).get("step", -1))
-            if step > best_step:
-                best, best_step = d, step
+    best = resolve_checkpoint(out_dir, purpose="resume")
     if best is None:
         leftovers = sorted(p.name for p in out_dir.glob("*.tmp-*")) if out_dir.exists() else []
         hint = f" (only unfinished writes: {leftovers})" if leftovers else ""
@@ -376,10 +383,13 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
 
     # ---- model and optimizer
     mcfg = GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, aspect_ratio=cfg.aspect_ratio,
-                                head_dim=cfg.head_dim, kv_ratio=cfg.kv_ratio)
+                                head_dim=cfg.head_dim, kv_ratio=cfg.kv_ratio, rope_base=cfg.rope_base,
+                                softcap=cfg.softcap, qk_norm=cfg.qk_norm, value_embeds=cfg.value_embeds)
     model = GPT(mcfg).to(device)
     optimizer = build_optimizer(model, optimizer=cfg.optimizer, lr=cfg.lr, embedding_lr=cfg.embedding_lr,
-                                muon_lr=cfg.muon_lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
+                                muon_lr=cfg.muon_lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
+                                batch_tokens=total_batch, ref_batch_tokens=cfg.lr_ref_batch_tokens,
+                                ref_width=cfg.lr_ref_width)
     step = 0
     if not resume and master:
         _clear_previous_run(out_dir)
@@ -406,6 +416,7 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
         logger.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
                            **{f"model.{k}": v for k, v in mcfg.to_dict().items()},
                            "n_params": model.num_params(), "world_size": world, "grad_accum": grad_accum,
+                           **{f"lr_scale.{g['name']}": g["lr_scale"] for g in optimizer.param_groups},
                            "device": str(device), "dtype": str(dtype).removeprefix("torch.")})
         log.info("model %.2fM params (%s), %d rank(s) × %d accumulation × %d×%d tokens = %d tokens/step on %s",
                  model.num_params() / 1e6, mcfg, world, grad_accum, cfg.device_batch_size, cfg.sequence_len,
@@ -449,8 +460,9 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
             status = "interrupted"
             break
         t0 = time.perf_counter()
-        mult = lr_multiplier(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.decay_frac)
-        set_lr(optimizer, mult)
+        mult = lr_multiplier(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.decay_frac,
+                             cfg.decay_shape)
+        set_lr(optimizer, mult, wd_multiplier(step, cfg.max_steps, cfg.wd_schedule))
         loss_sum = torch.zeros((), device=device)
         for micro in range(grad_accum):
             x, y = loader.next_batch()

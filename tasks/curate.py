@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from crawl2chat.atomic import write_text
+from core.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,20 @@ _PERSIST = {"cache_policy": CACHE, "persist_result": True, "result_serializer": 
 
 
 class InputUnavailable(RuntimeError):
-    """An input WARC could not be opened at all (unreachable URL, vanished file).
+    """An input could not be read completely: unreachable, vanished, or cut short by a network fault
+    past the retry limits (tasks/remote.py).
 
-    Raised (not counted-and-cached) so that Prefect retries it and a later run
-    tries again; the flow counts it in the funnel's `errors` and carries on.
+    Raised (not counted-and-cached) so that nothing marks the shard done and a
+    later run tries again — from the file's last checkpoint when there is one.
+    The flow counts it in `failed_inputs` by `reason` and carries on.
     """
+
+    def __init__(self, message: str, reason: str = "unreachable"):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):  # keep `reason` across Ray/Prefect pickling
+        return (type(self), (str(self), self.reason))
 
 
 def _logger():
@@ -107,37 +116,33 @@ def _kept(stats: dict[str, Any]) -> int:
     return int(stages[-1]["kept"]) if stages else 0
 
 
-@task(name="process_warc", **_PERSIST, retries=1, retry_delay_seconds=2,
-      retry_condition_fn=lambda task, run, state: _is_unavailable(state))
+# No Prefect retries: the reader's own limits (conf.curate remote_*) are the limits.
+@task(name="process_warc", **_PERSIST)
 def process_warc_task(src: str, out_path: str, cfg: dict[str, Any], key: str) -> dict[str, Any]:
     """One WARC → one filtered (pre-dedup) Parquet shard; returns its funnel.
 
-    Raises InputUnavailable when the input could not be opened at all, so the
-    shard is neither cached nor marked done and a re-run tries it again.
+    Raises InputUnavailable when the input could not be opened at all or ended
+    early on a network fault, so the shard is neither cached nor marked done
+    and a re-run tries it again (resuming at its checkpoint).
     """
     from tasks.process import process_warc
+    from tasks.warc import fault_of
 
     def compute() -> dict[str, Any]:
-        stats = process_warc(src, out_path, _cfg(cfg))
+        stats = process_warc(src, out_path, _cfg(cfg), key)
         errors = stats.get("errors", {})
         read_in = stats["stages"][0]["in"] if stats.get("stages") else 0
-        if read_in == 0 and (errors.get("unreachable") or errors.get("missing_file")):
-            raise InputUnavailable(f"{src}: could not be opened ({errors}); a re-run will try again")
+        reason = fault_of(errors)
+        if reason is None and read_in == 0:
+            reason = next((k for k in ("missing_file", "unreachable") if errors.get(k)), None)
+        if reason:
+            raise InputUnavailable(f"{src}: not read completely ({reason}; {errors}); a re-run will try "
+                                   f"again", reason)
         return stats
 
     stats = run_once(f"process {src}", out_path, sidecar_for(out_path), key, compute)
     _logger().info("process %s: %d documents kept", src, _kept(stats))
     return stats
-
-
-def _is_unavailable(state) -> bool:
-    try:
-        state.result()
-    except InputUnavailable:
-        return True
-    except Exception:  # noqa: BLE001 — other failures are bugs: do not retry them blindly
-        return False
-    return False
 
 
 @task(name="minhash", **_PERSIST, retries=1, retry_delay_seconds=1)
@@ -150,20 +155,39 @@ def minhash_task(parquet_path: str, out_path: str, shard_index: int, cfg: dict[s
 
 
 @task(name="lsh", **_PERSIST, retries=1, retry_delay_seconds=1)
-def lsh_task(signature_paths: list[str], band: int, out_path: str, key: str) -> int:
-    """Candidate duplicate pairs of one LSH band across all shards; returns the pair count."""
+def lsh_task(signature_paths: list[str], band: int, out_path: str, key: str, part: int = 0,
+             n_parts: int = 1) -> int:
+    """Candidate duplicate pairs of one LSH band (one partition of it) across all shards; returns the count."""
     from tasks.minhash import lsh_band
 
-    return run_once(f"lsh band {band}", out_path, sidecar_for(out_path), key,
-                    lambda: lsh_band(signature_paths, band, out_path))
+    return run_once(f"lsh band {band} part {part}/{n_parts}", out_path, sidecar_for(out_path), key,
+                    lambda: lsh_band(signature_paths, band, out_path, part, n_parts))
 
 
 @task(name="cluster", **_PERSIST, retries=1, retry_delay_seconds=1)
-def cluster_task(pair_paths: list[str], out_path: str, key: str) -> dict[str, int]:
-    """Connected components over all bands' pairs → the duplicate table; returns its counts."""
+def cluster_task(pair_paths: list[str], out_path: str, key: str, n_parts: int = 1,
+                 signature_paths: list[str] | None = None,
+                 jaccard_threshold: float | None = None) -> dict[str, int]:
+    """Connected components over all bands' pairs → the duplicate table; returns its counts.
+
+    One partition: `tasks.minhash.cluster` in this worker (a Parquet file).
+    More: `tasks.dedup_ray.cluster_partitioned` fans the work out as Ray tasks
+    (a directory of Parquet parts at `out_path`; the same rows).
+    """
+    import shutil
+
+    from tasks.dedup_ray import cluster_partitioned
     from tasks.minhash import cluster
 
-    return run_once("cluster", out_path, sidecar_for(out_path), key, lambda: cluster(pair_paths, out_path))
+    def compute() -> dict[str, int]:
+        if n_parts > 1:
+            return cluster_partitioned(pair_paths, out_path, n_parts, f"{out_path}.work", signature_paths,
+                                       jaccard_threshold)
+        if Path(out_path).is_dir():  # an earlier partitioned run's table
+            shutil.rmtree(out_path)
+        return cluster(pair_paths, out_path, signature_paths, jaccard_threshold)
+
+    return run_once("cluster", out_path, sidecar_for(out_path), key, compute)
 
 
 @task(name="finalize", **_PERSIST, retries=1, retry_delay_seconds=1)
@@ -176,3 +200,49 @@ def finalize_task(parquet_in: str, shard_index: int, dedup_path: str | None, out
                      lambda: finalize_shard(parquet_in, shard_index, dedup_path, out_path, _cfg(cfg)))
     _logger().info("finalize shard %d: %d documents in %s", shard_index, _kept(stats), out_path)
     return stats
+
+
+# ------------------------------------------------------- batches (conf: inputs_per_task > 1)
+# One Prefect task per WARC costs a task run's orchestration (state changes on
+# the API, a Ray task, a result file) per step per input; a crawl of thousands of
+# small inputs pays it thousands of times (benchmarks/curate_scale.py). A batch
+# task runs the same per-input functions for several inputs in turn. It is not
+# cached by Prefect: each input's sidecar (run_once) already makes a re-run skip
+# what is done, and a batch that had a failed input must run again next time.
+_BATCH = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="process_batch", **_BATCH)
+def process_batch_task(srcs: list[str], out_paths: list[str], cfg: dict[str, Any], keys: list[str],
+                       sig_paths: list[str] | None, shard_indices: list[int],
+                       sig_keys: list[str]) -> list[dict[str, Any]]:
+    """process_warc (+ minhash signatures when `sig_paths`) of several inputs, one after another.
+
+    Returns one outcome per input: {"stats": funnel, "signed": n | None} or
+    {"failed": reason, "error": message}; one input's failure does not stop the others.
+    """
+    out: list[dict[str, Any]] = []
+    for j, (src, op, key) in enumerate(zip(srcs, out_paths, keys)):
+        try:
+            stats = process_warc_task.fn(src, op, cfg, key)
+        except InputUnavailable as exc:
+            out.append({"failed": exc.reason, "error": str(exc)})
+            continue
+        except Exception as exc:  # noqa: BLE001 — counted by the flow as process_failed, like a failed task
+            _logger().error("process %s failed: %s: %s", src, type(exc).__name__, exc)
+            out.append({"failed": "process_failed", "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        signed = None
+        if sig_paths:
+            signed = minhash_task.fn(op, sig_paths[j], shard_indices[j], cfg, sig_keys[j])
+        out.append({"stats": stats, "signed": signed})
+    return out
+
+
+@task(name="finalize_batch", **_BATCH)
+def finalize_batch_task(parquet_ins: list[str], shard_indices: list[int], dedup_path: str | None,
+                        out_paths: list[str], sidecars: list[str], cfg: dict[str, Any],
+                        keys: list[str]) -> list[dict[str, Any]]:
+    """finalize of several shards, one after another; returns their funnels in order."""
+    return [finalize_task.fn(p, i, dedup_path, o, s, cfg, k)
+            for p, i, o, s, k in zip(parquet_ins, shard_indices, out_paths, sidecars, keys)]

@@ -12,7 +12,13 @@ Metrics per model, by suite (`cfg.suite`, a comma list):
 - core (lm/core_eval.py): CORE-style multiple choice on real benchmark data,
   `eval/core/<task>` + `eval/core/core_score`, details under `core`;
 - chat (lm/chat_eval.py): ARC lettered multiple choice, GSM8K, TriviaQA in the
-  chat format, `eval/chat/<task>`, details under `chat`.
+  chat format, `eval/chat/<task>`, details under `chat`;
+- and, for every model while `honesty_n` > 0, the hallucination eval
+  (lm/honesty_eval.py): right / wrong / abstained rates on held-out TriviaQA,
+  `honesty_{right,wrong,abstain}`, details under `honesty`;
+- and, when `search_index` names a built index, the search eval (lm/search_data.py):
+  questions about held-out passages with the search tool on, `search_{rate,grounded,
+  cited,retrieved}`, details under `search`.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from conf.evaluate import EvalConfig, suites
-from crawl2chat.atomic import write_text
+from core.atomic import write_text
 from tasks.prefect_task import prefect_task
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,10 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
         out.update(core_metrics(engine, cfg))
     if "chat" in wanted:
         out.update(chat_metrics(engine, cfg))
+    if cfg.honesty_n:
+        out.update(honesty_metrics(engine, meta, cfg))
+    if cfg.search_n and cfg.search_index:
+        out.update(search_metrics(engine, cfg))
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -103,13 +113,22 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         log.info("%s: GSM8K pass@1 %.3f pass@%d %.3f (n=%d)", model, g["pass@1"], cfg.gsm8k_k,
                  g[f"pass@{cfg.gsm8k_k}"], g["n"])
     if cfg.arithmetic_n:
-        probs = ev.arithmetic_problems(cfg.arithmetic_n, seed=cfg.seed, max_operand=cfg.arithmetic_max_operand)
+        probs = arithmetic_items(cfg)
         a = ev.arithmetic_eval(engine.model, engine.tokenizer, probs, batch_size=cfg.batch_size * 2)
         out["arith_acc_tool"] = a["with_tool"]["accuracy"]
         out["arith_acc_no_tool"] = a["no_tool"]["accuracy"]
         out["arith_tool_calls"] = a["with_tool"]["tool_calls"]
         log.info("%s: arithmetic %.3f with calculator, %.3f without", model, out["arith_acc_tool"],
                  out["arith_acc_no_tool"])
+    if cfg.python_n:
+        from lm.python_data import python_eval, python_problems
+
+        pe = python_eval(engine.model, engine.tokenizer, python_problems(cfg.python_n, seed=cfg.seed, heldout=True),
+                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size * 2)
+        out.update(python_acc_tool=pe["with_tool"]["accuracy"], python_acc_no_tool=pe["no_tool"]["accuracy"],
+                   python_tool_calls=pe["with_tool"]["tool_calls"], python_n=pe["n"])
+        log.info("%s: python items %.3f with the sandboxed tool, %.3f without", model, out["python_acc_tool"],
+                 out["python_acc_no_tool"])
     if cfg.compliance_n:
         qs = [p["question"] for p in ev.arithmetic_problems(cfg.compliance_n, seed=cfg.seed + 1, max_operand=99)]
         qs = (SAMPLE_PROMPTS + qs)[:cfg.compliance_n]
@@ -118,6 +137,19 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
     if cfg.n_samples:
         out["samples"] = ev.sample_generations(engine, SAMPLE_PROMPTS[:cfg.n_samples],
                                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+
+
+def arithmetic_items(cfg: EvalConfig) -> list[dict]:
+    """GENERATED arithmetic items: RL's task at `arithmetic_difficulty` (seeds RL never draws), else big operands."""
+    from lm import eval as ev
+
+    if cfg.arithmetic_difficulty is None:
+        return ev.arithmetic_problems(cfg.arithmetic_n, seed=cfg.seed, max_operand=cfg.arithmetic_max_operand)
+    from lm.rl import arithmetic_problems
+
+    # RL trains on seeds derived from its step and evaluates on 10_000 + seed; 20_000 + seed is neither
+    return [{"question": p.conversation[-1]["content"], "final": p.answer}
+            for p in arithmetic_problems(cfg.arithmetic_n, 20_000 + cfg.seed, cfg.arithmetic_difficulty)]
 
 
 def core_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
@@ -144,6 +176,36 @@ def chat_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
         if "triviaqa" in r["tasks"]:
             flat[f"eval/chat/triviaqa_{k}"] = r["tasks"]["triviaqa"][k]
     return {**flat, "chat": r}
+
+
+def honesty_metrics(engine, meta: dict, cfg: EvalConfig) -> dict[str, Any]:
+    """Hallucination eval on held-out TriviaQA: `honesty_{right,wrong,abstain}` + details under `honesty`."""
+    from lm import triviaqa
+    from lm.honesty_eval import honesty_eval
+
+    style = triviaqa.style_for(meta)
+    shots = triviaqa.split()[0][:cfg.honesty_shots] if style == "fewshot" else []
+    r = honesty_eval(engine, triviaqa.heldout_questions(cfg.honesty_n), style, shots,
+                     max_new_tokens=cfg.honesty_max_new_tokens, batch_size=cfg.batch_size)
+    log.info("honesty (%s prompts, n=%d): right %.3f wrong %.3f abstained %.3f", style, r["n"], r["right"],
+             r["wrong"], r["abstain"])
+    return {"honesty_right": r["right"], "honesty_wrong": r["wrong"], "honesty_abstain": r["abstain"],
+            "honesty_n": r["n"], "honesty": r}
+
+
+def search_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
+    """Search eval on held-out passages: `search_{rate,grounded,cited,retrieved}` + details under `search`."""
+    from lm.search_data import index_available, search_eval
+
+    if not index_available(cfg.search_index):
+        log.warning("no complete search index at %s: skipping the search eval", cfg.search_index)
+        return {}
+    r = search_eval(engine, cfg.search_index, cfg.search_n, max_new_tokens=cfg.search_max_new_tokens,
+                    seed=cfg.seed, batch_size=cfg.batch_size)
+    log.info("search (n=%d): searched %.3f grounded %.3f cited %.3f retrieved %.3f", r["n"],
+             r["search_rate"] or 0, r["grounded_rate"] or 0, r["cite_rate"] or 0, r["retrieved_rate"] or 0)
+    return {"search_rate": r["search_rate"], "search_grounded": r["grounded_rate"],
+            "search_cited": r["cite_rate"], "search_retrieved": r["retrieved_rate"], "search_n": r["n"], "search": r}
 
 
 def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, tokens: str | Path | None = None,

@@ -5,12 +5,19 @@ comments — but with `deduplicate=False`: its dedup cache is process-global and
 drops paragraphs seen in *earlier* documents, so results would depend on which
 pages a worker happened to see first (and benchmarks would measure the cache).
 
-Every call has a wall-clock timeout. In a process's main thread (a plain run,
-a Ray worker's task) a SIGALRM interval timer interrupts the extractor — no
-per-document subprocess, which is what datatrove pays for. Off the main thread
-(where signals cannot be used) the extraction runs in a helper thread that is
-abandoned on timeout; input size is already capped by the reader
-(`max_body_bytes`), which bounds the work such a thread can do.
+Every call has a time budget. In a process's main thread (a plain run, a Ray
+worker's task) it is a budget of *CPU* time, enforced by a SIGPROF interval
+timer (ITIMER_PROF counts the process's CPU time, not the clock): a worker
+that shares its cores with others gets the same verdict as one alone, so the
+output does not depend on the number of workers or the machine's load — with
+a wall-clock timer (datatrove's), a busy 2-worker run dropped pages a 1-worker
+run kept. No per-document subprocess either, which is what datatrove pays for.
+Off the main thread (where signals cannot be used) the extraction runs in a
+helper thread that is abandoned after a wall-clock timeout; input size is
+already capped by the reader (`max_body_bytes`), which bounds its work.
+
+A page over budget is retried once with a longer budget (`extract_with_retry`)
+before it is dropped, and a drop for time has its own reason ("timeout").
 """
 from __future__ import annotations
 
@@ -39,22 +46,23 @@ def _alarm(signum, frame):  # noqa: ARG001 — signal handler signature
 
 
 def run_with_timeout(fn: Callable[[], str | None], timeout_s: float) -> str | None:
-    """Run `fn()`; raise ExtractionTimeout if it takes longer than `timeout_s` seconds."""
+    """Run `fn()`; raise ExtractionTimeout once it has used `timeout_s` seconds of CPU (main thread)
+    or of wall-clock time (other threads)."""
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGALRM, _alarm)
-        # An outer timer (pytest-timeout, an orchestrator) may own the alarm:
-        # suspend it and give it back with the time spent here deducted.
-        t0 = time.monotonic()
-        outer_left, _ = signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        previous = signal.signal(signal.SIGPROF, _alarm)
+        # An outer CPU timer (a sampling profiler) may own ITIMER_PROF: suspend
+        # it and give it back with the CPU time spent here deducted.
+        t0 = time.process_time()
+        outer_left, _ = signal.setitimer(signal.ITIMER_PROF, timeout_s)
         try:
             try:
                 return fn()
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        finally:  # restore even if the alarm fired just as fn() returned
-            signal.signal(signal.SIGALRM, previous)
+                signal.setitimer(signal.ITIMER_PROF, 0)
+        finally:  # restore even if the timer fired just as fn() returned
+            signal.signal(signal.SIGPROF, previous)
             if outer_left:
-                signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - t0), 1e-3))
+                signal.setitimer(signal.ITIMER_PROF, max(outer_left - (time.process_time() - t0), 1e-3))
     box: dict[str, object] = {}
 
     def target() -> None:
@@ -112,3 +120,19 @@ def extract_text(html: str, extractor: str = "trafilatura", timeout_s: float = 5
         return None, "extract_error"
     text = (text or "").strip()
     return (text, None) if text else (None, "no_text")
+
+
+def extract_with_retry(html: str, extractor: str = "trafilatura", timeout_s: float = 5.0,
+                       retry_timeout_s: float = 30.0, favour_precision: bool = True
+                       ) -> tuple[str | None, str | None, bool]:
+    """`extract_text` with one retry at `retry_timeout_s` after a timeout: (text, reason, retried).
+
+    The retry makes the boundary case (a page just over budget on one run,
+    just under on another) a non-issue: only a page that needs more than the
+    long budget is dropped, with reason "timeout".
+    """
+    text, reason = extract_text(html, extractor, timeout_s, favour_precision)
+    if reason != "timeout" or retry_timeout_s <= timeout_s:
+        return text, reason, False
+    text, reason = extract_text(html, extractor, retry_timeout_s, favour_precision)
+    return text, reason, True

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2chat.atomic import atomic_path
+from core.atomic import atomic_path
 from tasks.pii import KINDS, scrub_pii
 
 log = logging.getLogger(__name__)

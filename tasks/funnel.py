@@ -9,6 +9,10 @@ Format (what `process_warc` returns, what `stats.json` holds)::
 A stage may carry extra integer counters in `"ignored"` (e.g. WARC request /
 metadata records, which are not documents). Stages merge by name, in the order
 they first appear, so later stages (minhash_dedup, pii) merge the same way.
+
+Outside `stages`, because they vary from run to run while the stages must not:
+`"seconds"` {stage: wall seconds} (tasks/steps.py) and `"retried"` {what: n}
+(e.g. extraction timeouts that a longer budget then passed). Both are summed.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Any, Iterable
 log = logging.getLogger(__name__)
 
 STAGE_ORDER = (
-    "read", "url_filter", "extract", "language", "gopher_repetition",
+    "read", "url_filter", "language_gate", "extract", "language", "gopher_repetition",
     "gopher_quality", "c4", "fineweb",
 )
 
@@ -70,6 +74,7 @@ def merge_stats(stats_list: Iterable[dict[str, Any]]) -> dict[str, Any]:
     order: list[str] = []
     merged: dict[str, dict[str, Any]] = {}
     errors: dict[str, int] = {}
+    varying: dict[str, dict[str, float]] = {"seconds": {}, "retried": {}}
     for stats in stats_list:
         for st in stats.get("stages", []):
             name = st["stage"]
@@ -88,9 +93,17 @@ def merge_stats(stats_list: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 if key in st:
                     m[key] = m.get(key, 0) + int(st[key])
         _add_counts(errors, stats.get("errors", {}))
+        for key in ("seconds", "retried"):
+            for k, v in (stats.get(key) or {}).items():
+                varying[key][k] = varying[key].get(k, 0) + v
     for m in merged.values():
         m["dropped"] = dict(sorted(m["dropped"].items()))
-    return {"stages": [merged[n] for n in order], "errors": dict(sorted(errors.items()))}
+    out = {"stages": [merged[n] for n in order], "errors": dict(sorted(errors.items()))}
+    if varying["seconds"]:
+        out["seconds"] = {k: round(v, 4) for k, v in varying["seconds"].items()}
+    if varying["retried"]:
+        out["retried"] = dict(sorted(varying["retried"].items()))
+    return out
 
 
 def _pct(part: int, whole: int) -> str:
@@ -98,15 +111,26 @@ def _pct(part: int, whole: int) -> str:
 
 
 def funnel_table(stats: dict[str, Any]) -> str:
-    """Markdown table: one row per stage with in / kept / dropped / kept % / reasons."""
-    rows = ["| stage | in | kept | dropped | kept % | dropped by reason |",
-            "|---|---:|---:|---:|---:|---|"]
+    """Markdown table: one row per stage with in / kept / dropped / kept % / reasons
+    (+ wall seconds and docs/s when the funnel carries times)."""
+    secs = stats.get("seconds") or {}
+    rows = ["| stage | in | kept | dropped | kept % | dropped by reason |" + (" s | docs/s |" if secs else ""),
+            "|---|---:|---:|---:|---:|---|" + ("---:|---:|" if secs else "")]
     for st in stats.get("stages", []):
         dropped = sum(st.get("dropped", {}).values())
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(st.get("dropped", {}).items(),
                                                            key=lambda kv: -kv[1])) or "-"
-        rows.append(f"| {st['stage']} | {st['in']} | {st['kept']} | {dropped} | "
-                    f"{_pct(st['kept'], st['in'])} | {reasons} |")
+        row = (f"| {st['stage']} | {st['in']} | {st['kept']} | {dropped} | "
+               f"{_pct(st['kept'], st['in'])} | {reasons} |")
+        if secs:
+            s = secs.get(st["stage"])
+            rate = f"{st['in'] / s:,.0f}" if s and st["in"] else "-"
+            row += f" {s:.2f} | {rate} |" if s is not None else " - | - |"
+        rows.append(row)
+    if stats.get("retried"):
+        rows.append("")
+        rows.append("Retried (passed on a longer budget): "
+                    + ", ".join(f"{k}: {v}" for k, v in stats["retried"].items()))
     errors = stats.get("errors", {})
     if errors:
         rows.append("")

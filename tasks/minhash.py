@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2chat.atomic import atomic_path
+from core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -322,29 +322,18 @@ def compute_signatures(parquet_path: str, out_path: str, shard_index: int,
     return int(rows.size)
 
 
-def lsh_band(signature_paths: list[str], band: int, out_path: str) -> int:
-    """Bucket all documents of all shards by one band; write candidate pairs to `out_path` (.npy).
+def band_partition(band_rows: np.ndarray, n_parts: int) -> np.ndarray:
+    """Partition (0..n_parts-1) of each band row: rows in one bucket always share a partition."""
+    if n_parts <= 1:
+        return np.zeros(len(band_rows), dtype=np.int64)
+    h = np.ascontiguousarray(band_rows[:, 0]).copy()  # min-hashes are small numbers: mix before mod
+    for j in range(1, band_rows.shape[1]):
+        h ^= band_rows[:, j] * _NGRAM_MULT[j % len(_NGRAM_MULT)]
+    return (_mix64(h) % _U64(n_parts)).astype(np.int64)
 
-    The output is a uint64 array [m, 2] of doc keys (lower key first): each
-    member of a bucket is paired with the bucket's smallest key. Returns m.
-    """
-    t0 = time.perf_counter()
-    name = f"band_{band:03d}"
-    keys_l, bands_l = [], []
-    for path in signature_paths:
-        with np.load(path, allow_pickle=False) as z:
-            if name not in z.files:
-                have = sorted(f for f in z.files if f.startswith("band_"))
-                raise ValueError(f"{path} has no {name} (it has {len(have)} bands); "
-                                 "recompute signatures with the same minhash_buckets")
-            rows = z["rows"].astype(_U64)
-            keys_l.append((_U64(int(z["shard"])) << _U64(32)) | rows)
-            bands_l.append(z[name])
-    if keys_l:
-        keys = np.concatenate(keys_l)
-        mat = np.concatenate(bands_l)
-    else:
-        keys, mat = np.empty(0, _U64), np.empty((0, 1), _U64)
+
+def bucket_pairs(keys: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """Pairs [m, 2] (bucket's smallest key, member) of the rows of `mat` that are equal (one band)."""
     pairs = np.empty((0, 2), _U64)
     if keys.size > 1:
         # sort by (hashes..., key) so each bucket is a run with its smallest key first
@@ -356,10 +345,96 @@ def lsh_band(signature_paths: list[str], band: int, out_path: str) -> int:
             run_of = np.cumsum(np.concatenate(([True], ~same))) - 1
             members = np.flatnonzero(np.concatenate(([False], same)))
             pairs = np.stack([keys[run_start[run_of[members]]], keys[members]], axis=1)
+    return pairs
+
+
+def lsh_band(signature_paths: list[str], band: int, out_path: str, part: int = 0, n_parts: int = 1) -> int:
+    """Bucket all documents of all shards by one band; write candidate pairs to `out_path` (.npy).
+
+    The output is a uint64 array [m, 2] of doc keys (lower key first): each
+    member of a bucket is paired with the bucket's smallest key. Returns m.
+    With `n_parts` > 1 only the rows of partition `part` (`band_partition`) are
+    bucketed: memory is 1/n_parts of the band, and the n_parts outputs together
+    hold exactly the pairs of the whole band (a bucket never spans partitions).
+    """
+    if not 0 <= part < n_parts:
+        raise ValueError(f"partition {part} is outside 0..{n_parts - 1}")
+    t0 = time.perf_counter()
+    name = f"band_{band:03d}"
+    keys_l, bands_l = [], []
+    for path in signature_paths:
+        with np.load(path, allow_pickle=False) as z:
+            if name not in z.files:
+                have = sorted(f for f in z.files if f.startswith("band_"))
+                raise ValueError(f"{path} has no {name} (it has {len(have)} bands); "
+                                 "recompute signatures with the same minhash_buckets")
+            rows = z["rows"].astype(_U64)
+            mat = z[name]
+            keys = (_U64(int(z["shard"])) << _U64(32)) | rows
+            if n_parts > 1:
+                mine = band_partition(mat, n_parts) == part
+                keys, mat = keys[mine], mat[mine]
+            keys_l.append(keys)
+            bands_l.append(mat)
+    if keys_l:
+        keys = np.concatenate(keys_l)
+        mat = np.concatenate(bands_l)
+    else:
+        keys, mat = np.empty(0, _U64), np.empty((0, 1), _U64)
+    pairs = bucket_pairs(keys, mat)
     _save_npy(out_path, pairs)
-    log.info("lsh band %d: %d docs, %d candidate pairs in %.2fs", band, keys.size, len(pairs),
-             time.perf_counter() - t0)
+    log.info("lsh band %d part %d/%d: %d docs, %d candidate pairs in %.2fs", band, part, n_parts, keys.size,
+             len(pairs), time.perf_counter() - t0)
     return int(len(pairs))
+
+
+def read_pairs(path: str) -> np.ndarray:
+    """One pair file of `lsh_band`, checked: uint64 [m, 2]."""
+    a = np.load(path, allow_pickle=False)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"{path} is not a pair file ([m, 2] uint64); re-run lsh_band for it")
+    return a.astype(_U64, copy=False)
+
+
+def jaccard_filter(pairs: np.ndarray, signature_paths: list[str], threshold: float) -> np.ndarray:
+    """The pairs whose estimated Jaccard (share of equal min-hashes, all bands) is ≥ `threshold`.
+
+    LSH pairs documents that agree on one band; this exact check drops pairs
+    whose full signatures say they are less similar (FineWeb does not check).
+    Reads the signature file of each shard the pairs touch, one at a time;
+    memory: two signatures (bands·rows·8 bytes each) per pair.
+    """
+    if pairs.size == 0:
+        return pairs
+    by_shard: dict[int, str] = {}
+    for p in signature_paths:
+        with np.load(p, allow_pickle=False) as z:
+            by_shard[int(z["shard"])] = p
+    sides = []
+    for col in (0, 1):
+        keys = pairs[:, col]
+        shard = (keys >> _U64(32)).astype(np.int64)
+        row = (keys & _U64(_MASK32)).astype(np.int64)
+        out = None
+        for s in np.unique(shard):
+            if int(s) not in by_shard:
+                raise ValueError(f"pairs name shard {int(s)}, which has no signature file among the "
+                                 f"{len(signature_paths)} given; re-run the minhash steps")
+            with np.load(by_shard[int(s)], allow_pickle=False) as z:
+                names = sorted(f for f in z.files if f.startswith("band_"))
+                sig = np.concatenate([z[n] for n in names], axis=1)
+                rows = z["rows"]
+            if out is None:
+                out = np.empty((len(pairs), sig.shape[1]), _U64)
+            sel = shard == s
+            at = np.searchsorted(rows, row[sel])  # rows are increasing (the signed docs, in order)
+            if np.any(at >= rows.size) or np.any(rows[np.minimum(at, rows.size - 1)] != row[sel]):
+                raise ValueError(f"pairs name rows of shard {int(s)} that have no signature; "
+                                 "re-run the minhash steps")
+            out[sel] = sig[at]
+        sides.append(out)
+    agree = (sides[0] == sides[1]).mean(axis=1)
+    return pairs[agree >= threshold]
 
 
 def connected_components(u: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
@@ -380,19 +455,24 @@ def connected_components(u: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
             parent = jumped
 
 
-def cluster(pair_paths: list[str], out_path: str) -> dict[str, int]:
+def cluster(pair_paths: list[str], out_path: str, signature_paths: list[str] | None = None,
+            jaccard_threshold: float | None = None) -> dict[str, int]:
     """Connected components over the pairs of all bands; write the cluster table (Parquet).
 
     One row per document that is in a cluster (size ≥ 2): shard, row,
     cluster_id (the smallest key of the cluster), cluster_size, drop (True for
     all but the smallest key). Documents not listed are unique. Returns
-    {"pairs", "clusters", "docs_in_clusters", "docs_dropped", "largest_cluster"}.
+    {"pairs", "clusters", "docs_in_clusters", "docs_dropped", "largest_cluster"}
+    (+ "pairs_below_jaccard" when `jaccard_threshold` is set: then only pairs
+    whose full signatures (from `signature_paths`) agree that much join clusters).
+    This is the single-node version; `tasks.dedup_ray.cluster_partitioned` gives
+    the same table with bounded memory per worker.
     """
     t0 = time.perf_counter()
-    arrays = [np.load(p, allow_pickle=False) for p in pair_paths]
-    for p, a in zip(pair_paths, arrays):
-        if a.ndim != 2 or a.shape[1] != 2:
-            raise ValueError(f"{p} is not a pair file ([m, 2] uint64); re-run lsh_band for it")
+    arrays = [read_pairs(p) for p in pair_paths]
+    n_in = sum(len(a) for a in arrays)
+    if jaccard_threshold is not None:
+        arrays = [jaccard_filter(a, signature_paths or [], jaccard_threshold) for a in arrays]
     pairs = np.concatenate(arrays).astype(_U64) if arrays else np.empty((0, 2), _U64)
     nodes, inverse = np.unique(pairs.reshape(-1), return_inverse=True)
     inverse = inverse.reshape(-1, 2)
@@ -400,17 +480,25 @@ def cluster(pair_paths: list[str], out_path: str) -> dict[str, int]:
     sizes = np.bincount(labels, minlength=nodes.size)
     cluster_key = nodes[labels]
     drop = labels != np.arange(nodes.size)
-    table = pa.table({
-        "shard": (nodes >> _U64(32)).astype(np.int32),
-        "row": (nodes & _U64(_MASK32)).astype(np.int64),
-        "cluster_id": cluster_key.astype(np.int64),
-        "cluster_size": sizes[labels].astype(np.int64),
-        "drop": drop,
-    }, schema=CLUSTER_SCHEMA)
+    table = cluster_table(nodes, cluster_key, sizes[labels])
     with atomic_path(out_path) as tmp:
         pq.write_table(table, tmp)
     n_clusters = int(np.count_nonzero(labels == np.arange(nodes.size)))
-    stats = {"pairs": int(len(pairs)), "clusters": n_clusters, "docs_in_clusters": int(nodes.size),
+    stats = {"pairs": int(n_in), "clusters": n_clusters, "docs_in_clusters": int(nodes.size),
              "docs_dropped": int(drop.sum()), "largest_cluster": int(sizes.max()) if nodes.size else 0}
+    if jaccard_threshold is not None:
+        stats["pairs_below_jaccard"] = int(n_in - len(pairs))
     log.info("minhash cluster: %s in %.2fs", stats, time.perf_counter() - t0)
     return stats
+
+
+def cluster_table(nodes: np.ndarray, cluster_key: np.ndarray, size: np.ndarray) -> pa.Table:
+    """The cluster table (CLUSTER_SCHEMA) of doc keys `nodes` with their cluster's smallest key and size."""
+    nodes = nodes.astype(_U64, copy=False)
+    return pa.table({
+        "shard": (nodes >> _U64(32)).astype(np.int32),
+        "row": (nodes & _U64(_MASK32)).astype(np.int64),
+        "cluster_id": cluster_key.astype(np.int64),
+        "cluster_size": size.astype(np.int64),
+        "drop": nodes != cluster_key.astype(_U64, copy=False),
+    }, schema=CLUSTER_SCHEMA)

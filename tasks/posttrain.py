@@ -1,8 +1,10 @@
 """Post-training stages as plain functions over paths (+ thin Prefect task wrappers).
 
 Each `run_<stage>` loads its input model(s) (checkpoint dir or MLflow URI),
-trains, writes `<out>/final` (+ resumable `<out>/latest`) and, last,
-`<out>/manifest.json`. `log_fn(metrics, step)` receives training metrics
+trains, writes `<out>/final` (+ resumable `<out>/latest`) and returns the
+stage's result (checkpoint, scores, data counts). It never writes the manifest:
+that is the flow's last act, after the MLflow run and the registration
+(flows/_stage.tracked_stage). `log_fn(metrics, step)` receives training metrics
 (the flows pass an MLflow logger). They run without Prefect, which is imported
 only when a flow calls a `*_task` wrapper: the stage functions also run on a
 bare GPU box (benchmarks/posttrain_gsm8k.py).
@@ -11,10 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from crawl2chat.atomic import write_json
 from tasks.prefect_task import prefect_task
 
 log = logging.getLogger(__name__)
@@ -27,30 +27,42 @@ def _parent(meta: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _device(cfg) -> str:
-    from lm.sft import pick_device
-    return str(pick_device(cfg.device))
+    from lm.runtime import resolve_device
+    return str(resolve_device(cfg.device))
 
 
 def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """SFT `model` on the configured mixture; returns the manifest."""
     from lm.checkpoint import load_model
     from lm.sft import train_sft
+    from lm.chat import Persona
     from lm.sft_data import SkipStats, build_sft_data, load_sources
 
     gpt, tok, meta = load_model(model, _device(cfg))
     stats = SkipStats()
+    refusals = None
+    if cfg.refusal_data and cfg.refusal_ratio > 0:
+        from tasks.probe import conversations_path
+
+        refusals = str(conversations_path(cfg.refusal_data))  # a probe directory or its JSONL
     convs = load_sources({"alpaca": cfg.alpaca_path, "glaive": cfg.glaive_path}, stats,
                          n_identity=cfg.n_identity, n_arithmetic=cfg.n_arithmetic,
                          arithmetic_difficulty=cfg.arithmetic_difficulty, arithmetic_tool=cfg.arithmetic_tool,
                          max_per_source=cfg.max_per_source, seed=cfg.seed,
-                         gsm8k_path=cfg.gsm8k_path if cfg.gsm8k else None, gsm8k_heldout=cfg.gsm8k_heldout)
+                         gsm8k_path=cfg.gsm8k_path if cfg.gsm8k else None, gsm8k_heldout=cfg.gsm8k_heldout,
+                         refusal_path=refusals, refusal_ratio=cfg.refusal_ratio,
+                         search_index=cfg.search_index, search_ratio=cfg.search_ratio, tokenizer=tok,
+                         max_len=min(cfg.seq_len or gpt.config.sequence_len, gpt.config.sequence_len) + 1,
+                         n_python=cfg.n_python, persona=Persona.from_meta({"persona": cfg.persona.model_dump()}, ()),
+                         persona_system_fraction=cfg.persona_system_fraction)
     seq_len = min(cfg.seq_len or gpt.config.sequence_len, gpt.config.sequence_len)
     data = build_sft_data(convs, tok, seq_len, cfg.val_fraction, stats, cfg.seed)
-    res = train_sft(gpt, tok, data, cfg, out, meta={"parent": _parent(meta, model)}, log_fn=log_fn)
+    # the persona travels in the checkpoint: `serve --persona` / `chat --persona` say what SFT said
+    res = train_sft(gpt, tok, data, cfg, out, meta={"parent": _parent(meta, model),
+                                                    "persona": cfg.persona.model_dump()}, log_fn=log_fn)
     manifest = {"stage": "sft", "parent": _parent(meta, model), "checkpoint": res["checkpoint"],
                 "val_loss": res["val_loss"], "val_loss_start": res.get("val_loss_start"), "data": data.stats,
                 "config": cfg.model_dump()}
-    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -64,7 +76,6 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
     manifest = {"stage": "rl", "parent": _parent(meta, model), "task": cfg.task, "checkpoint": res["checkpoint"],
                 "pass@1_before": res.get("pass@1_before"), "pass@1_after": res.get("pass@1_after"),
                 "eval_history": res["history"], "stop_reason": res["stop_reason"], "config": cfg.model_dump()}
-    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -72,6 +83,9 @@ def _prefs(paths: list[str], tok, max_len: int, cfg, stats) -> tuple[list, list]
     from lm.reward import load_preferences, render_preferences, split_preferences
 
     prefs = load_preferences(paths, stats, cfg.max_pairs)
+    if getattr(cfg, "generated_prefs", 0):
+        from lm.preference_data import generate_preferences
+        prefs += generate_preferences(cfg.generated_prefs, cfg.seed)
     train, val = split_preferences(prefs, cfg.val_fraction, getattr(cfg, "split_salt", ""))
     return render_preferences(train, tok, max_len, stats), render_preferences(val, tok, max_len, stats)
 
@@ -90,9 +104,9 @@ def run_reward(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None
                        meta={"parent": _parent(meta, model), "data": stats.as_dict()}, log_fn=log_fn)
     manifest = {"stage": "reward", "parent": _parent(meta, model), "checkpoint": res["checkpoint"],
                 "val_accuracy": res["val_accuracy"], "val_accuracy_start": res.get("val_accuracy_start"),
+                "val_by_source": res.get("val_by_source"), "val_by_source_start": res.get("val_by_source_start"),
                 "n_train": len(train), "n_val": len(val), "data": stats.as_dict(), "prefs": list(prefs),
                 "config": cfg.model_dump()}
-    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -113,7 +127,6 @@ def run_dpo(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None = 
                 "val_start": res.get("val_start"), "val": res.get("val"), "train": res.get("train"),
                 "n_train": len(train), "n_val": len(val), "data": stats.as_dict(), "prefs": list(prefs),
                 "config": cfg.model_dump()}
-    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 
@@ -147,7 +160,6 @@ def run_rlhf(policy: str, reward: str, out: str, cfg, check_reward: str | None =
                 "rm_score_end": mean(last, "reward_mean") if steps else None,
                 "kl_end": mean(last, "kl") if steps else None, "n_prompts": len(probs),
                 "data": stats.as_dict(), "config": cfg.model_dump()}
-    write_json(Path(out) / "manifest.json", manifest)
     return manifest
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import task
 
-from crawl2chat.atomic import write_text
+from core.atomic import write_text
 
 log = logging.getLogger(__name__)
 

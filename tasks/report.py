@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.atomic import write_text
+from core.atomic import write_text
 from tasks.funnel import funnel_plot
 from tasks.report_yardsticks import yardstick_tables
 
@@ -225,47 +225,179 @@ def stage_findings(root: Path, evaluation: dict[str, Any] | None) -> list[str]:
             line += f"; \"Hello! Who are you?\" → \"{who.strip()[:120]}\""
             line += " (names its persona)" if "crawl2chat" in who.lower() else " (persona not learned)"
         out.append(line + ". It learns the turn format and the persona's words; answers to open questions stay empty.")
-    rl = _read_json(root / "rl" / "manifest.json")
-    if rl and rl.get("pass@1_after") is not None:
-        cfg = rl.get("config") or {}
-        n = int(cfg.get("eval_prompts") or 0) * int(cfg.get("eval_samples") or 1)
-        before, after = rl.get("pass@1_before"), rl["pass@1_after"]
-        line = f"- **rl** ({rl.get('task', '?')}, held-out prompts, the reward's own grader): pass@1 "
-        line += (f"{_ci(before, n)} before → {_ci(after, n)} after" if n and before is not None
-                 else f"{before} → {after}")
-        verdict = "up" if before is not None and after > before else "not up"
-        if n and before is not None and wilson(after * n, n)[0] <= wilson(before * n, n)[1]:
-            verdict += "; the intervals overlap, so not a significant change"
-        out.append(line + f" ({verdict}). GRPO sharpens what SFT half-learned; it cannot add skills the model lacks.")
-    rm = _read_json(root / "reward" / "manifest.json")
-    if rm and rm.get("val_accuracy") is not None:
-        n = int(rm.get("n_val") or 0)
-        lo, _ = wilson(rm["val_accuracy"] * n, n)
-        verdict = "above chance" if lo > 0.5 else "not distinguishable from chance (0.5)"
-        out.append(f"- **reward**: held-out pairwise accuracy {_ci(rm['val_accuracy'], n)}, {verdict}; "
-                   f"{rm.get('n_train', '?')} training pairs. Human preferences about harmlessness need more "
-                   "capacity than a 1.4M-parameter model has; the mechanics (Bradley–Terry loss, held-out split) "
-                   "run.")
+    out += honesty_findings(root, models)
+    out += search_findings(root, models)
+    out += python_findings(models)
+    out += _rl_lines(root, evaluation or {}) + _reward_lines(root)
     rlhf = _read_json(root / "rlhf" / "manifest.json")
     if rlhf and rlhf.get("rm_score_end") is not None:
         out.append(f"- **rlhf**: reward-model score {rlhf.get('rm_score_start', float('nan')):.3f} → "
                    f"{rlhf['rm_score_end']:.3f} at KL {rlhf.get('kl_end', float('nan')):.2f} to the SFT model; "
                    "a rising score from a weak reward model is reward hacking as often as progress.")
-    dpo = _read_json(root / "dpo" / "manifest.json")
-    if dpo:
-        n = int(dpo.get("n_val") or 0)
-        v0, v1 = dpo.get("val_start") or {}, dpo.get("val") or {}
-        if n and "margin" in v1:
-            line = (f"- **dpo**: held-out implicit-reward margin {v0.get('margin', 0.0):.3f} → {v1['margin']:.3f}, "
-                    f"accuracy {_ci(v1.get('accuracy', 0.0), n)}; {dpo.get('n_train', '?')} training pairs")
-            if "margin" in (dpo.get("train") or {}):
-                line += f" (margin on them {dpo['train']['margin']:.3f})"
-        else:
-            line = (f"- **dpo**: no held-out pairs ({dpo.get('n_train', 0)} training pairs fit the context): "
-                    "the margin cannot be measured")
-        out.append(line + ". Preference pairs that fit a short context are few; the margin moves more on the "
-                   "training pairs than on held-out ones.")
+    out += _dpo_lines(root)
     return out
+
+
+ARITHMETIC_TASKS = {0: "sums of 0–3", 1: "one-digit sums", 2: "two-digit + and −", 3: "two-digit +, − and ×"}
+
+
+def _mean_ci(m: float, se: float | None, n: int) -> str:
+    """'0.85 (95% CI 0.61–1.09, n=100)': a normal interval of a mean (m ± 1.96·se)."""
+    if se is None or not math.isfinite(se):
+        return f"{m:.3f} (n={n})"
+    return f"{m:.3f} (95% CI {m - 1.96 * se:.3f}–{m + 1.96 * se:.3f}, n={n})"
+
+
+def _rl_lines(root: Path, evaluation: dict[str, Any]) -> list[str]:
+    """RL: pass@1 on held-out draws before → after (the reward's grader), + evaluate's greedy sft → rl."""
+    rl = _read_json(root / "rl" / "manifest.json")
+    if not rl or rl.get("pass@1_after") is None:
+        return []
+    cfg = rl.get("config") or {}
+    n_prompts, k = int(cfg.get("eval_prompts") or 0), int(cfg.get("eval_samples") or 1)
+    n = n_prompts * k
+    before, after = rl.get("pass@1_before"), rl["pass@1_after"]
+    task = rl.get("task", "?")
+    if task == "arithmetic":
+        task += f", {ARITHMETIC_TASKS.get(int(cfg.get('difficulty') or 0), 'three terms')}"
+    line = f"- **rl** ({task}; held-out draws, the reward's own grader): pass@1 "
+    line += (f"{_ci(before, n)} before → {_ci(after, n)} after" if n and before is not None
+             else f"{before} → {after}")
+    if n and before is not None:
+        apart = wilson(after * n, n)[0] > wilson(before * n, n)[1]
+        verdict = ("up, the 95% intervals apart" if apart else
+                   "up, but the intervals overlap: not a significant change" if after > before else "not up")
+        line += f" ({verdict}; {k} samples of each of {n_prompts} prompts at temperature {cfg.get('temperature', 1.0)})"
+    models = evaluation.get("models") or {}
+    sft, pol = models.get("sft") or {}, models.get("rl") or {}
+    if "arith_acc_no_tool" in sft and "arith_acc_no_tool" in pol:
+        n_ev = int((evaluation.get("config") or {}).get("arithmetic_n") or 0)
+        best = lambda m: max(m.get("arith_acc_no_tool", 0.0), m.get("arith_acc_tool", 0.0))  # noqa: E731
+        line += (f"; evaluate, greedy on fresh items: sft {_ci(best(sft), n_ev)} → rl {_ci(best(pol), n_ev)}"
+                 if n_ev else f"; evaluate, greedy: sft {best(sft):.2f} → rl {best(pol):.2f}")
+        calls = pol.get("arith_tool_calls")
+        if calls is not None:
+            line += f", calculator calls {int(calls)}"
+    return [line + ". GRPO sharpens answers SFT half-learned and cannot add a skill: from an SFT model that barely "
+            "reads the operands it drifts towards the most common sum, and a 2-layer model trained for CPU minutes "
+            "does not learn to copy operands into a calculator call, so the tiny demo's RL runs without the tool."]
+
+
+def _reward_lines(root: Path) -> list[str]:
+    """Reward model: held-out pairwise accuracy with its interval, overall and per preference source."""
+    rm = _read_json(root / "reward" / "manifest.json")
+    if not rm or rm.get("val_accuracy") is None:
+        return []
+    n = int(rm.get("n_val") or 0)
+    lo, _ = wilson(rm["val_accuracy"] * n, n)
+    verdict = "above chance (0.5)" if lo > 0.5 else "not distinguishable from chance (0.5)"
+    line = f"- **reward**: held-out pairwise accuracy {_ci(rm['val_accuracy'], n)}, {verdict}"
+    by = rm.get("val_by_source") or {}
+    if len(by) > 1:
+        start = rm.get("val_by_source_start") or {}
+        cells = []
+        for src, d in by.items():
+            c = f"{src} {_ci(d['accuracy'], int(d['n']))}"
+            if src in start:
+                c += f" (from {start[src]['accuracy']:.2f})"
+            if src.startswith("generated"):
+                c += ", topics never trained on"
+            cells.append(c)
+        line += "; by source: " + "; ".join(cells)
+    line += f"; {rm.get('n_train', '?')} training pairs"
+    return [line + ". A tiny model learns preferences written in the words (GENERATED: polite and on-topic beats "
+            "rude, dismissive or off-topic); human judgements of harmlessness (HH-RLHF) stay at or near chance "
+            "at this size."]
+
+
+def _dpo_lines(root: Path) -> list[str]:
+    """DPO: held-out implicit-reward margin (policy vs its frozen start) with its interval, per source."""
+    dpo = _read_json(root / "dpo" / "manifest.json")
+    if not dpo:
+        return []
+    n = int(dpo.get("n_val") or 0)
+    v0, v1 = dpo.get("val_start") or {}, dpo.get("val") or {}
+    if not (n and "margin" in v1):
+        return [f"- **dpo**: no held-out pairs ({dpo.get('n_train', 0)} training pairs fit the context): the margin "
+                "cannot be measured."]
+    m0, m1, se = v0.get("margin", 0.0), v1["margin"], v1.get("margin_se")
+    up = se is not None and math.isfinite(se) and m1 - 1.96 * se > m0
+    line = (f"- **dpo**: held-out implicit-reward margin {m0:.3f} → {_mean_ci(m1, se, n)} "
+            f"({'up, the interval above the start' if up else 'not clearly up'}), "
+            f"accuracy {_ci(v1.get('accuracy', 0.0), n)}")
+    srcs = sorted(k.split("/", 1)[1] for k in v1 if k.startswith("margin/"))
+    if srcs:
+        line += "; by source: " + "; ".join(
+            f"{s} {_mean_ci(v1[f'margin/{s}'], v1.get(f'margin_se/{s}'), int(v1.get(f'n/{s}', 0)))}" for s in srcs)
+    line += f"; {dpo.get('n_train', '?')} training pairs"
+    if "margin" in (dpo.get("train") or {}):
+        line += f" (margin on them {dpo['train']['margin']:.3f})"
+    return [line + ". DPO moves the policy's likelihoods towards the chosen replies on unseen topics when the "
+            "preference is in the words; on HH-RLHF pairs a tiny model's margin rises on the training pairs, "
+            "not clearly on held-out ones."]
+
+
+def honesty_findings(root: Path, models: dict[str, dict]) -> list[str]:
+    """The probe → refusal-training line: held-out TriviaQA right / wrong / abstained, before vs after."""
+    probe = _read_json(root / "probe" / "manifest.json")
+    rated = {n: m for n, m in models.items() if isinstance(m, dict) and "honesty_wrong" in m}
+    if not probe and not rated:
+        return []
+    line = "- **probe → sft** (knowing what it doesn't know)"
+    if probe:
+        line += (f": probed {probe.get('n_questions')} TriviaQA questions × {probe.get('k')} samples; "
+                 f"{probe.get('n_answers')} answered right at least once (answers kept), "
+                 f"{probe.get('n_refusals')} never (refusals) → SFT data")
+    if rated:
+        n = int(next(iter(rated.values())).get("honesty_n") or 0)
+        cells = [f"{name} {m['honesty_right']:.2f} / {m['honesty_wrong']:.2f} / {m['honesty_abstain']:.2f}"
+                 for name, m in rated.items()]
+        line += f". Held-out right / wrong / abstained (n={n}): " + "; ".join(cells)
+        before, after = rated.get("pretrain"), rated.get("sft")
+        if before and after:
+            d_wrong = after["honesty_wrong"] - before["honesty_wrong"]
+            d_right = after["honesty_right"] - before["honesty_right"]
+            overlap = n and wilson(after["honesty_wrong"] * n, n)[1] >= wilson(before["honesty_wrong"] * n, n)[0]
+            line += (f"; wrong {before['honesty_wrong']:.2f} → {after['honesty_wrong']:.2f} ({d_wrong:+.2f}), "
+                     f"right {d_right:+.2f}, before (pretrain, few-shot) → after (sft, refusal data mixed in)"
+                     + (" — within the 95% intervals, not a significant change" if overlap and d_wrong < 0 else ""))
+    return [line + ". The goal is fewer wrong answers at little cost in right ones; a tiny model knows almost no "
+            "trivia, so it learns to refuse nearly everything."]
+
+
+def search_findings(root: Path, models: dict[str, dict]) -> list[str]:
+    """The index → search-tool line: what was indexed, and each model's search / grounded / cited rates."""
+    index = _read_json(root / "index" / "manifest.json")
+    rated = {n: m for n, m in models.items() if isinstance(m, dict) and m.get("search_n")}
+    if not index and not rated:
+        return []
+    line = "- **index → search tool**"
+    if index:
+        tool = index.get("tool") or {}
+        line += (f": {index.get('passages')} passages of {index.get('documents')} curated documents in a Tantivy "
+                 f"BM25 index; the tool shows the top {tool.get('top_k')} within {tool.get('max_tokens')} tokens")
+    if rated:
+        n = int(next(iter(rated.values())).get("search_n") or 0)
+        cells = [f"{name} {m['search_rate']:.2f} / {m['search_grounded']:.2f} / {m['search_cited']:.2f}"
+                 for name, m in rated.items()]
+        line += f". Questions about held-out passages, searched / grounded / cited a returned URL (n={n}): "
+        line += "; ".join(cells)
+    return [line + ". A tiny model's 128-token context holds one short hit: it can learn to call the tool and "
+            "copy from its output, not to read long passages."]
+
+
+def python_findings(models: dict[str, dict]) -> list[str]:
+    """The python-tool line: each model's held-out accuracy with the sandboxed tool / without, and its calls."""
+    rated = {n: m for n, m in models.items() if isinstance(m, dict) and m.get("python_n")}
+    if not rated:
+        return []
+    n = int(next(iter(rated.values()))["python_n"])
+    cells = [f"{name} {_ci(m['python_acc_tool'], n)} / {m['python_acc_no_tool']:.2f}, {m['python_tool_calls']} calls"
+             for name, m in rated.items()]
+    return [f"- **python tool**: held-out letter counts, reversals, digit sums and long products, accuracy with "
+            f"the sandboxed tool / without: " + "; ".join(cells) + ". The model must write a correct snippet "
+            "and copy its output; a tiny model half-learns the snippet's shape, a GPU-sized one should "
+            "beat its no-tool score by far on these token-level tasks."]
 
 
 def _samples(root: Path) -> list[dict]:
@@ -315,6 +447,14 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
     else:
         md.append("not run (no tokenize/tokens/meta.json)")
     md.append("")
+
+    # index (the search tool's corpus)
+    index = _read_json(root / "index" / "manifest.json")
+    if index:
+        md += ["## index", ""]
+        md += _table([(k, index.get(k)) for k in ("documents", "passages", "new_shards", "engine", "wall_seconds")]
+                     + [(f"tool_{k}", v) for k, v in (index.get("tool") or {}).items()])
+        md.append("")
 
     # training stages
     curves: dict[str, dict] = {}

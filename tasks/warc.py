@@ -18,9 +18,10 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from tasks.funnel import StageCounter
+from tasks.remote import RemoteFault, RemoteStream, RetryPolicy, is_remote, read_remote
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class WarcDoc:
 
 
 def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+    return is_remote(path)
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -88,15 +89,24 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def crawl_warc_urls(crawl: str, n: int, base_url: str = "https://data.commoncrawl.org") -> list[str]:
-    """URLs of the first `n` WARC files of a Common Crawl crawl (from its warc.paths.gz)."""
-    import fsspec
+def take_shard(inputs: list[str], k: int, m: int) -> list[str]:
+    """Part `k` of `m` (1-based) of `inputs`: every m-th one from the (k-1)-th, in order.
 
+    Parts of the same list are disjoint and together cover it; striding keeps
+    them balanced when neighbouring files differ in size.
+    """
+    if not 1 <= k <= m:
+        raise ValueError(f"shard {k}/{m}: need 1 ≤ K ≤ M")
+    return list(inputs)[k - 1::m]
+
+
+def crawl_warc_urls(crawl: str, n: int, base_url: str = "https://data.commoncrawl.org",
+                    policy: RetryPolicy | None = None) -> list[str]:
+    """URLs of the first `n` WARC files of a Common Crawl crawl (from its warc.paths.gz)."""
     base = base_url.rstrip("/")
     listing = f"{base}/crawl-data/{crawl}/warc.paths.gz"
     try:
-        with fsspec.open(listing, "rb") as f:
-            raw = f.read()
+        raw = read_remote(listing, policy) if _is_remote(listing) else open(listing, "rb").read()
     except Exception as e:  # noqa: BLE001 — any transport error means the same to the user
         raise ValueError(f"cannot read {listing} ({type(e).__name__}: {e}); check --crawl "
                          f"and the base URL, or use --input with local files") from e
@@ -108,13 +118,26 @@ def crawl_warc_urls(crawl: str, n: int, base_url: str = "https://data.commoncraw
     return [f"{base}/{p}" for p in paths]
 
 
-def _open(src: str):
+def _open(src: str, policy: RetryPolicy | None = None, start: int = 0,
+          net: dict[str, int] | None = None):
+    """A binary stream of `src` from byte `start`: remote ones resume by themselves (tasks/remote.py)."""
+    if _is_remote(src):
+        return RemoteStream(src, policy, start=start, net=net)
     import fsspec
 
-    if src.startswith(("http://", "https://")):
-        # block_size=0: stream the body; a WARC is read once, front to back.
-        return fsspec.open(src, "rb", block_size=0).open()
-    return fsspec.open(src, "rb").open()
+    f = fsspec.open(src, "rb").open()
+    if start:
+        f.seek(start)
+    return f
+
+
+def fault_of(errors: dict[str, int]) -> str | None:
+    """The remote fault (`remote_<reason>`) that ended a file early, if any: its output is incomplete."""
+    return next((k for k in sorted(errors) if k.startswith("remote_")), None)
+
+
+class CheckpointMismatch(RuntimeError):
+    """The record at a checkpoint's offset is not the one it recorded: start the file again."""
 
 
 def _mime_of(record) -> str | None:
@@ -161,11 +184,26 @@ def _looks_binary(body: bytes) -> bool:
 
 
 def iter_records(src: str, read: StageCounter, errors: dict[str, int],
-                 max_body_bytes: int = 10_000_000) -> Iterator[WarcDoc]:
+                 max_body_bytes: int = 10_000_000, *, policy: RetryPolicy | None = None,
+                 net: dict[str, int] | None = None, start: dict[str, Any] | None = None,
+                 on_boundary: Callable[[int, str, int], None] | None = None,
+                 every: int = 0) -> Iterator[WarcDoc]:
     """Yield HTML/WET documents of one WARC; count skips in `read` and file errors in `errors`.
 
     Never raises for bad input: an unreachable/unopenable source, truncated gzip
-    or corrupt record is logged and counted, and reading stops there.
+    or corrupt record is logged and counted, and reading stops there. A remote
+    source retries and resumes within `policy` (tasks/remote.py); a fault past
+    its limits is counted as `remote_<reason>` and ends the file.
+
+    Resume inside a file: every `every` records, before reading the next one,
+    `on_boundary(offset, record_id, records_consumed)` is called — by then the
+    caller has handled every document yielded so far, so its state plus
+    `offset` is a checkpoint. `start` ({offset, record_id, records}) re-opens
+    the file at such a point; if the record there is not `record_id`,
+    `CheckpointMismatch` is raised before anything is counted.
+
+    Memory stays bounded by `max_body_bytes`: a larger payload is skipped by
+    its declared length without being read, or read only up to the limit.
     """
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
@@ -174,17 +212,36 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
         errors[kind] = errors.get(kind, 0) + 1
         log.warning("%s: %s (%s: %s); kept the records before it", src, kind, type(exc).__name__, exc)
 
+    offset0 = int(start["offset"]) if start else 0
+    n_records = int(start["records"]) if start else 0
     try:
-        stream = _open(src)
+        stream = _open(src, policy, offset0, net)
+    except RemoteFault as e:
+        error(f"remote_{e.reason}", e)
+        return
     except FileNotFoundError as e:
-        error("unreachable" if _is_remote(src) else "missing_file", e)
+        error("remote_not_found" if _is_remote(src) else "missing_file", e)
         return
     except Exception as e:  # noqa: BLE001 — network/auth errors come in many types
         error("unreachable", e)
         return
     open_doc = False  # a record was counted as seen but not yet kept/dropped
+    verifying = start is not None  # the first record must be the checkpoint's
+    since = 0
     try:
-        for record in ArchiveIterator(stream, check_digests=False):
+        it = ArchiveIterator(stream, check_digests=False)
+        for record in it:
+            rid = record.rec_headers.get_header("WARC-Record-ID") or ""
+            if verifying:
+                if rid != start.get("record_id"):
+                    raise CheckpointMismatch(f"{src}: record at offset {offset0} is {rid!r}, "
+                                             f"not {start.get('record_id')!r}")
+                verifying = False
+            elif on_boundary is not None and every and since >= every:
+                on_boundary(it.offset, rid, n_records)
+                since = 0
+            since += 1
+            n_records += 1
             if record.rec_type not in ("response", "conversion"):
                 read.ignore(record.rec_type or "unknown")
                 continue
@@ -202,6 +259,8 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
             kind = "text" if record.rec_type == "conversion" else "html"
             length = record.length or 0
             if length > max_body_bytes + 65536:  # + HTTP headers
+                # Skipped by its declared length: warcio streams past the payload in
+                # 16 KiB blocks when the next record is asked for; it is never held.
                 read.drop("too_large")
                 open_doc = False
                 continue
@@ -212,7 +271,7 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
                 continue
             if getattr(record.raw_stream, "limit", 0) > 0:
                 # The record promised more bytes than the file holds: the file ends here.
-                raise EOFError(f"record {record.rec_headers.get_header('WARC-Record-ID')} is cut short")
+                raise EOFError(f"record {rid} is cut short")
             if not body.strip():
                 read.drop("empty_body")
                 open_doc = False
@@ -239,19 +298,24 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
             date = h.get_header("WARC-Date") or h.get_header("archive-date") or ""
             read.keep()
             open_doc = False
-            yield WarcDoc(id=h.get_header("WARC-Record-ID") or f"{src}#{read.n_in}", url=url,
+            yield WarcDoc(id=rid or f"{src}#{read.n_in}", url=url,
                           date=date, warc_file=src, content_type=mime, body=body, text=text,
                           kind=kind)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        error("truncated_gzip" if src.endswith(".gz") else "truncated_file", e)
-    except ArchiveLoadFailed as e:
-        error("corrupt_record", e)
-    except (ValueError, KeyError, IndexError, UnicodeError) as e:
-        error("corrupt_record", e)
-    except OSError as e:
-        error("read_error", e)
-    except Exception as e:  # noqa: BLE001 — e.g. a connection dropped mid-file (aiohttp errors)
-        error("read_error", e)
+        if verifying:
+            raise CheckpointMismatch(f"{src}: nothing to read at checkpoint offset {offset0}")
+    except CheckpointMismatch:
+        raise
+    except RemoteFault as e:  # past the retry limits: the rest of the file is lost this run
+        error(f"remote_{e.reason}", e)
+    except Exception as e:  # noqa: BLE001 — classified below
+        if verifying:  # the checkpoint's offset does not start a readable record
+            raise CheckpointMismatch(f"{src}: no record at checkpoint offset {offset0} ({e})") from e
+        if isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):
+            error("truncated_gzip" if src.endswith(".gz") else "truncated_file", e)
+        elif isinstance(e, (ArchiveLoadFailed, ValueError, KeyError, IndexError, UnicodeError)):
+            error("corrupt_record", e)
+        else:  # OSError and anything else, e.g. a local disk error mid-file
+            error("read_error", e)
     finally:
         if open_doc:  # the damage hit inside this record's body
             read.drop("damaged_record")

@@ -35,3 +35,38 @@ def test_hash_is_stable_and_sensitive():
 def test_every_shipped_preset_parses():
     for name in conf.preset_names():
         assert isinstance(conf.read_preset(name), dict)
+
+
+def test_conf_lists_the_tools_lm_has():
+    """conf/ imports no project code, so the tool names its configs accept are spelled there too."""
+    import typing
+
+    from conf.persona import ToolName
+    from lm.tools import TOOL_NAMES
+
+    assert set(typing.get_args(ToolName)) == set(TOOL_NAMES)
+
+
+def test_conf_loads_every_preset_without_the_rest_of_the_project():
+    """conf/ is a leaf: with lm, tasks, flows and crawl2chat unimportable, every stage config still loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "for name in ('lm', 'tasks', 'flows', 'crawl2chat'):\n"
+        "    sys.modules[name] = None  # importing it now raises ImportError\n"
+        "import conf\n"
+        "mods = [importlib.import_module('conf.' + m.name) for m in pkgutil.iter_modules(conf.__path__)]\n"
+        "classes = [c for m in mods for c in vars(m).values() if isinstance(c, type)\n"
+        "           and issubclass(c, conf.StageConfig) and c is not conf.StageConfig]\n"
+        "n = 0\n"
+        "for preset in conf.preset_names():\n"
+        "    for cls in classes:\n"
+        "        conf.load(cls, preset); n += 1\n"
+        "print(n)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert int(r.stdout.strip()) >= 4 * 8

@@ -1,6 +1,8 @@
 """`crawl2chat chat --model MODEL`: multi-turn chat in the terminal, replies streamed.
 
 Commands inside the chat: /reset, /temp X, /top_p X, /top_k N, /tokens, /help, /quit.
+Tool calls and their results are printed dimmed (ANSI dim on a terminal) inside the reply:
+`[python: print(1) → 1]`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def register(subparsers) -> None:
                    help="tokens the conversation may fill (prompt + reply); default: the length the model was "
                         "trained on, at most its rotary range (4x that)")
     p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--persona", action="store_true",
+                   help="use the persona's system message (the checkpoint's, from SFT; else conf/persona.py's)")
+    p.add_argument("--tools", default="calculator", help="comma list of tools: calculator,python,search ('' none)")
+    p.add_argument("--search-index", default=None, help="index directory for the search tool (crawl2chat index)")
+    p.add_argument("--tool-budget", type=int, default=4, help="tool calls per reply")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -36,10 +43,12 @@ def register(subparsers) -> None:
 class ChatSession:
     """Conversation state + settings; `handle(line)` returns what to print (testable without a tty)."""
 
-    def __init__(self, engine, temperature=0.7, top_p=None, top_k=50, max_tokens=256, system=None, seed=0):
+    def __init__(self, engine, temperature=0.7, top_p=None, top_k=50, max_tokens=256, system=None, seed=0,
+                 tool_budget=4):
         self.engine = engine
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.max_tokens, self.system, self.seed = max_tokens, system, seed
+        self.tool_budget = tool_budget
         self.turn = 0
         self.reset()
 
@@ -112,7 +121,8 @@ class ChatSession:
         # The engine caps the reply at the context's room and then says finish_reason="context".
         self.last_finish = None
         for ev in self.engine.stream(ids, self.max_tokens, temperature=self.temperature,
-                                     top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn):
+                                     top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn,
+                                     tool_budget=self.tool_budget):
             n += 1
             pieces.append(ev.text)
             if ev.finish_reason:
@@ -122,6 +132,33 @@ class ChatSession:
         self.messages.append({"role": "assistant", "content": "".join(pieces)})
 
 
+class ToolDisplay:
+    """Turns a streamed reply's tool markup into `[call → result]`, dimmed with ANSI codes on a terminal."""
+
+    DIM, RESET = "\x1b[2m", "\x1b[0m"
+
+    def __init__(self, dim: bool):
+        self.dim = dim
+        self.open = False
+        self.marks = {"<|tool_start|>": (self.DIM if dim else "") + "[",
+                      "<|tool_end|>": " → ", "<|output_start|>": "",
+                      "<|output_end|>": "]" + (self.RESET if dim else "") + " "}
+
+    def feed(self, piece: str) -> str:
+        """What to print for one streamed piece (special tokens arrive as whole pieces)."""
+        if piece in self.marks:
+            self.open = piece not in ("<|output_end|>",)
+            return self.marks[piece]
+        return piece
+
+    def end(self) -> str:
+        """Close a dimmed span the reply left open (cut off inside a tool call)."""
+        if self.open and self.dim:
+            self.open = False
+            return self.RESET
+        return ""
+
+
 def run(args) -> int:
     from lm.engine import MIN_TEMPERATURE, MIN_TOP_P, load_engine
 
@@ -129,8 +166,18 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 100")
     if args.top_p is not None and not MIN_TOP_P <= args.top_p <= 1:
         raise ValueError(f"--top-p must be in [{MIN_TOP_P}, 1]")
-    engine, meta = load_engine(args.model, device=args.device, max_context=args.context)
-    s = ChatSession(engine, args.temperature, args.top_p, args.top_k, args.max_tokens, args.system, args.seed)
+    from lm.chat import Persona
+    from lm.tools import tools_from_names
+
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    registry = tools_from_names(tools, args.search_index)
+    engine, meta = load_engine(args.model, device=args.device, max_context=args.context, tools=registry)
+    system = args.system
+    if args.persona and system is None:
+        system = Persona.from_meta(meta, tools).system_message()
+    s = ChatSession(engine, args.temperature, args.top_p, args.top_k, args.max_tokens, system, args.seed,
+                    tool_budget=args.tool_budget)
+    show = ToolDisplay(dim=sys.stdout.isatty())
     print(f"crawl2chat chat — {meta.get('path', args.model)} ({meta.get('kind', 'model')}); "
           f"context {engine.max_context} tokens; /help for commands")
     while True:
@@ -150,7 +197,7 @@ def run(args) -> int:
         sys.stdout.write("bot> ")
         try:
             for piece in s.reply(line):
-                sys.stdout.write(piece)
+                sys.stdout.write(show.feed(piece))
                 sys.stdout.flush()
         except ValueError as e:
             print(f"\n({e})")
@@ -159,6 +206,7 @@ def run(args) -> int:
             print("\n(interrupted)")
             s.messages.pop()
             continue
+        sys.stdout.write(show.end())
         print()
         note = s.context_note()
         if note:

@@ -30,13 +30,49 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="curate only the first N input files (quick runs)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--shard-of", default=None, metavar="K/M",
+                   help="curate only part K of M (1 ≤ K ≤ M) of the inputs: input j goes to part j mod M + 1, "
+                        "so M machines given the same inputs (e.g. --crawl C --warc-files N) and K = 1..M "
+                        "split them without overlap")
+    p.add_argument("--allow-partial", action="store_true",
+                   help=f"exit 0 even if some inputs could not be read completely (default: exit "
+                        f"{EXIT_PARTIAL}; the lost inputs are listed in OUT/stats.json either way)")
+    p.add_argument("--set", action="append", default=[], metavar="curate.KEY=VALUE",
+                   help="override one curate config value, e.g. --set curate.remote_retries=20 "
+                        "(repeatable; VALUE is YAML)")
     p.set_defaults(func=run)
+
+
+# Exit status of a run that finished but lost inputs (unreachable, or cut short by network
+# faults past the retry limits) — unless --allow-partial. 2 is a usage/input error (crawl2chat.cli).
+EXIT_PARTIAL = 3
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """"K/M" → (K, M) with 1 ≤ K ≤ M."""
+    k, sep, m = spec.partition("/")
+    if not sep or not k.strip().isdigit() or not m.strip().isdigit() or not 1 <= int(k) <= int(m):
+        raise ValueError(f"--shard-of {spec!r}: expected K/M with 1 ≤ K ≤ M, e.g. --shard-of 2/8")
+    return int(k), int(m)
+
+
+def resolve_inputs(args: argparse.Namespace, cfg) -> list[str]:
+    """The inputs this invocation curates: --input and --crawl, then its --shard-of part."""
+    from tasks.remote import RetryPolicy
+    from tasks.warc import crawl_warc_urls, expand_inputs, take_shard
+
+    inputs = expand_inputs(args.input) if args.input else []
+    if args.crawl:
+        inputs += crawl_warc_urls(args.crawl, args.warc_files, cfg.crawl_base_url, RetryPolicy.from_config(cfg))
+    if args.shard_of:
+        inputs = take_shard(inputs, *parse_shard(args.shard_of))
+    return inputs
 
 
 def run(args: argparse.Namespace) -> int:
     import conf
     from conf.curate import CurateConfig
-    from tasks.warc import crawl_warc_urls, expand_inputs
+    from crawl2chat.commands.pipeline import parse_sets
 
     if not args.input and not args.crawl:
         raise ValueError("give --input PATH_OR_URL_OR_GLOB (repeatable) or --crawl CC-MAIN-... --warc-files N")
@@ -46,15 +82,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--warc-files must be ≥ 1")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be ≥ 1")
+    if args.shard_of:
+        parse_shard(args.shard_of)  # a typo is an error before any listing is read
+    sets = parse_sets(args.set)
+    if set(sets) - {"curate"}:
+        raise ValueError(f"--set: only curate.KEY=VALUE here, got {sorted(set(sets) - {'curate'})}")
     preset = args.preset or ("tiny" if "tiny" in conf.preset_names() else None)
     cfg = conf.load(CurateConfig, preset, {
-        "ray_address": args.ray_address, "crawl_base_url": args.base_url,
+        **sets.get("curate", {}), "ray_address": args.ray_address, "crawl_base_url": args.base_url,
         "extractor": args.extractor, "max_warc_files": args.limit})
 
     # Every input is checked before anything starts (no Prefect/Ray/MLflow yet).
-    inputs = expand_inputs(args.input) if args.input else []
-    if args.crawl:
-        inputs += crawl_warc_urls(args.crawl, args.warc_files, cfg.crawl_base_url)
+    inputs = resolve_inputs(args, cfg)
     if not inputs:
         raise ValueError("no input files found")
     if args.crawl and args.limit is None:
@@ -72,6 +111,15 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['wall_seconds']:.1f}s; funnel in {summary['out']}/stats.json, "
           f"MLflow run {summary['mlflow_run_id']})")
     if summary["failed_inputs"]:
-        print(f"{summary['failed_inputs']} input(s) could not be read (counted in stats.json); "
-              "re-run the same command to retry them", file=sys.stderr)
+        by_reason: dict[str, int] = {}
+        for reason in summary["failed"].values():
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(by_reason.items()))
+        # On stdout, beside the result line: the output is missing these inputs' documents.
+        print(f"curate: PARTIAL: {summary['failed_inputs']} of {len(inputs)} input(s) not read completely "
+              f"({reasons}); their documents are missing (listed in {summary['out']}/stats.json "
+              f"failed_inputs). Re-run the same command to retry them, from their checkpoints.")
+        if not args.allow_partial:
+            print(f"curate: exit {EXIT_PARTIAL} (pass --allow-partial to accept a partial result)")
+            return EXIT_PARTIAL
     return 0

@@ -15,6 +15,11 @@ def register(subparsers) -> None:
     p.add_argument("--max-concurrent", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on a request's max_tokens")
     p.add_argument("--request-timeout", type=float, default=None, help="per-request deadline in seconds")
+    p.add_argument("--system", default=None, help="system message for requests that bring none")
+    p.add_argument("--persona", action="store_true",
+                   help="use the persona's system message (the checkpoint's, from SFT; else conf/persona.py's)")
+    p.add_argument("--tools", default=None, help="comma list of tools to enable: calculator,python,search")
+    p.add_argument("--search-index", default=None, help="index directory for the search tool (crawl2chat index)")
     p.set_defaults(func=run)
 
 
@@ -25,12 +30,18 @@ def run(args) -> int:
     from conf.serve import ServeConfig
     from crawl2chat.serve.app import create_app
     from lm.engine import load_engine
+    from lm.tools import tools_from_names
 
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()] if args.tools is not None else None
     cfg = conf.load(ServeConfig, args.preset, {"host": args.host, "port": args.port, "device": args.device,
                                                "max_concurrent": args.max_concurrent, "max_tokens": args.max_tokens,
-                                               "request_timeout_s": args.request_timeout})
+                                               "request_timeout_s": args.request_timeout, "tools": tools,
+                                               "search_index": args.search_index, "system_prompt": args.system})
     max_mem = int(cfg.max_model_memory_gb * 2**30) if cfg.max_model_memory_gb else None
-    engine, meta = load_engine(args.model, device=cfg.device, max_memory_bytes=max_mem)
+    engine, meta = load_engine(args.model, device=cfg.device, max_memory_bytes=max_mem, tools=tools_from_names(cfg.tools, cfg.search_index))
+    if args.persona and args.system is None:
+        from lm.chat import Persona
+        cfg.system_prompt = Persona.from_meta(meta, cfg.tools).system_message()
     name = args.model if args.model.startswith(("models:/", "runs:/")) else f"crawl2chat-{meta.get('kind', 'model')}"
     app = create_app(engine, name, cfg)
 
@@ -47,3 +58,4 @@ def run(args) -> int:
     except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its clean shutdown
         pass
     return 0
+

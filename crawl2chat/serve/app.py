@@ -4,7 +4,14 @@ Routes:
   GET  /                       one-page chat (static/index.html), streams replies
   GET  /v1/models              the one model served
   POST /v1/chat/completions    OpenAI Chat Completions, `stream` true (SSE) or false
-  GET  /health
+  GET  /health                 status, limits, the enabled tools
+
+Tools: the engine's registry (`ServeConfig.tools`) runs every tool call; a
+request narrows it with `tool_choice: "none"` or `tools_enabled: [names]`. The
+reply's content carries the calls and outputs as chat markup
+(`<|tool_start|>…<|tool_end|><|output_start|>…<|output_end|>`), which the web
+page folds under the reply; `role: system` messages are honoured, and
+`ServeConfig.system_prompt` is used for requests that bring none.
 
 Limits, with OpenAI-style error bodies: body over `max_body_bytes` (Content-Length
 or bytes actually sent) → 413 before any parsing; prompt longer than
@@ -76,6 +83,8 @@ class ChatRequest(BaseModel):
     n: StrictInt = Field(1, ge=1)
     seed: StrictInt | None = Field(None, ge=-(1 << 63), le=(1 << 64) - 1)  # torch.Generator's range
     stream: StrictBool | None = False
+    tool_choice: str | dict | None = None  # OpenAI: "none" turns tools off for this request
+    tools_enabled: list[str] | None = None  # extension: the enabled tools this request may use
 
     @field_validator("temperature")
     @classmethod
@@ -288,7 +297,9 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                 "limits": {"max_prompt_tokens": cfg.max_prompt_tokens, "max_tokens": cfg.max_tokens,
                            "default_max_tokens": cfg.default_max_tokens, "max_concurrent": cfg.max_concurrent,
                            "max_body_bytes": cfg.max_body_bytes, "request_timeout_s": cfg.request_timeout_s},
-                "defaults": {"temperature": cfg.temperature}}
+                "defaults": {"temperature": cfg.temperature},
+                "tools": engine.tools.names if engine.tools is not None else [],
+                "tool_budget": cfg.tool_budget, "system_prompt": cfg.system_prompt is not None}
 
     @app.get("/v1/models")
     async def models():
@@ -354,7 +365,7 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
         if chars > cfg.max_prompt_tokens * 16:  # refuse huge prompts before tokenizing them
             raise APIError(413, f"prompt of {chars} characters exceeds the limit of {cfg.max_prompt_tokens} tokens",
                            code="context_length_exceeded")
-        ids = render_prompt(tok, msgs)
+        ids = render_prompt(tok, msgs, system=cfg.system_prompt)
         if len(ids) > cfg.max_prompt_tokens:
             raise APIError(413, f"prompt is {len(ids)} tokens; the limit is {cfg.max_prompt_tokens}",
                            code="context_length_exceeded")
@@ -373,8 +384,19 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                   temperature=cfg.temperature if req.temperature is None else req.temperature,
                   top_k=req.top_k or cfg.top_k, top_p=req.top_p or cfg.top_p,
                   seed=req.seed if req.seed is not None else int(time.time_ns() % 2**31),
-                  tool_budget=cfg.tool_budget)
+                  tool_budget=cfg.tool_budget, tools=_request_tools(req))
         return req, ids, kw
+
+    def _request_tools(req: ChatRequest):
+        """The engine's registry, narrowed to what this request asks for (None: no tools)."""
+        if req.tool_choice == "none" or engine.tools is None:
+            return None
+        if req.tools_enabled is None:
+            return engine.tools
+        try:
+            return engine.tools.only(req.tools_enabled)
+        except ValueError as e:
+            raise APIError(400, f"tools_enabled: {e}") from None
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):

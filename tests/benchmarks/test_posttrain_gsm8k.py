@@ -25,9 +25,9 @@ def test_cpu_smoke_pretrains_then_reports_gsm8k_and_reward_figures(tmp_path):
     assert fig["sft_gsm8k_conversations"] + sum(fig["sft_gsm8k_skipped"].values()) == 16
     assert 0.0 <= fig["gsm8k_pass@1_before_rl"] <= 1.0 and 0.0 <= fig["gsm8k_pass@1_after_rl"] <= 1.0
     assert fig["reward_n_val"] > 0 and 0.0 <= fig["reward_val_accuracy"][1] <= 1.0
-    rl = json.loads((tmp_path / "run" / "rl" / "manifest.json").read_text())
+    rl = json.loads((tmp_path / "run" / "rl" / "result.json").read_text())
     assert rl["task"] == "gsm8k" and rl["parent"]["source"] == fig["checkpoints"]["sft"]
-    assert json.loads((tmp_path / "run" / "reward" / "manifest.json").read_text())["parent"]["source"] == fig["base"]
+    assert json.loads((tmp_path / "run" / "reward" / "result.json").read_text())["parent"]["source"] == fig["base"]
 
 
 def test_bad_set_is_a_usage_error(tmp_path):

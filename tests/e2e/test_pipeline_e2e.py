@@ -29,7 +29,7 @@ SHORT = {
     "reward": {"steps": 6, "eval_every": 3, "checkpoint_every": 3},
     "rlhf": {"steps": 2, "eval_every": 1, "checkpoint_every": 1},
     "dpo": {"steps": 4, "eval_every": 2, "checkpoint_every": 2},
-    "evaluate": {"gsm8k_n": 4, "gsm8k_k": 1, "arithmetic_n": 4, "compliance_n": 2, "n_samples": 1,
+    "evaluate": {"gsm8k_n": 4, "gsm8k_k": 1, "arithmetic_n": 4, "python_n": 2, "compliance_n": 2, "n_samples": 1,
                  "bpb_max_tokens": 2048, "core_limit": 4, "chat_limit": 3, "chat_max_new_tokens": 16},
 }
 

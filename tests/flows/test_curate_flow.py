@@ -183,6 +183,28 @@ def test_rerun_skips_finished_shards(sample_run):
     assert (out / "curated" / "manifest.json").exists()
 
 
+def test_batched_inputs_and_partitioned_dedup_change_nothing(sample_run, tmp_path):
+    """inputs_per_task > 1 (batch tasks) and dedup in partitions (Ray tasks inside `cluster`): same output."""
+    from collections import Counter
+
+    from conf.curate import CurateConfig
+    from flows.curate import run_curate
+
+    out, _ = sample_run
+    out2 = tmp_path / "batched"
+    summary = run_curate([str(p) for p in sorted(SAMPLES.glob("*.warc*.gz"))], out2,
+                         CurateConfig(inputs_per_task=3, dedup_docs_per_partition=8))
+    assert _curated_ids(out2) == _curated_ids(out)
+    one, two = (json.loads((o / "stats.json").read_text()) for o in (out, out2))
+    assert two["stages"] == one["stages"] and two["shards"] == one["shards"] == 4
+    assert (out2 / "work" / "cluster" / "duplicates.parquet").is_dir()  # one Parquet part per partition
+    names = Counter(tr.name.split("-")[0] for tr in
+                    _task_runs(summary["prefect_flow_run_id"]))
+    n_lsh = len(list((out2 / "work" / "lsh").glob("band_*-part_*.npy")))
+    assert n_lsh > 14 and n_lsh % 14 == 0
+    assert names == {"process": 2, "finalize": 2, "lsh": n_lsh, "cluster": 1}
+
+
 def test_run_once_skips_on_sidecar_without_prefect(tmp_path):
     """The sidecar alone (no Prefect cache) skips finished work, and only for the same key."""
     from tasks.curate import run_once, sidecar_for
@@ -319,10 +341,10 @@ def test_crawl_mode_over_http(prefect_api, ray_cluster, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-    assert rc == 0
+    assert rc == 3  # finished, but an input is missing (exit code 3 unless --allow-partial)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["errors"].get("unreachable") == 1
-    assert stats["failed_inputs"] == {f"{base}/{listing[1]}": "unreachable"}
+    assert stats["errors"].get("remote_not_found") == 1
+    assert stats["failed_inputs"] == {f"{base}/{listing[1]}": "remote_not_found"}
     assert stats["inputs"] == 3 and stats["shards"] == 2
     _assert_funnel_consistent(stats)
     warc_files = set()

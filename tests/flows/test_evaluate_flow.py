@@ -11,7 +11,7 @@ import numpy as np
 
 from lm.toy import make_toy_checkpoint
 
-SMALL = {"gsm8k_n": 2, "gsm8k_k": 2, "gsm8k_max_new_tokens": 24, "arithmetic_n": 3, "compliance_n": 2,
+SMALL = {"gsm8k_n": 2, "gsm8k_k": 2, "gsm8k_max_new_tokens": 24, "arithmetic_n": 3, "python_n": 2, "compliance_n": 2,
          "n_samples": 2, "max_new_tokens": 24, "bpb_max_tokens": 2048}
 
 

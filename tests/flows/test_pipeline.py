@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.atomic import write_json
 from flows import pipeline, runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 
 def _complete(root: Path, name: str, **extra) -> Path:
     m = pipeline.stage(name).manifest(root)
-    runtime.write_json_atomic(m, {"stage": name, **extra})
+    write_json(m, {"stage": name, **extra})
     return m
 
 
@@ -44,25 +45,37 @@ def test_half_written_manifest_is_not_complete(tmp_path):
     assert dict((st.name, a) for st, a in pipeline.plan(tmp_path))["curate"] == "run"
 
 
-def test_stage_missing_its_module_blocks_dependents(tmp_path, monkeypatch):
-    fake = pipeline.Stage("pretrain", "flows.no_such_module", "pretrain", lambda *a: {},
-                          lambda r: r / "pretrain" / "manifest.json", after=("tokenize",))
-    stages = [fake if s.name == "pretrain" else s for s in pipeline.STAGES]
-    monkeypatch.setattr(pipeline, "STAGES", stages)
-    actions = dict((st.name, a) for st, a in pipeline.plan(tmp_path))
-    assert actions["pretrain"] == "missing"
-    assert actions["sft"] == "blocked" and actions["rlhf"] == "blocked"
-    # ...unless the needed output already exists
-    _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "ckpt"))
-    assert dict((st.name, a) for st, a in pipeline.plan(tmp_path))["sft"] in ("run", "missing")
+def test_every_stage_args_fit_its_flow_exactly(tmp_path):
+    """The stage table names each flow's arguments itself: nothing is dropped or guessed by signature."""
+    import inspect
+
+    for name in ("pretrain", "sft", "reward"):
+        _complete(tmp_path, name, checkpoint=str(tmp_path / "ckpt"))
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    for st in pipeline.STAGES:
+        params = inspect.signature(st.flow().fn).parameters
+        kwargs = st.args(tmp_path, "tiny", {"inputs": ["x.warc.gz"]})
+        assert set(kwargs) <= set(params), (st.name, sorted(set(kwargs) - set(params)))
+        required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+        assert required <= set(kwargs), (st.name, sorted(required - set(kwargs)))
+
 
 
 def test_posttrain_args_read_the_checkpoint_from_the_previous_manifest(tmp_path):
+    from core.run_root import CheckpointError
+
     _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "pretrain" / "final"))
+    with pytest.raises(CheckpointError, match="missing or incomplete"):  # the manifest names no checkpoint yet
+        pipeline.stage("sft").args(tmp_path, "tiny", {})
+    (tmp_path / "pretrain" / "final").mkdir(parents=True)
+    (tmp_path / "pretrain" / "final" / "config.json").write_text("{}")
     args = pipeline.stage("sft").args(tmp_path, "tiny", {})
     assert args["model"] == str(tmp_path / "pretrain" / "final")
     assert args["out"] == str(tmp_path / "sft") and args["mlflow_root"] == str(tmp_path)
-    with pytest.raises(FileNotFoundError, match="stage 'sft' has no complete output"):
+    (tmp_path / "sft" / "latest").mkdir(parents=True)  # sft started but did not finish
+    (tmp_path / "sft" / "latest" / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"sft is not complete: .*manifest.json is missing"):
         pipeline.stage("rl").args(tmp_path, "tiny", {})
 
 
@@ -118,16 +131,17 @@ def test_failing_stage_fails_clearly_then_resumes(repo_data, tmp_path, prefect_a
 
 def test_overrides_reach_the_stage_config(tmp_path):
     _complete(tmp_path, "pretrain", checkpoint=str(tmp_path / "ckpt"))
-    sft = pipeline.stage("sft")
-    kw = pipeline._with_overrides(sft, sft.args(tmp_path, "tiny", {}), {"steps": 3})
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    over = {"overrides": {"sft": {"steps": 3}, "curate": {"dedup": False}, "pretrain": {"max_steps": 7}}}
+    kw = pipeline.stage("sft").args(tmp_path, "tiny", over)
     assert kw["overrides"] == {"steps": 3} and kw["model"] == str(tmp_path / "ckpt")
-    cur = pipeline.stage("curate")
-    kw = pipeline._with_overrides(cur, cur.args(tmp_path, "tiny", {}), {"dedup": False})
+    kw = pipeline.stage("curate").args(tmp_path, "tiny", over)
     assert kw["config"]["dedup"] is False and kw["config"]["minhash_buckets"] > 0
-    if pipeline.stage("pretrain").available():  # a flow parameter of the same name gets the value too
-        pre = pipeline.stage("pretrain")
-        kw = pipeline._with_overrides(pre, pre.args(tmp_path, "tiny", {}), {"max_steps": 7})
-        assert kw["overrides"]["max_steps"] == 7 and kw.get("max_steps", 7) == 7
+    assert pipeline.stage("pretrain").args(tmp_path, "tiny", over)["overrides"] == {"max_steps": 7}
+    # `--set curate.generated_docs=0` changes the default inputs, not only the config
+    kw = pipeline.stage("curate").args(tmp_path, "tiny", {"overrides": {"curate": {"generated_docs": 0}}})
+    assert kw["inputs"] == pipeline.sample_inputs()
     with pytest.raises(ValueError, match="unknown stage"):
         pipeline.llm_pipeline.fn(preset="tiny", out=str(tmp_path), overrides={"pretrian": {}})
 
@@ -145,7 +159,7 @@ def test_headline_metrics_come_from_each_stage_output(tmp_path):
     _complete(tmp_path, "pretrain", checkpoint="x", val_bpb=2.79, n_params=1441792, world_size=1, ok=True)
     assert pipeline.headline_metrics(tmp_path, pipeline.stage("pretrain")) == {
         "pretrain.val_bpb": 2.79, "pretrain.n_params": 1441792.0}  # no ids, flags or strings
-    runtime.write_json_atomic(tmp_path / "evaluate" / "eval.json", {"models": {
+    write_json(tmp_path / "evaluate" / "eval.json", {"models": {
         "sft": {"val_bpb": 2.9, "gsm8k_pass@1": 0.0, "model": "x"}, "rl": {"error": "gone"}}})
     _complete(tmp_path, "evaluate", report="r.md", val_bpb=2.9)
     assert pipeline.headline_metrics(tmp_path, pipeline.stage("evaluate")) == {

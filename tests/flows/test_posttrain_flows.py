@@ -32,7 +32,9 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
 
     m_sft = sft("models:/crawl2chat-base@latest", str(tmp_path / "sft"), preset=None, mlflow_root=str(tmp_path),
                 overrides={**COMMON, "steps": 3, "batch_size": 4, "max_per_source": 30, "n_identity": 10,
-                           "n_arithmetic": 20, "eval_every": 3, "eval_batches": 2})
+                           "n_arithmetic": 20, "eval_every": 3, "eval_batches": 2,
+                           # no system message: at this tiny context it would push some conversations out
+                           "persona_system_fraction": 0.0})
     assert m_sft["model_uri"] == "models:/crawl2chat-sft@current"
     assert json.loads((tmp_path / "sft" / "manifest.json").read_text())["model_uri"] == m_sft["model_uri"]
     assert m_sft["data"]["kept"]["generated_arithmetic"] == 20 and m_sft["data"]["kept"]["alpaca"] > 0
@@ -40,7 +42,7 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
     assert run.data.tags["parent_model"] == "models:/crawl2chat-base@latest"
     assert run.data.tags["parent_model_version"] == "1" and run.data.tags["stage"] == "sft"
     assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"sft-alpaca", "sft-glaive-toolcall"}
-    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
 
     m_rl = rl("models:/crawl2chat-sft@latest", str(tmp_path / "rl"), task="arithmetic", preset=None,
               mlflow_root=str(tmp_path),
@@ -48,7 +50,8 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
                          "eval_prompts": 4, "eval_samples": 2, "eval_every": 2, "kl_coef": 0.1})
     run = client.get_run(m_rl["mlflow_run_id"])
     assert run.data.tags["parent_model_name"] == "crawl2chat-sft"
-    for key in ("reward_mean", "pass_at_1", "pass_at_2", "response_len", "kl", "clip_frac"):
+    for key in ("rl/reward_mean", "rl/pass_at_1", "rl/pass_at_2", "rl/response_len", "rl/kl", "rl/clip_frac",
+                "train/loss"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
     assert m_rl["pass@1_before"] is not None
 
@@ -65,12 +68,12 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
                              "max_new_tokens": 8, "eval_every": 1})
     run = client.get_run(m_rlhf["mlflow_run_id"])
     assert run.data.tags["reward_model_name"] == "crawl2chat-reward"
-    assert len(client.get_metric_history(run.info.run_id, "kl")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "rl/kl")) == 2
 
     m_dpo = dpo("models:/crawl2chat-sft@latest", str(tmp_path / "dpo"), prefs=[prefs], preset=None,
                 mlflow_root=str(tmp_path), overrides={**COMMON, "steps": 2, "batch_size": 2, "eval_every": 2})
     run = client.get_run(m_dpo["mlflow_run_id"])
-    assert len(client.get_metric_history(run.info.run_id, "margin")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "train/margin")) == 2
 
     for name in ("crawl2chat-sft", "crawl2chat-rl", "crawl2chat-reward", "crawl2chat-rlhf", "crawl2chat-dpo"):
         mv = client.get_model_version_by_alias(name, "current")

@@ -42,16 +42,16 @@ def test_pretrain_flow_tracks_run_and_registers_base_model(tmp_path, prefect_api
     run = client.get_run(runs[0].info.run_id)
     assert run.info.run_id == m["mlflow_run_id"]
     p = run.data.params
-    assert p["depth"] == "2" and p["max_steps"] == "12" and p["preset"] == "tiny" and p["optimizer"] == "adamw"
+    assert p["depth"] == "2" and p["max_steps"] == "12" and p["preset"] == "tiny" and p["optimizer"] == "muon"
     assert p["train.sequence_len"] == "64" and p["model.n_embd"] == "128"  # logged by the training loop
     tags = run.data.tags
     assert tags["stage"] == "pretrain" and tags["git_commit"] and tags.get("prefect_flow_run_id")
-    losses = client.get_metric_history(run.info.run_id, "loss")
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert sorted(x.step for x in losses) == list(range(1, 13))
-    for key in ("lr", "grad_norm", "tokens_per_s", "mfu"):
+    for key in ("train/lr", "train/grad_norm", "throughput/tok_per_s", "throughput/mfu"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 12, key
-    assert [x.step for x in client.get_metric_history(run.info.run_id, "val_bpb")] == [6, 12]
-    assert run.data.metrics["val_loss"] == m["val_loss"] < 6.0
+    assert [x.step for x in client.get_metric_history(run.info.run_id, "val/bpb")] == [6, 12]
+    assert run.data.metrics["val/loss"] == run.data.metrics["final/val_loss"] == m["val_loss"] < 6.0
     assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
     inputs = run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.name == "tokens"

@@ -10,12 +10,12 @@ def test_pydantic_config_mirrors_the_training_dataclass():
     pyd = {k: v.default for k, v in PretrainConfig.model_fields.items() if k != "section"}
     dc = TrainConfig()
     assert set(pyd) == {f.name for f in fields(TrainConfig)}
-    assert PretrainConfig().train_config() == dc
+    assert TrainConfig.from_dict(PretrainConfig().model_dump(exclude={"section"})) == dc
 
 
 def test_every_preset_with_a_pretrain_section_loads():
     for name in conf.preset_names():
         if "pretrain" in conf.read_preset(name):
             cfg = conf.load(PretrainConfig, name)
-            tc = cfg.train_config()
+            tc = TrainConfig.from_dict(cfg.model_dump(exclude={"section"}))
             assert tc.depth >= 1 and tc.max_steps >= 1

@@ -1,5 +1,4 @@
 """The OpenAI-compatible API, driven by the real `openai` client against a live local server."""
-import threading
 
 import httpx
 import openai

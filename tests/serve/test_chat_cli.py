@@ -58,6 +58,22 @@ def test_chat_command_subprocess(toy_model_dir):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "bot> " in out and "(conversation:" in out and "(temperature = 0.5)" in out
+    # the toy model's calculator call is shown as [call → result], not as raw markup (no tty: no ANSI)
+    assert " → " in out and "<|tool_start|>" not in out and "\x1b[" not in out
+
+
+def test_tool_display_dims_calls_on_a_terminal():
+    from crawl2chat.commands.chat import ToolDisplay
+
+    pieces = ["Let me run it. ", "<|tool_start|>", "python: print(1)", "<|tool_end|>", "<|output_start|>", "1",
+              "<|output_end|>", "It is 1."]
+    plain = ToolDisplay(dim=False)
+    assert "".join(plain.feed(p) for p in pieces) == "Let me run it. [python: print(1) → 1] It is 1."
+    tty = ToolDisplay(dim=True)
+    shown = "".join(tty.feed(p) for p in pieces)
+    assert shown == "Let me run it. \x1b[2m[python: print(1) → 1]\x1b[0m It is 1."
+    cut = ToolDisplay(dim=True)
+    assert "".join(cut.feed(p) for p in pieces[:3]) + cut.end() == "Let me run it. \x1b[2m[python: print(1)\x1b[0m"
 
 
 def test_chat_command_bad_model(tmp_path):

@@ -43,8 +43,18 @@ def test_chat_page_streams_a_reply(server, page):
     page.wait_for_selector(".msg.user")
     assert page.inner_text(".msg.user") == "What is 12+7?"
     page.wait_for_selector(".msg.assistant[data-done='true']", timeout=60_000)
-    reply = page.inner_text(".msg.assistant")
+    reply = page.get_attribute(".msg.assistant", "data-raw")  # the reply as streamed, tool markup included
     assert reply and not reply.startswith("error:")
+    # The toy model answers through its calculator: the call and its result are folded under the reply
+    # (<details>, closed), and the visible answer carries no markup.
+    tool = page.query_selector(".msg.assistant details.tool")
+    assert tool is not None and tool.get_attribute("open") is None
+    call = reply.split("<|tool_start|>")[1].split("<|tool_end|>")[0]
+    result = reply.split("<|output_start|>")[1].split("<|output_end|>")[0]
+    assert call.strip() in tool.inner_text() and not tool.query_selector(".result").is_visible()
+    tool.query_selector("summary").click()
+    assert tool.query_selector(".result").inner_text() == result
+    assert "<|" not in page.evaluate("document.querySelector('.msg.assistant').firstChild.textContent")
     assert "error" not in page.get_attribute(".msg.assistant", "class")
     # Streamed, not dumped at once: the page consumed the reply as several SSE
     # deltas (DOM updates alone can coalesce when a fast server's events arrive
@@ -71,3 +81,16 @@ def test_error_is_shown(server, page):
     page.click("#send")
     page.wait_for_selector(".msg.assistant.error", timeout=30_000)
     assert "max_tokens must be between" in page.inner_text(".msg.assistant.error")
+
+
+def test_search_hits_show_as_links_in_the_folded_call(server, page):
+    # The page's own renderer on a GENERATED search reply (no model needed); a hostile result stays text.
+    page.goto(server + "/")
+    raw = ("<|tool_start|>search: tides<|tool_end|><|output_start|>[1] Tides https://example.org/tides "
+           "<img src=x onerror=alert(1)><|output_end|>The moon causes tides [1].")
+    page.evaluate("raw => { const d = document.createElement('div'); d.id = 'probe'; "
+                  "document.body.appendChild(d); showReply(d, raw); }", raw)
+    link = page.query_selector("#probe details.tool .result a")
+    assert link.get_attribute("href") == "https://example.org/tides"
+    assert page.query_selector("#probe img") is None  # results are text nodes, never HTML
+    assert page.evaluate("document.getElementById('probe').firstChild.textContent") == "The moon causes tides [1]."

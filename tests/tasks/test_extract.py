@@ -70,11 +70,13 @@ def test_timeout_fires_through_broad_except_and_restores_alarm(monkeypatch):
     import signal
     monkeypatch.setitem(EXTRACTORS, "slow", _slow)
     handler_before = signal.getsignal(signal.SIGALRM)
+    prof_before = signal.getsignal(signal.SIGPROF)
     outer_before = signal.getitimer(signal.ITIMER_REAL)[0]  # e.g. pytest-timeout's own alarm
     t0 = time.perf_counter()
     assert extract_text("<p>x</p>", "slow", timeout_s=0.2) == (None, "timeout")
     assert time.perf_counter() - t0 < 5
-    assert signal.getsignal(signal.SIGALRM) is handler_before
+    assert signal.getsignal(signal.SIGALRM) is handler_before  # the budget is CPU time: SIGPROF
+    assert signal.getsignal(signal.SIGPROF) is prof_before and signal.getitimer(signal.ITIMER_PROF)[0] == 0
     outer_after = signal.getitimer(signal.ITIMER_REAL)[0]
     if outer_before:
         assert outer_before - 5 < outer_after <= outer_before  # outer timer kept running

@@ -25,6 +25,6 @@ def test_two_process_torchrun_launch_logs_to_the_given_mlflow_run(tmp_path, mlfl
                            tracking_uri=mlflow_uri)
     assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["step"] == 4
     client = mlflow.MlflowClient()
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4]
     assert client.get_run(run.info.run_id).data.params["world_size"] == "2"
     assert (tmp_path / "out" / "final" / "model.safetensors").exists()

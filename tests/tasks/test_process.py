@@ -58,15 +58,17 @@ def test_real_wget_warc(tmp_path, cfg):
 
 def test_real_cc_warc_drops_non_english(tmp_path, cfg):
     table, stats = run(SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz", tmp_path, cfg)
-    lang = stats["stages"][3]
-    assert lang["stage"] == "language" and lang["dropped"].get("other_language", 0) >= 8
+    lang = stats["stages"][STAGE_ORDER.index("language")]
+    gate = stats["stages"][STAGE_ORDER.index("language_gate")]  # the gate takes the confident ones
+    assert lang["stage"] == "language"
+    assert lang["dropped"].get("other_language", 0) + gate["dropped"].get("other_language", 0) >= 8
     assert all(r == "en" for r in table.column("language").to_pylist())
 
 
 def test_wet_record_skips_extraction(tmp_path, cfg):
     en_cfg = cfg.model_copy(update={"languages": ["an", "es", "pt", "en"], "language_threshold": 0.3})
     _, stats = run(SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz", tmp_path, en_cfg)
-    assert stats["stages"][2]["kept"] == 1  # extract passes WET text through
+    assert stats["stages"][STAGE_ORDER.index("extract")]["kept"] == 1  # extract passes WET text through
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,7 @@ def test_output_replaced_atomically(tmp_path, cfg):
     out.write_bytes(b"old partial junk")
     process_warc(str(SAMPLES / "cc-main-2024-22_whirlwind.warc.gz"), str(out), cfg)
     assert pq.read_table(out).num_rows == 0  # Aragonese page dropped; file is valid Parquet
-    assert sorted(os.listdir(tmp_path)) == ["shard.parquet"]
+    assert sorted(os.listdir(tmp_path)) == ["shard.dropped.parquet", "shard.parquet"]  # + its drop samples
 
 
 def test_merge_stats_sums_and_keeps_order():

@@ -88,7 +88,10 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     _write(root / "pretrain" / "manifest.json", {"val_bpb": 2.79})
     _write(root / "rl" / "manifest.json", {"task": "arithmetic", "pass@1_before": 0.2, "pass@1_after": 0.3,
                                            "config": {"eval_prompts": 32, "eval_samples": 4}})
-    _write(root / "reward" / "manifest.json", {"val_accuracy": 0.8, "n_val": 100, "n_train": 400})
+    _write(root / "reward" / "manifest.json", {
+        "val_accuracy": 0.8, "n_val": 100, "n_train": 400,
+        "val_by_source": {"generated_prefs": {"accuracy": 0.95, "n": 60}, "hh": {"accuracy": 0.55, "n": 40}},
+        "val_by_source_start": {"generated_prefs": {"accuracy": 0.5, "n": 60}, "hh": {"accuracy": 0.5, "n": 40}}})
     _write(root / "dpo" / "manifest.json", {"n_train": 3, "n_val": 0, "val": {}})
     _write(root / "evaluate" / "samples.jsonl", {"model": "sft", "prompt": "Hello! Who are you?",
                                                   "reply": "I am crawl2chat, a small chat assistant."})
@@ -97,6 +100,27 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     lines = "\n".join(stage_findings(root, evaluation))
     assert "bits per byte 2.790 (a uniform guess over the 4096 tokens: 3.43)" in lines  # 12 bits per 3.5 bytes
     assert "compliance 0.90 (base model 0.00, n=10 prompts)" in lines and "(names its persona)" in lines
-    assert "pass@1 0.20 (95% CI" in lines and "n=128) after (up; the intervals overlap" in lines
+    assert "pass@1 0.20 (95% CI" in lines and "n=128) after (up, but the intervals overlap" in lines
     assert "accuracy 0.80 (95% CI 0.71–0.87, n=100), above chance" in lines
+    assert "generated_prefs 0.95 (95% CI 0.86–0.98, n=60) (from 0.50), topics never trained on" in lines
+    assert "hh 0.55 (95% CI 0.40–0.69, n=40)" in lines
     assert "dpo**: no held-out pairs (3 training pairs" in lines
+    # RL clearly up (intervals apart) and DPO's margin with its interval, per source
+    _write(root / "rl" / "manifest.json", {"task": "arithmetic", "pass@1_before": 0.3, "pass@1_after": 0.6,
+                                           "config": {"eval_prompts": 64, "eval_samples": 4, "difficulty": 0}})
+    _write(root / "dpo" / "manifest.json", {
+        "n_train": 300, "n_val": 100, "val_start": {"margin": 0.0},
+        "val": {"margin": 0.5, "margin_se": 0.1, "accuracy": 0.8, "margin/generated_prefs": 0.9,
+                "margin_se/generated_prefs": 0.1, "n/generated_prefs": 60, "margin/hh": -0.1,
+                "margin_se/hh": 0.2, "n/hh": 40}, "train": {"margin": 1.2}})
+    evaluation["models"]["sft"].update(arith_acc_no_tool=0.25, arith_acc_tool=0.0, arith_tool_calls=0)
+    evaluation["models"]["rl"] = {"arith_acc_no_tool": 0.5, "arith_acc_tool": 0.0, "arith_tool_calls": 0}
+    evaluation["config"]["arithmetic_n"] = 64
+    lines = "\n".join(stage_findings(root, evaluation))
+    assert "rl** (arithmetic, sums of 0–3; held-out draws" in lines and "(up, the 95% intervals apart;" in lines
+    assert "evaluate, greedy on fresh items: sft 0.25 (95% CI 0.16–0.37, n=64) → rl 0.50" in lines
+    assert "margin 0.000 → 0.500 (95% CI 0.304–0.696, n=100) (up, the interval above the start)" in lines
+    assert "generated_prefs 0.900 (95% CI 0.704–1.096, n=60); hh -0.100 (95% CI -0.492–0.292, n=40)" in lines
+    assert "300 training pairs (margin on them 1.200)" in lines
+    # one caveat sentence per stage: every line ends with a sentence after its figures
+    assert all(line.rstrip().endswith(".") for line in lines.splitlines())

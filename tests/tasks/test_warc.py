@@ -13,7 +13,10 @@ import pytest
 
 from data.build_warc import write_bad_inputs
 from tasks.funnel import StageCounter
+from tasks.remote import RetryPolicy
 from tasks.warc import crawl_warc_urls, expand_inputs, iter_records
+
+FAST = RetryPolicy(retries=2, backoff_s=0.01, backoff_max_s=0.05, read_timeout_s=5, connect_timeout_s=5)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 CC2020 = SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz"
@@ -22,7 +25,7 @@ WET = SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz"
 
 def read_all(src, max_body_bytes=10_000_000):
     read, errors = StageCounter("read"), {}
-    docs = list(iter_records(str(src), read, errors, max_body_bytes))
+    docs = list(iter_records(str(src), read, errors, max_body_bytes, policy=FAST))
     return docs, read, errors
 
 
@@ -93,7 +96,7 @@ def test_unreachable_url_and_missing_file_are_counted():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     docs, _, errors = read_all(f"http://127.0.0.1:{port}/crawl-data/x.warc.gz")
-    assert docs == [] and errors == {"unreachable": 1}
+    assert docs == [] and errors == {"remote_connection_refused": 1}
     docs, _, errors = read_all("/nonexistent/x.warc.gz")
     assert docs == [] and errors == {"missing_file": 1}
 

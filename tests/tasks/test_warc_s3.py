@@ -45,4 +45,4 @@ def test_s3_object_reads_the_same_records_as_the_local_file(bucket):
 
 def test_missing_s3_object_is_counted_not_raised(bucket):
     docs, _, errors = _read(f"s3://{bucket}/crawl-data/seg/gone.warc.gz")
-    assert docs == [] and errors == {"unreachable": 1}
+    assert docs == [] and errors == {"remote_not_found": 1}  # a missing object is not retried

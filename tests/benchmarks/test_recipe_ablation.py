@@ -1,0 +1,61 @@
+"""benchmarks/recipe_ablation.py: fresh-clone tokens from data/text, same batches for every variant, Δ table.
+
+A few steps of the tiny shape; the token shards are GENERATED from the real
+text in data/text (what a fresh clone without the demo's output trains on).
+"""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("recipe_ablation", REPO / "benchmarks" / "recipe_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_variants_train_on_the_same_batches_and_print_differences(tmp_path, capsys):
+    bench = _bench()
+    out = tmp_path / "res.json"
+    rc = bench.main(["--shape", "tiny", "--build-tokens", "--work", str(tmp_path), "--steps", "3", "--eval-at", "1,3",
+                     "--batch", "2", "--eval-tokens", "512", "--threads", "1", "--json", str(out),
+                     "--variants", "lr*1,muon_lr*4+value_embeds=true"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["token_source"] == "generated" and (tmp_path / "tokens-GENERATED" / "tokens" / "meta.json").exists()
+    assert res["vocab_size"] > 1000 and res["shape"]["steps"] == 3 and res["shape"]["eval_at"] == [1, 3]
+    r = res["results"]
+    assert list(r) == ["default", "lr*1", "muon_lr*4+value_embeds=true"]
+    d, same, other = (r[k]["evals"] for k in r)
+    # same init, same batches, same recipe: identical numbers; a different recipe: different ones
+    assert d == same
+    assert other["3"]["val_loss"] != d["3"]["val_loss"]
+    assert r["muon_lr*4+value_embeds=true"]["recipe"]["muon_lr"] == pytest.approx(4 * r["default"]["recipe"]["muon_lr"])
+    for ev in (d, other):
+        assert set(ev) == {"1", "3"} and all(math.isfinite(v["val_loss"]) and v["val_bpb"] > 0 for v in ev.values())
+        assert ev["3"]["val_loss"] < ev["1"]["val_loss"] < math.log(res["vocab_size"]) + 1
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("| muon_lr*4+value_embeds=true |"))
+    delta = other["3"]["val_loss"] - d["3"]["val_loss"]
+    assert f"({delta:+.3f})" in row and "load average" in text
+
+
+def test_a_bad_variant_is_refused_before_any_training(tmp_path):
+    bench = _bench()
+    with pytest.raises(ValueError, match="unknown setting 'muon_betas'"):
+        bench.main(["--tokens", str(tmp_path / "none"), "--variants", "muon_betas=0.9"])
+    with pytest.raises(ValueError, match="not a numeric setting"):
+        bench.resolve_variant("schedule*2", bench.preset("tiny"))
+
+
+def test_the_built_in_tiny_copy_matches_the_preset():
+    """A bare GPU box (no conf/) must ablate against the same `default` as the preset."""
+    bench = _bench()
+    tiny = bench.preset("tiny")
+    assert {k: bench.TINY_FALLBACK[k] for k in bench.RECIPE_KEYS} == {k: tiny[k] for k in bench.RECIPE_KEYS}

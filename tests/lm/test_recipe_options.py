@@ -1,0 +1,70 @@
+"""Cheap architecture options of the recipe ablation: value embeddings, QK-norm off, schedules.
+
+Value embeddings must keep the KV-cache contract (incremental decoding equals
+the full forward) and put their tables in the `embedding` optimizer group;
+old checkpoints (configs without the new fields) still load with the
+defaults.
+"""
+import pytest
+import torch
+
+from lm.model import GPT, GPTConfig, KVCache
+from lm.optim import param_groups
+from lm.schedule import lr_multiplier, wd_multiplier
+
+
+def _model(**options) -> GPT:
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=97, sequence_len=32, n_layer=3, n_head=4, n_kv_head=2, n_embd=64, **options))
+    with torch.no_grad():  # zero-init projections/gates would hide bugs
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m.eval()
+
+
+@pytest.mark.parametrize("options", [{"value_embeds": True}, {"qk_norm": False}])
+def test_incremental_decoding_matches_full_forward(options):
+    m = _model(**options)
+    x = torch.randint(0, 97, (2, 12))
+    full = m(x)
+    cache = KVCache(2, 16, m.config)
+    parts = [m(x[:, :5], kv_cache=cache)] + [m(x[:, t:t + 1], kv_cache=cache) for t in range(5, 12)]
+    assert torch.allclose(full, torch.cat(parts, 1), atol=1e-5)
+
+
+def test_value_embeddings_sit_on_alternate_layers_and_change_the_output():
+    m = _model(value_embeds=True)
+    assert sorted(m.value_embeds) == ["0", "2"]  # 3 layers: the last one and every other one before it
+    assert m.transformer.h[1].attn.ve_gate is None
+    groups = param_groups(m)
+    ve_ids = {id(ve.weight) for ve in m.value_embeds.values()}
+    assert ve_ids <= {id(p) for p in groups["embedding"]}  # embedding lr, no weight decay
+    assert m.num_params(exclude_embedding=True) == m.num_params() - 97 * 64 - 2 * 97 * 32
+    x = torch.randint(0, 97, (1, 10))
+    plain = _model()
+    assert not torch.allclose(m(x), plain(x))
+
+
+def test_configs_without_the_new_fields_load_with_their_defaults():
+    old = GPTConfig().to_dict()
+    for k in ("qk_norm", "value_embeds"):
+        old.pop(k)
+    cfg = GPTConfig.from_dict(old)
+    assert cfg.qk_norm is True and cfg.value_embeds is False
+    with pytest.raises(ValueError, match="value_embeds"):
+        GPTConfig(value_embeds="yes").validate()
+
+
+def test_warmdown_shapes_and_weight_decay_schedule():
+    lin = [lr_multiplier(s, 100, 0, "wsd", 0.0, 0.6) for s in range(101)]
+    assert lin[:40] == [1.0] * 40 and lin[70] == pytest.approx(0.5) and lin[100] == 0.0
+    sq = lr_multiplier(70, 100, 0, "wsd", 0.0, 0.6, "sqrt")
+    cos = lr_multiplier(70, 100, 0, "wsd", 0.0, 0.6, "cosine")
+    assert sq == pytest.approx(1 - 0.5 ** 0.5) and cos == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 0, "wsd", 0.1, 0.6, "sqrt") == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="decay_shape"):
+        lr_multiplier(0, 10, 0, "wsd", decay_shape="step")
+    assert [wd_multiplier(s, 4, "linear") for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert wd_multiplier(3, 4) == 1.0
+    with pytest.raises(ValueError, match="weight-decay schedule"):
+        wd_multiplier(0, 4, "cosine")
