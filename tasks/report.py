@@ -394,8 +394,8 @@ def python_findings(models: dict[str, dict]) -> list[str]:
     n = int(next(iter(rated.values()))["python_n"])
     cells = [f"{name} {_ci(m['python_acc_tool'], n)} / {m['python_acc_no_tool']:.2f}, {m['python_tool_calls']} calls"
              for name, m in rated.items()]
-    return [f"- **python tool**: held-out letter counts, reversals, digit sums and long products, accuracy with "
-            f"the sandboxed tool / without: " + "; ".join(cells) + ". The model must write a correct snippet "
+    return ["- **python tool**: held-out letter counts, reversals, digit sums and long products, accuracy with "
+            "the sandboxed tool / without: " + "; ".join(cells) + ". The model must write a correct snippet "
             "and copy its output; a tiny model half-learns the snippet's shape, a GPU-sized one should "
             "beat its no-tool score by far on these token-level tasks."]
 
