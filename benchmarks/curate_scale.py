@@ -13,6 +13,11 @@ Three parts (pick with the first argument; `all` runs each at its default size):
 - ``memory``: peak RSS of one worker process running `process_warc` on a
   GENERATED WARC of each `--sizes-mb` (real text streamed into pages, written to
   a temp dir and deleted after). Reference: the smallest size.
+- ``lsh-io``: the P partition tasks of one LSH band over GENERATED signature
+  files (35,000 documents a file), on the old file layout (each task reads the
+  whole band and filters) and on today's (bands sorted by partition hash: each
+  task reads its slice). Prints bytes read (the kernel's rchar), seconds and
+  peak memory per task, and old/new ratios; the pairs must be identical.
 - ``dedup``: LSH buckets + clustering on GENERATED MinHash signatures with
   planted duplicate clusters (numpy only: no text), per `--docs` count, single
   node (`tasks.minhash.lsh_band` + `cluster`) against the partitioned path
@@ -22,6 +27,7 @@ Three parts (pick with the first argument; `all` runs each at its default size):
     .venv/bin/python benchmarks/curate_scale.py overhead --inputs 200 --inputs-per-task 1 8
     .venv/bin/python benchmarks/curate_scale.py memory --sizes-mb 50 1024
     .venv/bin/python benchmarks/curate_scale.py dedup --docs 1000000 10000000 --partitions 16
+    .venv/bin/python benchmarks/curate_scale.py lsh-io --docs 1000000 --partitions 8
 
 Timings are wall seconds on a shared machine: compare ratios within one run,
 and read `load` (the 1-minute load average, printed with every figure).
@@ -245,10 +251,18 @@ def _ray_head_child() -> None:
         time.sleep(3600)
 
 
-def start_ray_head() -> tuple[subprocess.Popen, str]:
+def ray_token_env(home: Path) -> dict[str, str]:
+    """Ray token auth (on by default in Ray ≥ 2.5x) with a token of this run: the head and every
+    driver that connects to it (the flow children) must read the same one."""
+    from crawl2chat.services import ensure_ray_token
+
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ensure_ray_token(home / "ray_auth_token"))}
+
+
+def start_ray_head(auth: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """A local Ray instance in a helper process, shared by the flow runs (RAY_ADDRESS)."""
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_ray_head"], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO),
+                            text=True, env={**os.environ, **auth, "PYTHONPATH": str(REPO),
                                             "RAY_worker_register_timeout_seconds": "600",
                                             "RAY_agent_register_timeout_ms": "600000"})
     for line in proc.stdout:
@@ -275,7 +289,8 @@ def run_overhead(n_inputs: int, per_task: list[int], png: Path | None, keep: boo
     write_small_inputs(tmp / "inputs", n_inputs, records_per_input)
     print(f"overhead: {n_inputs} GENERATED inputs ({records_per_input} real response record(s) each) in "
           f"{tmp / 'inputs'}; runner {runner}; {load()}")
-    ray_proc, ray_addr = start_ray_head() if runner == "ray" else (None, "")  # start-up is not overhead
+    auth = ray_token_env(home) if runner == "ray" else {}
+    ray_proc, ray_addr = start_ray_head(auth) if runner == "ray" else (None, "")  # start-up is not overhead
     try:
         proc, url = start_prefect_server(home)
     except BaseException:
@@ -284,7 +299,7 @@ def run_overhead(n_inputs: int, per_task: list[int], png: Path | None, keep: boo
         raise
     print(f"  Prefect server {url}, Ray {ray_addr or '-'}; {load()}")
     env = {**os.environ, "PREFECT_API_URL": url + "/api", "PREFECT_HOME": str(home), "PREFECT_UI_URL": url,
-           "RAY_ADDRESS": ray_addr,
+           "RAY_ADDRESS": ray_addr, **auth,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -478,6 +493,91 @@ def project(r: dict, rate: float, lsh_bytes_per_doc: float, n: float = 3e9, work
           f"(≈ {(minhash_h + lsh_h + cc_h) / 256:.1f} h on 256 cores)")
 
 
+# ------------------------------------------------------------------ partitioned LSH: bytes read
+def rchar() -> int:
+    """Bytes this process has read through read()/pread() so far (the kernel's count, /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("rchar:"))
+
+
+def write_signature_corpus(dest: Path, n: int, n_bands: int, layout: str) -> tuple[list[str], int]:
+    """GENERATED signature files of `n` documents, 35,000 a file (one CC WARC), `n_bands` planted bands each.
+
+    layout "sorted": today's compute_signatures format (`signature_arrays`: each
+    band sorted by its partition hash); "legacy": the format before (bands in
+    row order), which lsh_band reads whole and filters — the old path.
+    Returns (paths, bytes on disk).
+    """
+    import numpy as np
+
+    from tasks.minhash import signature_arrays, write_signatures
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sig = np.empty((n, n_bands * ROWS), np.uint64)
+    for b in range(n_bands):
+        sig[:, b * ROWS:(b + 1) * ROWS] = planted_band(n, b)[1]
+    paths, size = [], 0
+    for s, lo in enumerate(range(0, n, DOCS_PER_SHARD)):
+        part = sig[lo:lo + DOCS_PER_SHARD]
+        rows = np.arange(len(part), dtype=np.int64)
+        p = dest / f"generated_sig_{s:05d}.npz"
+        if layout == "sorted":
+            write_signatures(str(p), signature_arrays(s, len(part), rows, part, n_bands, ROWS))
+        else:
+            np.savez(p, shard=np.asarray(s, np.int64), n_docs=np.asarray(len(part), np.int64), rows=rows,
+                     **{f"band_{b:03d}": np.ascontiguousarray(part[:, b * ROWS:(b + 1) * ROWS])
+                        for b in range(n_bands)})
+        paths.append(str(p))
+        size += p.stat().st_size
+    return paths, size
+
+
+def run_lsh_io(n: int, n_parts: int, n_bands: int) -> dict:
+    """The P partition tasks of one band on the old layout (each reads the whole band) and the sorted one."""
+    import numpy as np
+
+    from tasks.minhash import lsh_band
+
+    tmp = Path(tempfile.mkdtemp(prefix="c2c-lshio-"))
+    try:
+        files = {}
+        for layout in ("legacy", "sorted"):
+            t0 = time.perf_counter()
+            files[layout] = write_signature_corpus(tmp / layout, n, n_bands, layout)
+            print(f"lsh-io: {n} GENERATED documents in {len(files[layout][0])} {layout} signature files "
+                  f"({files[layout][1] / 2**20:.0f} MB, {n_bands} bands) in {time.perf_counter() - t0:.0f}s; {load()}")
+        band_mb = n * ROWS * 8 / 2**20
+        res, pairs = {}, {}
+        for layout in ("legacy", "sorted"):
+            paths = files[layout][0]
+            lsh_band(paths[:1], 0, str(tmp / "warm.npy"), 0, n_parts)  # imports, first-touch: not measured
+            tasks, got = [], []
+            for p in range(n_parts):
+                out = tmp / f"{layout}-{p}.npy"
+                r0 = rchar()
+                (_, dt, peak) = _traced(lsh_band, paths, 0, str(out), p, n_parts)
+                tasks.append({"read_mb": (rchar() - r0) / 2**20, "s": dt, "peak_mb": peak})
+                got.append(np.load(out))
+            pairs[layout] = np.concatenate(got)
+            res[layout] = {"tasks": n_parts, "read_mb_per_task_max": round(max(t["read_mb"] for t in tasks), 2),
+                           "read_mb_total": round(sum(t["read_mb"] for t in tasks), 1),
+                           "s_total": round(sum(t["s"] for t in tasks), 2),
+                           "s_per_task_max": round(max(t["s"] for t in tasks), 2),
+                           "peak_mb_per_task_max": round(max(t["peak_mb"] for t in tasks), 1),
+                           "load": round(os.getloadavg()[0], 2)}
+            print(f"  {layout:<6} {json.dumps(res[layout])}")
+        same = sorted(map(tuple, pairs["legacy"].tolist())) == sorted(map(tuple, pairs["sorted"].tolist()))
+        old, new = res["legacy"], res["sorted"]
+        print(f"  one band = {band_mb:.1f} MB of band rows; pairs {len(pairs['sorted'])}, identical on both "
+              f"layouts: {str(same).lower()}")
+        for k in ("read_mb_total", "read_mb_per_task_max", "s_total", "peak_mb_per_task_max"):
+            print(f"  old/new {k}: {old[k] / new[k]:.1f}× ({old[k]} → {new[k]})" if new[k] else
+                  f"  old/new {k}: n/a ({old[k]} → {new[k]})")
+        return {"docs": n, "partitions": n_parts, "legacy": old, "sorted": new, "same_pairs": same}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ------------------------------------------------------------------ memory per worker
 def _worker_peak(src: str) -> dict:
     """process_warc on `src` in a fresh process; its peak RSS (MB) and seconds."""
@@ -592,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000])
     d.add_argument("--partitions", type=int, default=8)
     d.add_argument("--rate-docs", type=int, default=4000, help="real documents for the MinHash speed figure")
+    io = sub.add_parser("lsh-io", help="bytes read by the partition tasks of one LSH band: old layout vs sorted")
+    io.add_argument("--docs", type=int, default=1_000_000)
+    io.add_argument("--partitions", type=int, default=8)
+    io.add_argument("--bands", type=int, default=4, help="bands per GENERATED signature file")
     m = sub.add_parser("memory", help="peak RSS of one worker on GENERATED WARCs of these sizes")
     m.add_argument("--sizes-mb", type=int, nargs="+", default=[20, 200])
     sub.add_parser("all", help="each part at its default size")
@@ -614,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("dedup", "all"):
         a = args if args.part == "dedup" else d.parse_args([])
         run_dedup(a.docs, a.partitions, a.rate_docs)
+    if args.part in ("lsh-io", "all"):
+        a = args if args.part == "lsh-io" else io.parse_args([])
+        run_lsh_io(a.docs, a.partitions, a.bands)
     if args.part in ("memory", "all"):
         a = args if args.part == "memory" else m.parse_args([])
         run_memory(a.sizes_mb)

@@ -27,7 +27,7 @@ that fails or runs past its cap is recorded as such and the next one runs):
 
 Token shards: `--tokens DIR` (a tokenize output), else
 `<work>/tokens-GENERATED/`, built at the start from the real text in
-data/text/ with the repo's own tokenizer (lm/toy.py), so a fresh clone needs
+data/text/ with the repo's own tokenizer (tests/support/toy.py), so a fresh clone needs
 nothing else. Everything the GPU machine needs travels with the working tree
 (data/ is ~16 MB).
 
@@ -244,7 +244,7 @@ def _tokens_dir(out: Path, dry: bool, given: str | None) -> tuple[Path, bool]:
         return Path(given), False
     d = out / ("tokens-GENERATED-dry" if dry else "tokens-GENERATED")
     from lm.tokens import META_NAME
-    from lm.toy import make_generated_token_shards
+    from tests.support.toy import make_generated_token_shards
 
     if (d / "tokens" / META_NAME).exists():  # the manifest is written last: the shards are complete
         return d, False

@@ -11,7 +11,12 @@ architecture is the same) on the SAME token batches in the same order, and is
 evaluated on the same held-out windows at fixed steps. Printed: val loss
 (nats/token) and bits-per-byte at each eval step, and each as a difference
 against `default` — the `tiny` preset's current recipe (conf/presets/tiny.yaml,
-`pretrain:`) at the chosen shape — measured in the same run.
+`pretrain:`) at the chosen shape — measured in the same run. A variant that
+differs from an earlier one only in its lr/wd schedule (decay_frac,
+decay_shape, warmup, ...) trains identically until the two schedules part, so
+it starts from that one's state at that step instead of from step 0 (e.g.
+`decay_frac=0.65` after `default`'s 0.3 trains 195 of 300 steps); the result
+is the same as from scratch, `--no-branch` turns it off.
 
 A variant is a name from `--list`, or a spec `key=value` / `key*factor`
 (several joined by `+`, e.g. `muon_lr*2+decay_frac=0.8`) applied to `default`.
@@ -27,18 +32,19 @@ preset's model and micro-batch (bf16 on a GPU; give it a tokenize output of
 Tokens: `--tokens DIR` (a tokenize output), else the demo's
 (runs/demo/tokenize), else GENERATED shards built once from the real text in
 data/text (C4 and Wikipedia demo documents) with the project's tokenizer
-(lm.toy.make_generated_token_shards) — so it runs on a fresh clone.
+(tests.support.toy.make_generated_token_shards) — so it runs on a fresh clone.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -82,12 +88,13 @@ VARIANTS = KEY_VARIANTS + [
     "muon_lr*0.5", "muon_lr*2",
     "embedding_lr*0.5", "embedding_lr*2",
     "lr*0.5", "lr*2",  # AdamW: output head (and matrices under adamw)
-    "decay_frac=0.3", "decay_frac=0.9", "decay_shape=sqrt", "decay_shape=cosine", "min_lr_ratio=0.1",
+    "decay_frac=0.3", "decay_frac=0.65", "decay_frac=0.9", "decay_shape=sqrt", "decay_shape=cosine", "min_lr_ratio=0.1",
     "schedule=cosine",
     "warmup_steps=0", "warmup_steps=30",
     "weight_decay=0.05", "weight_decay=0.1+wd_schedule=linear",
     "beta2=0.99",
     "rope_base=100000", "qk_norm=false", "softcap=0", "softcap=30",
+    "decay_frac=0.65+value_embeds=true",  # the reference's warmdown and value embeddings: best at the issue shape
 ]
 
 # conf/ needs pydantic and yaml; a bare GPU box may lack them. Keep in step with tiny.yaml's `pretrain:`.
@@ -174,7 +181,7 @@ def find_tokens(given: str | None, work: Path, build: bool = False) -> tuple[Pat
         return DEMO_TOKENS, "demo"
     out = work / "tokens-GENERATED"
     if not (out / "tokens" / META_NAME).exists():  # the manifest is written last: complete when present
-        from lm.toy import make_generated_token_shards
+        from tests.support.toy import make_generated_token_shards
 
         texts = []
         for line in (REPO / "data" / "text" / "llamafactory_c4_demo.jsonl").read_text(encoding="utf-8").splitlines():
@@ -190,8 +197,15 @@ def find_tokens(given: str | None, work: Path, build: bool = False) -> tuple[Pat
 # ------------------------------------------------------------------- run
 def train_variant(recipe: dict[str, Any], shape: dict[str, Any], vocab_size: int, batches, val, bytes_per_token,
                   device: torch.device, dtype: torch.dtype, seed: int, compile_model: bool = False,
-                  progress: bool = True) -> dict[str, Any]:
-    """Train one recipe on the given batches; val loss/bpb at shape['eval_at']."""
+                  progress: bool = True, start: dict[str, Any] | None = None,
+                  snapshot_at: Iterable[int] = ()) -> dict[str, Any]:
+    """Train one recipe on the given batches; val loss/bpb at shape['eval_at'].
+
+    `start`: a snapshot (from an earlier variant's `snapshots`) to continue
+    from instead of training its first `start["step"]` steps again; the result
+    then equals a run from scratch (same state, same batches). `snapshot_at`:
+    steps after which to keep such a snapshot, returned under `snapshots`.
+    """
     torch.manual_seed(seed)
     mcfg = GPTConfig.from_depth(shape["depth"], vocab_size, shape["sequence_len"],
                                 **{k: recipe[k] for k in ARCH_KEYS})
@@ -209,10 +223,17 @@ def train_variant(recipe: dict[str, Any], shape: dict[str, Any], vocab_size: int
         return run_model(x, y, loss_reduction="sum")
 
     evals: dict[int, dict[str, float]] = {}
-    losses = []
+    losses: list[float] = []
+    first = 0
+    if start is not None:
+        model.load_state_dict(start["model"])
+        opt.load_state_dict(copy.deepcopy(start["opt"]))
+        first, losses = start["step"], list(start["losses"])
+        evals = {k: dict(v) for k, v in start["evals"].items()}
+    snapshot_at, snapshots = set(snapshot_at), {}
     t0 = time.perf_counter()
     model.train()
-    for step in range(steps):
+    for step in range(first, steps):
         mult = lr_multiplier(step, steps, recipe["warmup_steps"], recipe["schedule"], recipe["min_lr_ratio"],
                              recipe["decay_frac"], recipe["decay_shape"])
         set_lr(opt, mult, wd_multiplier(step, steps, recipe["wd_schedule"]))
@@ -228,8 +249,48 @@ def train_variant(recipe: dict[str, Any], shape: dict[str, Any], vocab_size: int
             if progress:
                 print(f"  step {step + 1}: train {np.mean(losses[-10:]):.3f}  val {evals[step + 1]['val_loss']:.3f} "
                       f"({evals[step + 1]['val_bpb']:.3f} bpb)  {time.perf_counter() - t0:.0f}s", flush=True)
+        if step + 1 in snapshot_at:
+            snapshots[step + 1] = {"step": step + 1, "model": copy.deepcopy(model.state_dict()),
+                                   "opt": copy.deepcopy(opt.state_dict()), "losses": list(losses),
+                                   "evals": {k: dict(v) for k, v in evals.items()}}
     return {"evals": {str(k): v for k, v in evals.items()}, "seconds": time.perf_counter() - t0,
-            "n_params": model.num_params(), "lr_scales": {g["name"]: g["lr_scale"] for g in opt.param_groups}}
+            "n_params": model.num_params(), "lr_scales": {g["name"]: g["lr_scale"] for g in opt.param_groups},
+            "snapshots": snapshots}
+
+
+# Settings that only change the lr/wd multipliers per step: two recipes that differ only in these train
+# identically until their multipliers first differ, so the later one can start from the earlier one's state.
+SCHEDULE_KEYS = ("schedule", "warmup_steps", "min_lr_ratio", "decay_frac", "decay_shape", "wd_schedule")
+
+
+def multipliers(recipe: dict[str, Any], steps: int) -> list[tuple[float, float]]:
+    """(lr multiplier, weight-decay multiplier) of every step."""
+    return [(lr_multiplier(s, steps, recipe["warmup_steps"], recipe["schedule"], recipe["min_lr_ratio"],
+                           recipe["decay_frac"], recipe["decay_shape"]), wd_multiplier(s, steps, recipe["wd_schedule"]))
+            for s in range(steps)]
+
+
+def shared_steps(a: dict[str, Any], b: dict[str, Any], steps: int) -> int:
+    """How many first steps recipes `a` and `b` train identically (0 unless they differ only in schedules)."""
+    if any(a[k] != b[k] for k in RECIPE_KEYS if k not in SCHEDULE_KEYS):
+        return 0
+    n = 0
+    for x, y in zip(multipliers(a, steps), multipliers(b, steps)):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def branch_plan(recipes: dict[str, dict[str, Any]], steps: int) -> dict[str, tuple[str, int]]:
+    """For each variant that can reuse an earlier one's first steps: (that variant, step to start from)."""
+    plan: dict[str, tuple[str, int]] = {}
+    names = list(recipes)
+    for j, name in enumerate(names):
+        best = max(((shared_steps(recipes[i], recipes[name], steps), i) for i in names[:j]), default=(0, ""))
+        if best[0] > 0:
+            plan[name] = (best[1], best[0])
+    return plan
 
 
 def table(results: dict[str, dict[str, Any]], eval_at, reference: str = "default") -> str:
@@ -286,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write all results here (rewritten after every variant)")
     p.add_argument("--reference-json", help="take `default` from this earlier --json (same shape, tokens, seed) "
                                             "instead of training it: split a long ablation over processes")
+    p.add_argument("--no-branch", action="store_true",
+                   help="train every variant from step 0, even one that differs from an earlier one only in its "
+                        "lr/wd schedule (by default it starts from that one's state where their schedules part)")
     args = p.parse_args(argv)
 
     tiny = preset("tiny")
@@ -334,11 +398,22 @@ def main(argv: list[str] | None = None) -> int:
               "train_tokens": train_shards.n_tokens, "val_tokens_used": sum(int(y.numel()) for _, y in val),
               "vocab_size": vocab, "default": default, "seed": args.seed, "load_average_start": load_average()}
     print(json.dumps(header))
+    plan = {} if args.no_branch else branch_plan(recipes, shape["steps"])
+    wanted: dict[str, set[int]] = {}
+    for parent, at in plan.values():
+        wanted.setdefault(parent, set()).add(at)
+    snapshots: dict[tuple[str, int], dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        print(f"== {name}", flush=True)
-        results[name] = {"recipe": recipes[name], **train_variant(
-            recipes[name], shape, vocab, batches, val, bpt, device, dtype, args.seed, args.compile)}
+        start = snapshots.get(plan[name]) if name in plan else None  # None: the parent diverged before
+        print(f"== {name}" + (f"  (from `{plan[name][0]}` at step {plan[name][1]}: same recipe until then)"
+                              if start is not None else ""), flush=True)
+        r = train_variant(recipes[name], shape, vocab, batches, val, bpt, device, dtype, args.seed, args.compile,
+                          start=start, snapshot_at=wanted.get(name, ()))
+        snapshots.update({(name, at): snap for at, snap in r.pop("snapshots").items()})
+        results[name] = {"recipe": recipes[name], **r}
+        if start is not None:
+            results[name]["branched_from"] = {"variant": plan[name][0], "step": plan[name][1]}
         if args.json:  # atomic: a --reference-json reader in another process never sees half a file
             write_text(args.json, json.dumps({**header, "results": results}, indent=1))
     header["load_average_end"] = load_average()
@@ -356,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, shape["eval_at"]))
     print(f"\nval loss in nats/token, Δ against `default`; load average start {header['load_average_start']}, "
           f"end {header['load_average_end']} ({header['threads']} threads)")
+    for name, r in results.items():
+        if "branched_from" in r:
+            print(f"`{name}`: steps 1–{r['branched_from']['step']} (and the evals there) are "
+                  f"`{r['branched_from']['variant']}`'s, the same recipe until then; `s` counts the rest")
     return 0
 
 

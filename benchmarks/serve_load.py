@@ -1,7 +1,7 @@
 """Load test of `crawl2chat serve`: N clients for T seconds, normal and hostile, on 127.0.0.1 only.
 
 Starts the real server (`python -m crawl2chat.cli serve`, a subprocess on a free
-loopback port) over a model (default: the GENERATED toy model of lm/toy.py,
+loopback port) over a model (default: the GENERATED toy model of tests/support/toy.py,
 trained here in ~20 s), then runs N concurrent clients for T seconds, each
 picking at random (seeded) among:
   normal     a short chat completion (max_tokens 16)
@@ -39,7 +39,13 @@ from pathlib import Path
 import httpx
 import psutil
 
-from crawl2chat.serve.launch import start_server
+# The repo root on the path: the server launcher and the default model's trainer are test helpers
+# (tests.support.serve, tests.support.toy), not library code.
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support.serve import start_server  # noqa: E402
 
 HOST = "127.0.0.1"  # never anything else: this sends hostile traffic
 MAX_CLIENTS, MAX_SECONDS, MAX_REQUESTS = 64, 300, 20_000
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="c2c-serve-load-"))
     model = args.model
     if not model:
-        from lm.toy import make_toy_checkpoint
+        from tests.support.toy import make_toy_checkpoint
 
         print("training the GENERATED toy model ...", flush=True)
         model = str(make_toy_checkpoint(tmp / "toy-model", steps=150))

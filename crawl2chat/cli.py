@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crawl2chat.telemetry import disable_telemetry
+    from core.telemetry import disable_telemetry
 
     disable_telemetry()  # before any stage imports prefect/ray/mlflow or starts their servers
     parser = build_parser()

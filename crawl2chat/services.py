@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text
-from crawl2chat.telemetry import TELEMETRY_OFF
+from core.telemetry import TELEMETRY_OFF
 
 log = logging.getLogger(__name__)
 

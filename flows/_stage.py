@@ -51,11 +51,11 @@ def model_lineage(uri: str, role: str = "parent_model") -> dict[str, str]:
     return tags
 
 
-def mlflow_logger(run_id: str) -> Callable[[dict[str, float], int], None]:
-    """Per-step metrics to one MLflow run by id (safe from any thread), under the one naming scheme."""
+def mlflow_logger(run_id: str, uri: str) -> Callable[[dict[str, float], int], None]:
+    """Per-step metrics to one MLflow run by id in store `uri` (safe from any thread), under the one naming scheme."""
     from lm.tracking import MLflowLogger
 
-    return MLflowLogger(run_id).log_metrics
+    return MLflowLogger(run_id, uri).log_metrics
 
 
 def tracked_stage(stage: str, register_as: str, out: str, mlflow_root: str | None, cfg, preset: str | None,
@@ -75,7 +75,7 @@ def tracked_stage(stage: str, register_as: str, out: str, mlflow_root: str | Non
         for path, name in datasets:
             if path and (Path(path).exists() or "://" in path):
                 log_dataset(path, name, context="training")
-        manifest = train(mlflow_logger(run.info.run_id))
+        manifest = train(mlflow_logger(run.info.run_id, mlflow.get_tracking_uri()))  # the store mlflow_run chose
         # Run-level results under `final/` (per-step series keep their own names, one point per step).
         finals = {"final/" + k.replace("@", "_at_"): float(v) for k, v in manifest.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -197,8 +197,11 @@ def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed
     shards = [{"path": f"{names[i]}.parquet", "source": srcs[i],
                "documents": fin_stats[i]["stages"][-1]["kept"] if fin_stats[i].get("stages") else 0}
               for i in ok]
+    # A manifest with `partial` true exists only when the loss was accepted (allow_partial, see
+    # `curate`); the pipeline reports it on every later run that skips this output.
     manifest = {"stage": "curate", "documents": n_docs, "shards": shards, "config": cfgd, "config_hash": chash,
-                "failed_inputs": failed_inputs, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "inputs": len(srcs), "failed_inputs": failed_inputs, "failed_input_count": len(failed_inputs),
+                "partial": bool(failed_inputs), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     rows = [{"stage": st["stage"], "in": st["in"], "kept": st["kept"], "dropped": sum(st["dropped"].values()),
              "kept_pct": round(100.0 * st["kept"] / st["in"], 1) if st["in"] else None,
@@ -283,8 +286,16 @@ def _finalize_in_batches(k: int, names: list[str], fargs: dict[int, tuple]) -> d
 
 
 @flow(name="curate")
-def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Curate WARC inputs (already expanded: paths or URLs) into `out`/curated/*.parquet."""
+def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
+           allow_partial: bool = False) -> dict[str, Any]:
+    """Curate WARC inputs (already expanded: paths or URLs) into `out`/curated/*.parquet.
+
+    allow_partial: when inputs were lost (unreachable, or cut short past the
+        retry limits), still write `curated/manifest.json` (marked `partial`, with
+        the lost inputs). Without it a partial output gets no manifest: nothing
+        downstream (the pipeline's skip check, tokenize) takes it for complete, and
+        the next run retries the lost inputs. Either way the result says `partial`.
+    """
     logger = get_run_logger()
     t_start = time.perf_counter()
     cfg = CurateConfig(**(config or {}))
@@ -396,15 +407,22 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None) ->
         n_docs, wall, manifest = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
         logger.info("curate done: %d documents in %d shards, %.1fs (MLflow run %s)", n_docs, len(ok), wall,
                     mlrun.info.run_id)
-    write_json(curated / "manifest.json", manifest)  # last, after the MLflow run closed: the output is complete
+    if failed and not allow_partial:
+        logger.warning("curate: PARTIAL: %d of %d input(s) not read completely; no manifest written (the output "
+                       "is not complete): re-run to retry them, or pass allow_partial to accept", len(failed),
+                       len(srcs))
+    else:  # last, after the MLflow run closed: the output is complete (or its loss accepted)
+        write_json(curated / "manifest.json", manifest)
     return {**runtime.flow_run_info(), "out": str(root), "curated": str(curated), "documents": n_docs,
-            "shards": len(ok), "failed_inputs": len(failed), "mlflow_run_id": mlrun.info.run_id,
+            "shards": len(ok), "inputs": len(srcs), "failed_inputs": len(failed), "partial": bool(failed),
+            "manifest_written": not failed or allow_partial, "mlflow_run_id": mlrun.info.run_id,
             "failed": {srcs[i]: r for i, r in sorted(failed.items())}, "wall_seconds": round(wall, 2)}
 
 
-def run_curate(inputs: list[str], out: str | Path, cfg: CurateConfig, num_cpus: int | None = None) -> dict[str, Any]:
+def run_curate(inputs: list[str], out: str | Path, cfg: CurateConfig, num_cpus: int | None = None,
+               allow_partial: bool = False) -> dict[str, Any]:
     """Run the curate flow on Ray: Prefect API first (Ray workers must inherit its URL), then Ray."""
     runtime.ensure_prefect_api()
     runner = runtime.ray_runner(cfg.ray_address, num_cpus)
     return curate.with_options(task_runner=runner)(
-        inputs=list(inputs), out=str(out), config=cfg.model_dump(mode="json"))
+        inputs=list(inputs), out=str(out), config=cfg.model_dump(mode="json"), allow_partial=allow_partial)

@@ -15,7 +15,8 @@ first unfinished stage; a failing stage stops the run with a Failed state that
 names the stage, and leaves the earlier stages' outputs untouched.
 
 MLflow: one parent run `llm-pipeline` (experiment `crawl2chat`), a nested run
-per stage (each stage's own `runtime.mlflow_run` nests under the active run).
+per stage: the stages run inside `runtime.tracking_context(<root's store>, <parent run id>)`,
+so each stage's own `runtime.mlflow_run` logs there, nested under the parent (no os.environ).
 Every run is tagged with its Prefect flow-run id/URL and every flow run gets a
 link artifact to its MLflow run (`runtime.mlflow_run`).
 
@@ -177,7 +178,8 @@ def _curate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any
     # curate's flow takes its whole config (the services send it so): build it here, overrides included
     cfg = conf.load(CurateConfig, preset if preset in conf.preset_names() else None, _over(opts, "curate"))
     inputs = opts.get("inputs") or default_inputs(root, int(cfg.generated_docs))
-    return {"inputs": list(inputs), "out": str(root / "curate"), "config": cfg.model_dump(mode="json")}
+    return {"inputs": list(inputs), "out": str(root / "curate"), "config": cfg.model_dump(mode="json"),
+            "allow_partial": bool(opts.get("allow_partial"))}
 
 
 def _data_stage(name: str, source: str):
@@ -299,6 +301,43 @@ class StageFailed(RuntimeError):
     """A stage's subflow failed; earlier outputs are intact and a re-run resumes here."""
 
 
+class StagePartial(StageFailed):
+    """A stage finished but lost inputs (curate: unreachable, or cut short past the retry limits).
+
+    Raised unless the run allows partial output; `crawl2chat pipeline` exits 3 on it,
+    like `crawl2chat curate`.
+    """
+
+
+def lost_inputs(root: Path, st: Stage, result: Any = None) -> dict[str, Any] | None:
+    """What a stage lost, {"failed": n, "inputs": N, "by_reason": {...}}, or None when it lost nothing.
+
+    From the stage's result when it just ran, else from its manifest (a skipped
+    stage whose loss an earlier run accepted). Only curate reports lost inputs.
+    """
+    if st.name != "curate":
+        return None
+    if isinstance(result, dict) and isinstance(result.get("failed"), dict):
+        failed, n_in = result["failed"], result.get("inputs")
+    else:
+        m = read_manifest(st.manifest(root)) or {}
+        failed, n_in = m.get("failed_inputs") or {}, m.get("inputs")
+    if not failed:
+        return None
+    by_reason: dict[str, int] = {}
+    for reason in failed.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    return {"failed": len(failed), "inputs": n_in, "by_reason": dict(sorted(by_reason.items())),
+            "failed_inputs": dict(failed)}
+
+
+def describe_loss(loss: dict[str, Any]) -> str:
+    """"1 of 4 input(s) not read completely (remote_http_503: 1)"."""
+    reasons = ", ".join(f"{r}: {n}" for r, n in loss["by_reason"].items())
+    of = f" of {loss['inputs']}" if loss.get("inputs") else ""
+    return f"{loss['failed']}{of} input(s) not read completely ({reasons})"
+
+
 def plan(root: Path, only: list[str] | None = None, force: list[str] | None = None) -> list[tuple[Stage, str]]:
     """(stage, action) in run order: "run", or "skip" when its output is complete (and not forced)."""
     for n in [*(only or []), *(force or [])]:
@@ -310,36 +349,30 @@ def plan(root: Path, only: list[str] | None = None, force: list[str] | None = No
 @flow(name=FLOW_NAME, log_prints=True)
 def llm_pipeline(preset: str = "tiny", out: str | None = None, inputs: list[str] | None = None,
                  stages: list[str] | None = None, force: list[str] | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                 overrides: dict[str, dict[str, Any]] | None = None, allow_partial: bool = False) -> dict[str, Any]:
     """Run the whole recipe under `out` (default runs/llm-pipeline-<preset>), resuming finished stages.
 
     inputs: WARC files/URLs for curate (default: data/samples/*.warc.gz, plus the preset's
         GENERATED WARC when `curate.generated_docs` > 0: tiny builds one of 800 pages);
     stages: run only these (default: all); force: re-run these even if complete;
-    overrides: per-stage config overrides on top of the preset, e.g. {"pretrain": {"max_steps": 20}}.
+    overrides: per-stage config overrides on top of the preset, e.g. {"pretrain": {"max_steps": 20}};
+    allow_partial: go on when curate lost inputs (its manifest and this run's summary/MLflow
+        parent record the loss); by default the run stops there (StagePartial) and the next
+        run retries them.
     """
     for name in overrides or {}:
         stage(name)  # a typo is an error, not a silently ignored setting
     logger = get_run_logger()
     root = Path(out).resolve() if out else default_root(preset)
     root.mkdir(parents=True, exist_ok=True)
-    # One tracking store for the parent and every stage run (restored on exit: the
-    # flow may run inside a longer-lived process).
-    old_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = runtime.tracking_uri(root)
-    try:
-        return _run_stages(logger, root, preset, inputs, stages, force, overrides or {})
-    finally:
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+    return _run_stages(logger, root, preset, inputs, stages, force, overrides or {}, allow_partial)
 
 
 def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stages: list[str] | None,
-                force: list[str] | None, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                force: list[str] | None, overrides: dict[str, dict[str, Any]],
+                allow_partial: bool = False) -> dict[str, Any]:
     steps = plan(root, stages, force)
-    opts = {"inputs": inputs, "overrides": overrides}
+    opts = {"inputs": inputs, "overrides": overrides, "allow_partial": allow_partial}
     summary: dict[str, Any] = {"root": str(root), "preset": preset, "stages": {}}
     import mlflow
 
@@ -347,14 +380,16 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
               "inputs": inputs or "default (data/samples/*.warc.gz + curate.generated_docs)",
               "overrides": overrides}
     with runtime.mlflow_run(FLOW_NAME, root, params=params, tags={"preset": preset}) as parent:
-        os.environ["CRAWL2CHAT_PARENT_RUN_ID"] = parent.info.run_id
-        try:
+        # One store for the parent and every stage run, each nested under this one: explicit
+        # state the stage subflows see (runtime.tracking_context), not the process environment.
+        with runtime.tracking_context(runtime.tracking_uri(root), parent.info.run_id):
             for i, (st, action) in enumerate(steps, 1):
                 at = f"stage {i}/{len(steps)} {st.name}"  # in the run's logs: `prefect flow-run logs UUID`
                 if action == "skip":
                     logger.info("%s: output complete (%s); skipped", at, st.manifest(root))
                     mlflow.set_tag(f"stage.{st.name}", "skipped")
                     summary["stages"][st.name] = {"status": "skipped", "headline": _log_headline(root, st)}
+                    _note_loss(logger, at, st.name, summary["stages"][st.name], lost_inputs(root, st))
                     continue
                 logger.info("%s: running → %s", at, root / st.name)
                 mlflow.set_tag("current_stage", st.name)
@@ -369,6 +404,16 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
                         f"under {root} are intact; fix the cause and re-run the pipeline with the same "
                         f"out={str(root)!r} to resume from {st.name!r}.") from e
                 wall = time.perf_counter() - t0
+                loss = lost_inputs(root, st, result)
+                if loss and not allow_partial:
+                    mlflow.set_tag(f"stage.{st.name}", "partial")
+                    mlflow.set_tag(f"partial.{st.name}", describe_loss(loss))
+                    mlflow.log_metric(f"{st.name}.failed_input_count", loss["failed"])
+                    raise StagePartial(
+                        f"stage {st.name!r} is PARTIAL: {describe_loss(loss)}; their documents are missing "
+                        f"(listed in {root / st.name}/stats.json failed_inputs) and no complete output was "
+                        f"recorded. Re-run the pipeline with the same out={str(root)!r} to retry them from their "
+                        f"checkpoints, or pass --allow-partial (allow_partial=True) to accept the loss and go on.")
                 if not st.done(root):
                     mlflow.set_tag(f"stage.{st.name}", "failed")
                     raise StageFailed(f"stage {st.name!r} finished but wrote no complete output "
@@ -378,10 +423,9 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
                 headline = _log_headline(root, st)
                 summary["stages"][st.name] = {"status": "done", "wall_seconds": round(wall, 2),
                                               "headline": headline, "result": _brief(result)}
+                _note_loss(logger, at, st.name, summary["stages"][st.name], loss)
                 logger.info("%s: done in %.1fs%s", at, wall,
                             "".join(f"; {k} {v:.4g}" for k, v in _key_numbers(headline)))
-        finally:
-            os.environ.pop("CRAWL2CHAT_PARENT_RUN_ID", None)
         mlflow.set_tag("current_stage", "finished")
         summary.update(mlflow_run_id=parent.info.run_id, mlflow_experiment_id=parent.info.experiment_id,
                        mlflow_tracking_uri=mlflow.get_tracking_uri())
@@ -391,6 +435,19 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
             for k, v in summary["stages"].items()]
     runtime.publish_table("llm-pipeline-stages", rows, description=f"stages of {root}")
     return summary
+
+
+def _note_loss(logger, at: str, name: str, entry: dict[str, Any], loss: dict[str, Any] | None) -> None:
+    """An accepted loss (allow_partial, now or on an earlier run): in the summary, the log and the parent run."""
+    if not loss:
+        return
+    import mlflow
+
+    entry["partial"] = {k: loss[k] for k in ("failed", "inputs", "by_reason", "failed_inputs")}
+    mlflow.set_tag(f"partial.{name}", describe_loss(loss) + "; accepted (allow_partial)")
+    mlflow.log_metric(f"{name}.failed_input_count", loss["failed"])
+    logger.warning("%s: PARTIAL output: %s; accepted (allow_partial). Re-run with force=[%r] to retry them.",
+                   at, describe_loss(loss), name)
 
 
 # Numbers in a stage's output that say nothing about the run (ids, formats).
@@ -460,8 +517,8 @@ def _brief(result: Any) -> Any:
 
 def run_pipeline(preset: str = "tiny", out: str | Path | None = None, inputs: list[str] | None = None,
                  stages: list[str] | None = None, force: list[str] | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                 overrides: dict[str, dict[str, Any]] | None = None, allow_partial: bool = False) -> dict[str, Any]:
     """Run `llm-pipeline` in this process (embedded services when none are configured)."""
     runtime.ensure_prefect_api()
     return llm_pipeline(preset=preset, out=str(out) if out else None, inputs=inputs, stages=stages, force=force,
-                        overrides=overrides)
+                        overrides=overrides, allow_partial=allow_partial)

@@ -7,6 +7,9 @@ Embedded defaults when nothing is configured (see docs/DESIGN.md, "Pitfalls"):
 - Ray: a local instance sized to this machine, unless `RAY_ADDRESS`/config says
   where a cluster is.
 - MLflow: `sqlite:///<abs run root>/mlflow.db`, unless `MLFLOW_TRACKING_URI`.
+  Inside `tracking_context(uri, parent_run_id)` (the pipeline's), every stage run
+  goes to that store, nested under that run: explicit state in a context
+  variable, never written to `os.environ` (which stays the user's configuration).
 
 Scale-out is configuration only: `PREFECT_API_URL`, `RAY_ADDRESS`,
 `MLFLOW_TRACKING_URI` (+ S3 credentials for s3:// inputs and artifacts).
@@ -18,12 +21,15 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.telemetry import disable_telemetry
+from core.telemetry import disable_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +194,77 @@ def ray_runner(address: str | None = None, num_cpus: int | None = None):
 
 
 # ------------------------------------------------------------------ MLflow
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the user's configuration: read, never written
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where the stage runs started in a context log: one store, nested under one parent run."""
+
+    uri: str
+    parent_run_id: str | None = None
+
+
+# A context variable, not os.environ: it belongs to one thread/task (a pipeline in one
+# thread cannot redirect a stage in another), and Prefect copies the caller's context
+# into subflows and into the threads its tasks run in.
+_TRACKING: ContextVar[Tracking | None] = ContextVar("crawl2chat_tracking", default=None)
+
+
+def current_tracking() -> Tracking | None:
+    """The innermost `tracking_context`, or None outside one."""
+    return _TRACKING.get()
+
+
+@contextmanager
+def tracking_context(uri: str, parent_run_id: str | None = None) -> Iterator[Tracking]:
+    """Send every `mlflow_run` started inside (this thread/task, its Prefect subflows) to `uri`,
+    nested under `parent_run_id` when given."""
+    token = _TRACKING.set(Tracking(uri, parent_run_id))
+    try:
+        yield _TRACKING.get()
+    finally:
+        _TRACKING.reset(token)
+
+
 def tracking_uri(root: str | Path) -> str:
-    """$MLFLOW_TRACKING_URI, else an sqlite store under the run root (absolute path)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    """The enclosing tracking_context's store, else $MLFLOW_TRACKING_URI, else an sqlite store
+    under the run root (absolute path)."""
+    ctx = _TRACKING.get()
+    if ctx is not None:
+        return ctx.uri
+    uri = os.environ.get(TRACKING_URI_ENV)
     if uri:
         return uri
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root}/mlflow.db"
+
+
+# What MLflow's fluent set-up exports into os.environ (set_tracking_uri, set_experiment).
+_MLFLOW_EXPORTS = (TRACKING_URI_ENV, "MLFLOW_EXPERIMENT_ID")
+_MLFLOW_SETUP = threading.Lock()
+
+
+@contextmanager
+def _environment_untouched(names: tuple[str, ...] = _MLFLOW_EXPORTS) -> Iterator[None]:
+    """Undo what MLflow exports while it is pointed at a store and an experiment.
+
+    `mlflow.set_tracking_uri`/`set_experiment` export MLFLOW_TRACKING_URI/MLFLOW_EXPERIMENT_ID
+    (for subprocesses). Left there, they read as the user's settings: every later
+    stand-alone stage of this process would log to the first stage's store. The
+    subprocesses that log get the URI explicitly (tasks/pretrain.py).
+    """
+    with _MLFLOW_SETUP:  # one thread at a time, so a snapshot never holds another's export
+        before = {k: os.environ.get(k) for k in names}
+        try:
+            yield
+        finally:
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -226,8 +295,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def mlflow_run_url(run) -> str | None:
-    uri = os.environ.get("MLFLOW_UI_URL") or (os.environ.get("MLFLOW_TRACKING_URI") or "")
+def mlflow_run_url(run, uri: str = "") -> str | None:
+    """The run's page in the MLflow UI ($MLFLOW_UI_URL, else an http tracking URI); None for a file store."""
+    uri = os.environ.get("MLFLOW_UI_URL") or uri
     if uri.startswith("http"):
         return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     return None
@@ -236,7 +306,8 @@ def mlflow_run_url(run) -> str | None:
 @contextmanager
 def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = None,
                tags: dict[str, str] | None = None) -> Iterator[Any]:
-    """Start (or nest under the pipeline's parent) an MLflow run for one stage.
+    """Start an MLflow run for one stage: nested under the active run, else under the
+    enclosing tracking_context's parent run (the pipeline's), else a top-level run.
 
     Tags the run with the stage, git commit and Prefect flow run; adds a Prefect
     link artifact pointing at the run.
@@ -244,16 +315,18 @@ def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = Non
     import mlflow
 
     uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
     experiment = os.environ.get("CRAWL2CHAT_EXPERIMENT", EXPERIMENT)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        try:
-            mlflow.create_experiment(experiment, artifact_location=_artifact_location(uri))
-        except Exception:  # created concurrently by another process
-            pass
-    mlflow.set_experiment(experiment)
-    parent_id = os.environ.get("CRAWL2CHAT_PARENT_RUN_ID")
-    active = mlflow.active_run()
+    with _environment_untouched():
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            try:
+                mlflow.create_experiment(experiment, artifact_location=_artifact_location(uri))
+            except Exception:  # created concurrently by another process
+                pass
+        mlflow.set_experiment(experiment)
+    ctx = _TRACKING.get()
+    parent_id = ctx.parent_run_id if ctx is not None else None
+    active = mlflow.active_run()  # per thread in MLflow: another thread's subflow sees the parent by id
     kwargs: dict[str, Any] = {"run_name": stage}
     if active is not None:
         kwargs["nested"] = True
@@ -267,7 +340,7 @@ def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = Non
             items = list(flat.items())
             for i in range(0, len(items), 90):  # log_params batches are capped at 100
                 mlflow.log_params(dict(items[i:i + 90]))
-        url = mlflow_run_url(run)
+        url = mlflow_run_url(run, uri)
         publish_link(f"mlflow-{stage}", url or uri, text=f"MLflow run {stage} ({run.info.run_id})",
                      description=f"MLflow run id {run.info.run_id} in experiment {experiment} at {uri}")
         yield run

@@ -66,13 +66,19 @@ class Persona:
             raise ValueError("a persona needs a name and a maker")
 
     @classmethod
-    def from_meta(cls, meta: dict, tools) -> "Persona":
-        """The persona SFT recorded in a checkpoint's meta (`meta["persona"]`), else the default one with `tools`."""
-        recorded = meta.get("persona")
-        if isinstance(recorded, dict):
-            return cls(str(recorded.get("name", cls.name)), str(recorded.get("maker", cls.maker)),
-                       tuple(recorded.get("tools") or ()))
-        return cls(tools=tuple(tools))
+    def from_meta(cls, meta: dict, tools=None) -> "Persona":
+        """Who SFT said the model is (`meta["persona"]`, else the default), with the tools enabled now.
+
+        `tools`: the tools this chat/server enables; the system message names exactly those, so
+        the model is never told of a tool it cannot call (or kept from one it can). None: the
+        tools SFT recorded (what the model was trained to call).
+        """
+        recorded = meta.get("persona") if isinstance(meta.get("persona"), dict) else {}
+        if tools is None:
+            tools = recorded.get("tools") or cls.tools
+        ordered = tuple(t for t in TOOL_NAMES if t in set(tools))  # one order, the registry's
+        return cls(str(recorded.get("name", cls.name)), str(recorded.get("maker", cls.maker)),
+                   ordered + tuple(t for t in tools if t not in TOOL_NAMES))
 
     def system_message(self) -> str:
         tools = f"Tools: {', '.join(self.tools)}." if self.tools else "No tools."

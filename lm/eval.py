@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,10 +31,6 @@ from lm.tokenizer import Tokenizer
 # The real GSM8K file ships with the repo (lm/ stays free of project imports).
 GSM8K_PATH = Path(__file__).resolve().parent.parent / "data" / "gsm8k" / "train.jsonl"
 GSM8K_HELDOUT = 500
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_SPECIAL = re.compile(r"<\|[a-z_]+\|>")
-_TOOL_CALL = re.compile(r"<\|tool_start\|>.*?<\|tool_end\|>", re.S)
 
 
 # ------------------------------------------------------------------ bits per byte
@@ -75,21 +70,6 @@ def bits_per_byte(model: GPT, tokenizer: Tokenizer, ids: Sequence[int] | torch.T
 
 
 # ------------------------------------------------------------------ answers
-def extract_answer(text: str) -> str | None:
-    """The final number in a reply's TEXT (tool output included), for display.
-
-    Grading does not use this: `lm.gsm8k.grade_reply` (shared with RL's reward)
-    reads only the tokens the model itself wrote.
-    """
-    if "####" in text:
-        text = text.split("####")[-1]
-    text = _TOOL_CALL.sub(" ", text)  # the call's operands are not the answer
-    nums = _NUMBER.findall(_SPECIAL.sub(" ", text))
-    if not nums:
-        return None
-    return normalize_number(nums[-1])
-
-
 def normalize_number(s: str) -> str:
     s = s.replace(",", "").replace("$", "").strip().rstrip(".")
     try:
@@ -100,14 +80,6 @@ def normalize_number(s: str) -> str:
 
 
 # ------------------------------------------------------------------ GSM8K
-def load_gsm8k(path: str | Path = GSM8K_PATH) -> list[dict]:
-    """GSM8K problems as {question, answer (full solution), final (normalised number)}."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"GSM8K file {path} missing; see data/README.md")
-    return [_with_final(r) for r in gsm8k.read_gsm8k(path)]
-
-
 def _with_final(row: dict) -> dict:
     return {"question": row["question"], "answer": row["answer"], "final": normalize_number(row["gold"])}
 
@@ -168,14 +140,15 @@ def arithmetic_eval(model: GPT, tokenizer: Tokenizer, problems: Sequence[dict], 
     """Greedy accuracy on arithmetic problems with the calculator tool and without any tool."""
     out = {}
     for name, eng in (("with_tool", Engine(model, tokenizer)), ("no_tool", Engine(model, tokenizer, tools=None))):
-        correct, calls = 0, 0
+        right, calls = [], 0
         for start in range(0, len(problems), batch_size):
             chunk = problems[start:start + batch_size]
             prompts = [render_prompt(tokenizer, [{"role": "user", "content": p["question"]}]) for p in chunk]
             for p, c in zip(chunk, eng.generate(prompts, max_new_tokens, temperature=0)):
-                correct += gsm8k.grade_reply(c, p["final"], tokenizer)
+                right.append(int(gsm8k.grade_reply(c, p["final"], tokenizer)))
                 calls += c.tool_calls
-        out[name] = {"accuracy": correct / max(len(problems), 1), "tool_calls": calls}
+        # per-item right/wrong: two models on the same items compare paired (lm/paired_stats.mcnemar)
+        out[name] = {"accuracy": sum(right) / max(len(problems), 1), "tool_calls": calls, "correct": right}
     out["n"] = len(problems)
     return out
 

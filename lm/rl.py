@@ -158,8 +158,10 @@ def verifiable_reward_fn(tokenizer: Tokenizer) -> RewardFn:
 
 @torch.no_grad()
 def evaluate_pass(model: GPT, tokenizer: Tokenizer, problems: Sequence[Problem], k: int, max_new_tokens: int,
-                  temperature: float = 1.0, seed: int = 0, batch: int = 64) -> dict[str, float]:
-    """pass@1 (mean correctness over k samples), pass@k (any of k correct), mean response length."""
+                  temperature: float = 1.0, seed: int = 0, batch: int = 64,
+                  per_prompt: bool = False) -> dict[str, Any]:
+    """pass@1 (mean correctness over k samples), pass@k (any of k correct), mean response length;
+    with `per_prompt`, also each prompt's fraction of correct samples (for a paired before/after test)."""
     correct, anyc, lengths = [], [], []
     for s in range(0, len(problems), batch):
         chunk = problems[s:s + batch]
@@ -170,8 +172,11 @@ def evaluate_pass(model: GPT, tokenizer: Tokenizer, problems: Sequence[Problem],
         anyc += [max(rs[i * k:(i + 1) * k]) for i in range(len(chunk))]
     model.train()
     n = max(1, len(correct))
-    return {"pass@1": sum(correct) / n, f"pass@{k}": sum(anyc) / max(1, len(anyc)),
-            "response_len": sum(lengths) / max(1, len(lengths))}
+    out: dict[str, Any] = {"pass@1": sum(correct) / n, f"pass@{k}": sum(anyc) / max(1, len(anyc)),
+                           "response_len": sum(lengths) / max(1, len(lengths))}
+    if per_prompt:
+        out["per_prompt"] = [sum(correct[i * k:(i + 1) * k]) / k for i in range(len(problems))]
+    return out
 
 
 # --------------------------------------------------------------------- loop
@@ -197,6 +202,11 @@ def train_grpo(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path,
         rt.close()
 
 
+def _eval_metrics(ev: dict[str, Any]) -> dict[str, float]:
+    """`eval/<name>` for the numbers of an eval (per-item lists stay in the history, not in the metric log)."""
+    return {f"eval/{a}": b for a, b in ev.items() if isinstance(b, (int, float))}
+
+
 def _logprobs(model, inputs: torch.Tensor, targets: torch.Tensor, chunks: list[slice]) -> torch.Tensor:
     return torch.cat([token_logprobs(model, inputs[c], targets[c]) for c in chunks])
 
@@ -220,7 +230,7 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
             ev = evaluate(model, 0)
         history.append({"step": 0, **ev})
         if log_fn:
-            log_fn({f"eval/{a}": b for a, b in ev.items()}, 0)
+            log_fn(_eval_metrics(ev), 0)
     steps_done = start
     for step in range(start, cfg.steps):
         if stop_reason:  # a resumed run that had already stopped early
@@ -278,10 +288,10 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
         if evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             with rt.autocast():
                 ev = evaluate(model, done)
-            m.update({f"eval/{a}": b for a, b in ev.items()})
+            m.update(_eval_metrics(ev))
             history.append({"step": done, **ev})
             if log_fn:
-                log_fn({f"eval/{a}": b for a, b in ev.items()}, done)
+                log_fn(_eval_metrics(ev), done)
         if monitor is not None:
             stop_reason = monitor(m, done)
             if rt.world > 1 and all_reduce_sum([1.0 if stop_reason else 0.0], rt)[0] and not stop_reason:
@@ -329,13 +339,28 @@ def train_rl(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path, meta: d
         import copy
         ref = copy.deepcopy(model)
 
-    def evaluate(m: GPT, step: int) -> dict[str, float]:
+    def evaluate(m: GPT, step: int) -> dict[str, Any]:
         return evaluate_pass(m, tokenizer, eval_set, cfg.eval_samples, cfg.max_new_tokens, cfg.temperature,
-                             seed=cfg.seed + 99)
+                             seed=cfg.seed + 99, per_prompt=True)
 
     res = train_grpo(model, tokenizer, cfg, out_dir, sample, verifiable_reward_fn(tokenizer), ref, evaluate,
                      meta={"task": cfg.task, **(meta or {})}, log_fn=log_fn, kind="rl")
     h = res["history"]
     if h:
         res["pass@1_before"], res["pass@1_after"] = h[0]["pass@1"], h[-1]["pass@1"]
+        res["pass@1_paired"] = paired_pass(h[0], h[-1])
     return res
+
+
+def paired_pass(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float] | None:
+    """after − before pass@1 on the same held-out prompts: mean, paired-bootstrap 95% interval (lm/paired_stats).
+
+    The prompts and the sampling seed are the same before and after, so each
+    prompt is its own control; None when either eval lacks its per-prompt scores.
+    """
+    from lm.paired_stats import paired_bootstrap
+
+    b, a = before.get("per_prompt"), after.get("per_prompt")
+    if not b or not a or len(a) != len(b) or before.get("step") == after.get("step"):
+        return None
+    return paired_bootstrap(b, a)

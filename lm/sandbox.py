@@ -10,48 +10,55 @@ multiply long numbers, sort, format — with the import allowlist below.
 Out of scope: kernel exploits, and side channels (timing) — a container/VM
 is the answer to those, and the deployment's job.
 
-Layers, each enough to stop the red-team cases on its own where it applies
-(tests/lm/test_sandbox_redteam.py checks each one alone):
+No exec, eval or compile of the snippet anywhere: not in the server, not in the
+child. The child parses it and runs it with a tree-walking interpreter of an
+allowlisted subset of Python (lm/sandbox_interp.py). Python objects are still
+reachable through what that subset allows (builtins, the allowlisted modules,
+methods of values), so the interpreter is one layer of several, and each OS
+layer is there for the case where another one has a hole.
+
+Layers (tests/lm/test_sandbox_redteam.py checks each one alone where it applies;
+for the OS layers alone it runs raw attacks through a test-only child program
+that lives in the test file — this module has no exec path, not even a flag):
 
 1. Static check, in the server process, BEFORE anything runs (`check_code`):
    length and node-count caps, an `ast` walk that refuses imports outside
    ALLOWED_MODULES, names and attributes with a leading underscore (dunders:
    `__subclasses__`, `__globals__`, `__builtins__`, `__import__`), frame/code
-   attributes (`gi_frame`, `f_back`, `tb_frame`, `co_code`, ...), the
-   attributes that lead out of a module (`sys`, `os`, `modules`, ...), the
-   builtins that open files or run code (`open`, `eval`, `exec`, `compile`,
-   `getattr`, `globals`, ...), and string constants containing `__` (dunder
-   names spelled as strings for `getattr`-like tricks). The server never
-   evaluates or executes the snippet: this layer only parses it.
+   attributes (`gi_frame`, `f_back`, `tb_frame`, ...), the attributes that lead
+   out of a module (`sys`, `os`, `modules`, ...), the builtins that open files or
+   run code (`open`, `eval`, `exec`, `compile`, `getattr`, `globals`, ...),
+   string constants containing `__` (dunder names spelled as strings), and the
+   constructs the interpreter does not run (`error: unsupported: class
+   definitions`). The server never runs the snippet: this layer only parses it.
 2. A fresh interpreter, `python -I -S` (isolated: no site, no user site, no
    PYTHON* variables, no script dir on sys.path), started with a CLEARED
    environment, its working directory an empty temporary directory, in a new
-   session (so the whole process group is killed on timeout). The code goes in
-   on stdin; nothing of the server's process (memory, open files: close_fds,
-   environment) is inherited.
-3. Inside the child, the trusted runner (`_RUNNER`, below) prepares the jail
-   before the snippet runs: it pre-imports the allowed modules, then — when it
-   has the privilege (root, or root of its own user namespace) — chroots into
-   the empty directory and, when really root, drops to uid/gid 65534 (nobody);
-   then sets resource limits: CPU seconds (SIGXCPU), address space (memory),
-   file size (the output file too), process count 0 (no fork), and open files
-   capped at the three it holds (no new file or socket can be opened at all).
+   session (so the whole process group is killed on timeout). Its program is
+   ours (`-c` CHILD_PROGRAM: import lm/sandbox_interp.py by path, then the
+   jail and the runner); the snippet goes in on stdin, as data; nothing of the
+   server's process (memory, open files: close_fds, environment) is inherited.
+3. Inside the child, before the snippet is parsed: the allowed modules are
+   imported, then — when it has the privilege (root, or root of its own user
+   namespace) — it chroots into the empty directory and, when really root,
+   drops to uid/gid 65534 (nobody); then sets resource limits: CPU seconds
+   (SIGXCPU), address space (memory), file size (the output file too), process
+   count 0 (no fork), and open files capped at the three it holds (no new file
+   or socket can be opened at all). After the chroot nothing can be imported.
 4. No network: the child runs in a new, empty network namespace
    (`unshare --net`, or `unshare -rnm` for a non-root user) when the host allows
    it — `sandbox_info()["network"]` says `namespace`; otherwise the fd limit of
    layer 3 (no socket can be created) and the import allowlist (no `socket`)
    are what blocks it, and `network` says `fd-limit`.
-5. Restricted runtime: the snippet runs with builtins that lack
-   open/eval/exec/compile/input/getattr/..., an `__import__` that serves only
-   the allowlisted modules, and each module as a read-only copy without its
-   module-valued attributes outside the allowlist (`datetime.sys`,
-   `fractions.sys`, `re.enum` are gone), stdout captured with a size cap.
+5. The interpreter (lm/sandbox_interp.py): only the allowlisted builtins (no
+   open/eval/exec/compile/input/getattr/...), only ALLOWED_MODULES, and at run
+   time again: no `_`-prefixed or DENIED_ATTRS attributes, no attributes of
+   frames/code/generators/functions, no module-valued attributes outside the
+   allowlist (`datetime.sys`), no attribute fields in format strings, no class
+   creation; a step budget (endless loops end with a clear error before the CPU
+   limit), a call-depth cap, caps on big-int `**`/`*`/`<<` and on sequence
+   repetition; stdout captured with a size cap.
 6. Wall-clock timeout in the parent; the output read back is capped.
-
-About `exec`: the project forbids eval/exec of untrusted input in the server
-process. The only `exec` is in `_RUNNER`, which runs in the jailed child of
-layers 2–5 after the jail is set up: executing the snippet there is the point
-of a code tool. This module itself only parses the code (`ast.parse`).
 """
 from __future__ import annotations
 
@@ -65,25 +72,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-# What a snippet may import: pure computation, nothing that reaches files, processes or the network.
-ALLOWED_MODULES = frozenset({
-    "math", "cmath", "re", "string", "itertools", "collections", "collections.abc", "json", "datetime",
-    "fractions", "decimal", "random", "statistics", "functools", "operator", "heapq", "bisect",
-    "textwrap", "unicodedata", "calendar",
-})
-# Builtins that open files, run code, read the interpreter's state or wait on stdin.
-DENIED_NAMES = frozenset({
-    "open", "eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr", "globals", "locals",
-    "vars", "breakpoint", "input", "help", "exit", "quit", "memoryview", "copyright", "credits", "license",
-})
-# Attributes that lead from an object to frames, code, globals or other modules.
-DENIED_ATTRS = frozenset({
-    "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame", "ag_code",
-    "ag_await", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "tb_next",
-    "func_globals", "sys", "os", "modules", "builtins", "get_field", "vformat", "format_map",
-    "attrgetter", "methodcaller", "mro", "system", "popen", "subprocess", "loader",
-})
+from lm.sandbox_interp import ALLOWED_MODULES, DENIED_ATTRS, DENIED_NAMES, MAX_STEPS, Unsupported, check_supported
+
+__all__ = ["ALLOWED_MODULES", "DENIED_ATTRS", "DENIED_NAMES", "CodeRefused", "JAIL_SOURCE", "Limits", "check_code",
+           "python_tool", "run_in_jail", "run_python", "sandbox_info"]
 MAX_CODE_CHARS = 4000
 MAX_NODES = 3000
 
@@ -97,6 +91,7 @@ class Limits:
     wall_seconds: float = 10.0
     output_chars: int = 2000        # what comes back to the model (more is cut and said so)
     file_bytes: int = 1 << 20       # RLIMIT_FSIZE: largest file the child may write (its output file)
+    steps: int = MAX_STEPS          # the interpreter's step budget (statements, iterations, calls)
 
 
 class CodeRefused(ValueError):
@@ -104,7 +99,7 @@ class CodeRefused(ValueError):
 
 
 def check_code(code: str) -> None:
-    """Refuse code outside the allowed subset (raises CodeRefused naming the reason); never runs it."""
+    """Refuse code outside the allowed subset (CodeRefused, or Unsupported for constructs); never runs it."""
     if not isinstance(code, str) or not code.strip():
         raise CodeRefused("empty code")
     if len(code) > MAX_CODE_CHARS:
@@ -145,6 +140,7 @@ def check_code(code: str) -> None:
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
             if (b"__" if isinstance(node.value, bytes) else "__") in node.value:
                 raise CodeRefused("string constants containing '__' are not allowed")
+    check_supported(tree)
 
 
 def _check_module(name: str) -> None:
@@ -152,24 +148,20 @@ def _check_module(name: str) -> None:
         raise CodeRefused(f"import of {name!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_MODULES))}")
 
 
-# The trusted runner, executed by the child interpreter with `-c`. It reads the
-# snippet from stdin, builds the jail (layers 3 and 5), then execs the snippet
-# there. argv: cpu_seconds memory_bytes file_bytes output_chars restricted(0/1).
-_RUNNER = r'''
-import sys
-def _main():
-    import builtins, io, os, resource, types
-    code = sys.stdin.read()
-    cpu, mem, fsize, out_chars, restricted = (int(a) for a in sys.argv[1:6])
-    allowed = %(allowed)r
-    denied = %(denied)r
-    mods = {}
-    for name in sorted(allowed):
-        mods[name] = __import__(name, fromlist=["_"])
-    import _strptime  # datetime.strptime imports it lazily; after chroot nothing can be imported
-    strptime = types.SimpleNamespace(_strptime_datetime=_strptime._strptime_datetime,
-                                     _strptime_time=_strptime._strptime_time)
-    # Jail: an empty root, an unprivileged user, then limits (lowering needs no privilege).
+# The jail, as source text for the child's `-c` program (our code, trusted): layer 3, the output
+# capture, and how the child reports. A program using it reads the snippet from stdin, imports what
+# it needs, calls `_jail(...)`, runs, and ends with `_finish(out, error_line)`.
+# argv of the child: cpu_seconds memory_bytes file_bytes output_chars steps.
+JAIL_SOURCE = r'''
+import os, resource, sys
+
+
+def _jail_args():
+    return tuple(int(a) for a in sys.argv[1:6])
+
+
+def _jail(cpu, mem, fsize):
+    # An empty root, an unprivileged user, then limits (lowering needs no privilege).
     if os.geteuid() == 0:
         try:
             os.chroot(".")
@@ -182,73 +174,70 @@ def _main():
             os.setuid(65534)
         except OSError:
             pass  # root of a user namespace: uid 65534 is not mapped there; the chroot still holds
-    lim = [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, mem, mem),
-           (resource.RLIMIT_FSIZE, fsize, fsize), (resource.RLIMIT_NPROC, 0, 0),
-           (resource.RLIMIT_NOFILE, 3, 3), (resource.RLIMIT_CORE, 0, 0)]
-    for what, soft, hard in lim:
+    for what, soft, hard in [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, mem, mem),
+                             (resource.RLIMIT_FSIZE, fsize, fsize), (resource.RLIMIT_NPROC, 0, 0),
+                             (resource.RLIMIT_NOFILE, 3, 3), (resource.RLIMIT_CORE, 0, 0)]:
         resource.setrlimit(what, (soft, hard))
 
-    class Capture(io.TextIOBase):
-        def __init__(self):
-            self.parts, self.n, self.cut = [], 0, False
-        def write(self, s):
-            s = str(s)
-            room = out_chars - self.n
-            if len(s) > room:
-                s, self.cut = s[:max(room, 0)], True
-            if s:
-                self.parts.append(s)
-                self.n += len(s)
-            return len(s)
 
-    out = Capture()
-    sys.stdout = sys.stderr = out
-    if restricted:
-        def proxy(m):
-            p = types.ModuleType(m.__name__)
-            for k, v in vars(m).items():
-                if k.startswith("_"):
-                    continue
-                if isinstance(v, types.ModuleType):
-                    if v.__name__ not in allowed:
-                        continue
-                    v = proxies.get(v.__name__) or proxy(v)
-                setattr(p, k, v)
-            return p
-        proxies = {}
-        for name in sorted(allowed):
-            proxies[name] = proxy(mods[name])
-        def safe_import(name, globals=None, locals=None, fromlist=(), level=0):
-            if name == "_strptime" and not level:  # what datetime/time's C code asks for, no more
-                return strptime
-            if level or name not in proxies:
-                raise ImportError("import of %%r is not allowed" %% name)
-            if fromlist or "." not in name:
-                return proxies[name]
-            return proxies[name.split(".")[0]]
-        safe = {k: v for k, v in vars(builtins).items() if k not in denied}
-        safe["__import__"] = safe_import
-        g = {"__builtins__": safe, "__name__": "__main__"}
-    else:  # tests of the OS layers alone
-        g = {"__builtins__": builtins, "__name__": "__main__"}
-    status = 0
-    try:
-        exec(compile(code, "<snippet>", "exec"), g)  # the jailed child: see lm/sandbox.py's docstring
-    except MemoryError:
+class _Capture:
+    # The snippet's stdout (and stderr), cut at `limit` characters.
+    def __init__(self, limit):
+        self.parts, self.n, self.cut, self.limit = [], 0, False, limit
+
+    def write(self, s):
+        s = str(s)
+        room = self.limit - self.n
+        if len(s) > room:
+            s, self.cut = s[:max(room, 0)], True
+        if s:
+            self.parts.append(s)
+            self.n += len(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def _finish(out, error_line):
+    if error_line and error_line.startswith("error: MemoryError"):
         out.cut = False
-        out.parts.append("\nerror: MemoryError: the snippet exceeded the memory limit")
-        status = 1
-    except BaseException as e:
-        msg = str(e)[:300]
-        out.parts.append("\nerror: %%s: %%s" %% (type(e).__name__, msg) if msg else "\nerror: %%s" %% type(e).__name__)
-        status = 1
-    text = "".join(out.parts)
+    text = "".join(out.parts) + ("\n" + error_line if error_line else "")
     if out.cut:
-        text += "\n[output cut at %%d characters]" %% out_chars
+        text += "\n[output cut at %d characters]" % out.limit
     os.write(1, text.encode("utf-8", "replace"))
-    os._exit(status)
+    os._exit(1 if error_line else 0)
+'''
+
+# The product's child program: import the interpreter (lm/sandbox_interp.py: stdlib only, loaded by
+# path so that its cached bytecode is used; compiling its source in every child cost ~30% per call,
+# see benchmarks/sandbox_latency.py), then the jail and this runner. The snippet is only ever parsed
+# and interpreted.
+_RUNNER = r'''
+def _main():
+    code = sys.stdin.read()
+    cpu, mem, fsize, out_chars, steps = _jail_args()
+    modules = load_modules()  # before the jail: after chroot nothing can be imported
+    _jail(cpu, mem, fsize)
+    out = _Capture(out_chars)
+    sys.stdout = sys.stderr = out
+    error = None
+    try:
+        run_snippet(code, out.write, modules, max_steps=steps)
+    except BaseException as e:  # the snippet's own error (or a limit), reported as one line
+        error = describe_error(e)
+    _finish(out, error)
+
+
 _main()
-''' % {"allowed": sorted(ALLOWED_MODULES), "denied": sorted(DENIED_NAMES)}
+'''
+_LOAD_INTERPRETER = f"""
+import sys
+sys.path.append({str(Path(__file__).resolve().parent)!r})  # last: the stdlib always wins over lm/'s names
+from sandbox_interp import describe_error, load_modules, run_snippet
+del sys.path[-1]
+"""
+CHILD_PROGRAM = _LOAD_INTERPRETER + JAIL_SOURCE + _RUNNER
 
 _PROBE_LOCK = threading.Lock()
 _PREFIX: list[str] | None = None
@@ -282,25 +271,36 @@ def sandbox_info() -> dict:
     root = os.geteuid() == 0
     return {"network": _NETWORK, "chroot": root or bool(prefix), "drops_to_nobody": root,
             "rlimits": ["cpu", "address_space", "file_size", "nproc=0", "nofile=3"],
+            "runs_snippet_with": "ast interpreter (lm/sandbox_interp.py; no exec/eval)",
             "allowed_modules": sorted(ALLOWED_MODULES)}
 
 
-def run_python(code: str, limits: Limits = Limits(), *, static_checks: bool = True,
-               restricted_runtime: bool = True) -> str:
+def run_python(code: str, limits: Limits = Limits(), *, static_checks: bool = True) -> str:
     """Run `code` in the sandbox; returns its stdout, with `error: ...` on failure (never raises).
 
-    `static_checks` / `restricted_runtime` turn layers 1 / 5 off: for the red-team
-    tests that check the OS layers (2–4, 6) alone. Never turn them off for model code.
+    `static_checks=False` turns layer 1 off: for the red-team tests that show the
+    interpreter's own run-time refusals (layer 5). Never turn it off for model code.
     """
     if static_checks:
         try:
             check_code(code)
         except CodeRefused as e:
             return f"error: refused: {e}"
+        except Unsupported as e:
+            return e.line()
     elif not isinstance(code, str) or len(code) > MAX_CODE_CHARS:
         return "error: refused: code too long"
-    cmd = [*_namespace_prefix(), sys.executable, "-I", "-S", "-c", _RUNNER, str(limits.cpu_seconds),
-           str(limits.memory_bytes), str(limits.file_bytes), str(limits.output_chars), str(int(restricted_runtime))]
+    return run_in_jail(CHILD_PROGRAM, code, limits)
+
+
+def run_in_jail(program: str, data: str, limits: Limits = Limits()) -> str:
+    """Run our own `program` (source text, trusted) in the jailed child (layers 2-4, 6) with `data` on stdin.
+
+    The product's program is CHILD_PROGRAM (interpreter + JAIL_SOURCE + runner); untrusted input only
+    ever travels as `data`. Returns the child's output with `error: ...` for limits hit (never raises).
+    """
+    cmd = [*_namespace_prefix(), sys.executable, "-I", "-S", "-c", program, str(limits.cpu_seconds),
+           str(limits.memory_bytes), str(limits.file_bytes), str(limits.output_chars), str(limits.steps)]
     with tempfile.TemporaryDirectory(prefix="c2c-sandbox-") as tmp:
         work = os.path.join(tmp, "work")
         os.mkdir(work, 0o755)  # the child's cwd (its root after chroot): empty
@@ -314,7 +314,7 @@ def run_python(code: str, limits: Limits = Limits(), *, static_checks: bool = Tr
                 return f"error: sandbox could not start: {e}"
             timed_out = False
             try:
-                proc.communicate(code.encode("utf-8", "replace"), timeout=limits.wall_seconds)
+                proc.communicate(data.encode("utf-8", "replace"), timeout=limits.wall_seconds)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
@@ -238,20 +238,3 @@ def _bad_text_message(text: object) -> str:
         return f"can only encode str, got {type(text).__name__}; use encode_bytes for bytes"
     return ("text contains lone surrogates (not valid Unicode); encode the raw bytes with "
             "encode_bytes, or decode the source with errors='replace'")
-
-
-def iter_parquet_texts(paths: Iterable[str | Path], column: str = "text", max_chars: int | None = None) -> Iterator[str]:
-    """Stream the text column of Parquet files (for tokenizer training)."""
-    import pyarrow.parquet as pq
-
-    seen = 0
-    for p in paths:
-        pf = pq.ParquetFile(p)
-        for batch in pf.iter_batches(columns=[column], batch_size=1024):
-            for t in batch.column(0).to_pylist():
-                if not t:
-                    continue
-                yield t
-                seen += len(t)
-                if max_chars and seen >= max_chars:
-                    return

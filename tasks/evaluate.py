@@ -118,6 +118,8 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         out["arith_acc_tool"] = a["with_tool"]["accuracy"]
         out["arith_acc_no_tool"] = a["no_tool"]["accuracy"]
         out["arith_tool_calls"] = a["with_tool"]["tool_calls"]
+        # per item, for the report's paired sft → rl test (lists are not headline metrics)
+        out["arith_correct_tool"], out["arith_correct_no_tool"] = a["with_tool"]["correct"], a["no_tool"]["correct"]
         log.info("%s: arithmetic %.3f with calculator, %.3f without", model, out["arith_acc_tool"],
                  out["arith_acc_no_tool"])
     if cfg.python_n:

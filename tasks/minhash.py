@@ -27,13 +27,26 @@ FineWeb's defaults: word 5-grams, 14 bands × 8 hashes, connected components):
 
 Doc key: `shard_index << 32 | row` in uint64 (row = position in the shard's
 pre-dedup Parquet file).
+
+Signature files (`compute_signatures`, an uncompressed .npz) store each band's
+rows sorted by the band's partition hash (`band_NNN` + `band_NNN_rows`, the
+rows they belong to, + `band_NNN_hi`, the hash), so `lsh_band(part=p,
+n_parts=P)` reads only partition p's contiguous slice of every file (a binary
+search, then one read) instead of the whole band: the P partition tasks of a
+band read it once between them. Files without `band_NNN_rows` (written before)
+are still read whole and filtered.
 """
 from __future__ import annotations
 
+import ast
+import bisect
 import logging
+import os
 import re
+import struct
 import time
 import unicodedata
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
@@ -85,6 +98,91 @@ def _save_npz(out_path: str, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:  # a file object stops numpy appending ".npz"
             np.savez(f, **arrays)
+
+
+class StoredNpz:
+    """Row ranges of the members of an uncompressed .npz (`np.savez`), read without reading the rest.
+
+    `np.load` on an .npz reads a whole member; here a member's data offset comes
+    from its zip local header and .npy header, and `rows(name, lo, hi)` reads only
+    those rows (C order). `nbytes` counts what was read from the file.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.nbytes = 0
+        self._fd = os.open(path, os.O_RDONLY)
+        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            self._info = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in zf.infolist()}
+        self._meta: dict[str, tuple[int, np.dtype, tuple[int, ...]]] = {}
+
+    def __enter__(self) -> "StoredNpz":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)
+
+    def _pread(self, n: int, offset: int) -> bytes:
+        data = os.pread(self._fd, n, offset)
+        self.nbytes += len(data)
+        if len(data) != n:
+            raise ValueError(f"{self.path} is truncated; recompute its signatures")
+        return data
+
+    def meta(self, name: str) -> tuple[int, np.dtype, tuple[int, ...]]:
+        """(data offset, dtype, shape) of member `name`."""
+        if name not in self._meta:
+            info = self._info[name]
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{self.path}: {name} is compressed; signature files are written by np.savez")
+            head = self._pread(30, info.header_offset)  # zip local file header
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            at = info.header_offset + 30 + name_len + extra_len
+            pre = self._pread(10, at)  # .npy: magic, version, header length
+            major = pre[6]
+            hlen_size = 2 if major == 1 else 4
+            hlen = int.from_bytes(pre[8:8 + hlen_size], "little")
+            header = self._pread(hlen, at + 8 + hlen_size).decode("latin1")
+            d = ast.literal_eval(header)  # a dict literal of plain values (numpy's own format)
+            if d["fortran_order"]:
+                raise ValueError(f"{self.path}: {name} is not in C order")
+            self._meta[name] = (at + 8 + hlen_size + hlen, np.dtype(d["descr"]), tuple(d["shape"]))
+        return self._meta[name]
+
+    def names(self) -> set[str]:
+        return set(self._info)
+
+    def length(self, name: str) -> int:
+        return self.meta(name)[2][0]
+
+    def rows(self, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows lo..hi-1 of member `name`."""
+        off, dt, shape = self.meta(name)
+        width = int(np.prod(shape[1:], dtype=np.int64)) * dt.itemsize
+        hi = max(lo, hi)
+        buf = self._pread((hi - lo) * width, off + lo * width) if hi > lo else b""
+        return np.frombuffer(buf, dtype=dt).reshape((hi - lo, *shape[1:])).copy()
+
+    def search(self, name: str, value: int) -> int:
+        """First index of sorted 1-d member `name` whose value is ≥ `value` (binary search, one read a probe)."""
+        view = _Probe(self, name)
+        return bisect.bisect_left(view, value)
+
+
+class _Probe:
+    """A sorted 1-d npz member as a sequence for `bisect`: each item read on demand."""
+
+    def __init__(self, z: StoredNpz, name: str):
+        self.z, (self.off, dt, shape) = z, z.meta(name)
+        if len(shape) != 1 or dt.kind != "u" or dt.byteorder == ">":
+            raise ValueError(f"{z.path}: {name} is not a 1-d unsigned array")
+        self.n, self.size = shape[0], dt.itemsize
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return int.from_bytes(self.z._pread(self.size, self.off + i * self.size), "little")
 
 
 def _save_npy(out_path: str, array: np.ndarray) -> None:
@@ -294,13 +392,41 @@ def signatures(texts: Sequence[str], cfg: MinhashSettings | None = None) -> tupl
 # ----------------------------------------------------------------------- stages
 
 
+def _band_names(files: Iterable[str]) -> list[str]:
+    """The band matrices of a signature file (`band_NNN`; not their `_rows`/`_hi` companions)."""
+    return sorted(f for f in files if re.fullmatch(r"band_\d{3}", f))
+
+
+def signature_arrays(shard_index: int, n_docs: int, rows: np.ndarray, sig: np.ndarray, n_bands: int,
+                     hashes_per_band: int) -> dict[str, np.ndarray]:
+    """The members of one signature file: each band sorted by `band_hash_hi`, with its rows and hashes."""
+    arrays = {"shard": np.asarray(shard_index, np.int64), "n_docs": np.asarray(n_docs, np.int64),
+              "rows": np.asarray(rows, np.int64)}
+    r = hashes_per_band
+    for band in range(n_bands):
+        mat = np.ascontiguousarray(sig[:, band * r:(band + 1) * r], dtype=_U64)
+        hi = band_hash_hi(mat)
+        order = np.argsort(hi, kind="stable")
+        arrays[f"band_{band:03d}"] = np.ascontiguousarray(mat[order])
+        arrays[f"band_{band:03d}_rows"] = np.asarray(rows, np.int64)[order].astype(np.uint32)
+        arrays[f"band_{band:03d}_hi"] = hi[order]
+    return arrays
+
+
+def write_signatures(out_path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write `signature_arrays` to `out_path` atomically (uncompressed, so bands can be read by range)."""
+    _save_npz(out_path, arrays)
+
+
 def compute_signatures(parquet_path: str, out_path: str, shard_index: int,
                        cfg: MinhashSettings | None = None) -> int:
     """Write the MinHash signatures of one pre-dedup Parquet shard to `out_path` (.npz).
 
     The file holds `shard`, `n_docs`, `rows` (row of each signed doc in the shard)
-    and one `band_NNN` matrix [n, hashes_per_bucket] per band, so `lsh_band`
-    reads only its band. Returns the number of signed documents.
+    and per band a `band_NNN` matrix [n, hashes_per_bucket] sorted by its
+    partition hash, with `band_NNN_rows` and `band_NNN_hi` (`signature_arrays`),
+    so `lsh_band` reads only its band, or only its partition of it. Returns the
+    number of signed documents.
     """
     if not 0 <= shard_index < 2**31:  # int32 in the cluster table, high half of the uint64 key
         raise ValueError(f"shard_index {shard_index} must be in [0, 2^31)")
@@ -312,24 +438,71 @@ def compute_signatures(parquet_path: str, out_path: str, shard_index: int,
     rows, sig = signatures(texts, cfg)
     n_bands = _setting(cfg, "minhash_buckets", 14)
     r = _setting(cfg, "minhash_hashes_per_bucket", 8)
-    arrays = {"shard": np.asarray(shard_index, np.int64), "n_docs": np.asarray(len(texts), np.int64),
-              "rows": rows}
-    for band in range(n_bands):
-        arrays[f"band_{band:03d}"] = np.ascontiguousarray(sig[:, band * r:(band + 1) * r])
-    _save_npz(out_path, arrays)
+    write_signatures(out_path, signature_arrays(shard_index, len(texts), rows, sig, n_bands, r))
     log.info("minhash shard %d: %d/%d docs signed in %.2fs → %s", shard_index, rows.size,
              len(texts), time.perf_counter() - t0, out_path)
     return int(rows.size)
 
 
-def band_partition(band_rows: np.ndarray, n_parts: int) -> np.ndarray:
-    """Partition (0..n_parts-1) of each band row: rows in one bucket always share a partition."""
-    if n_parts <= 1:
-        return np.zeros(len(band_rows), dtype=np.int64)
-    h = np.ascontiguousarray(band_rows[:, 0]).copy()  # min-hashes are small numbers: mix before mod
+def band_hash_hi(band_rows: np.ndarray) -> np.ndarray:
+    """A 32-bit hash of each band row (uint32): equal rows (one bucket) get equal values."""
+    band_rows = band_rows.astype(_U64, copy=False)
+    if len(band_rows) == 0 or band_rows.ndim != 2 or band_rows.shape[1] == 0:
+        return np.empty(len(band_rows), np.uint32)
+    h = np.ascontiguousarray(band_rows[:, 0]).copy()  # min-hashes are small numbers: mix first
     for j in range(1, band_rows.shape[1]):
         h ^= band_rows[:, j] * _NGRAM_MULT[j % len(_NGRAM_MULT)]
-    return (_mix64(h) % _U64(n_parts)).astype(np.int64)
+    return (_mix64(h) >> _U64(32)).astype(np.uint32)
+
+
+def partition_range(part: int, n_parts: int) -> tuple[int, int]:
+    """The `band_hash_hi` values [lo, hi) of partition `part`: n_parts equal ranges of 0..2^32."""
+    return -(-part * 2**32 // n_parts), -(-(part + 1) * 2**32 // n_parts)
+
+
+def band_partition(band_rows: np.ndarray, n_parts: int) -> np.ndarray:
+    """Partition (0..n_parts-1) of each band row: rows in one bucket always share a partition.
+
+    A range of `band_hash_hi` (`partition_range`), not a modulo: a file sorted by
+    the hash holds each partition as one contiguous slice, for any n_parts.
+    """
+    if n_parts <= 1:
+        return np.zeros(len(band_rows), dtype=np.int64)
+    return ((band_hash_hi(band_rows).astype(_U64) * _U64(n_parts)) >> _U64(32)).astype(np.int64)
+
+
+def read_band(path: str, band: int, part: int = 0, n_parts: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+    """(doc keys, band rows, bytes read) of partition `part` of one band of one signature file.
+
+    A sorted file (`signature_arrays`) is read by range: the partition's slice
+    only. An older file (no `band_NNN_rows`) is read whole and filtered.
+    """
+    name = f"band_{band:03d}"
+    with StoredNpz(path) as z:
+        files = z.names()
+        if name not in files:
+            have = _band_names(files)
+            raise ValueError(f"{path} has no {name} (it has {len(have)} bands); "
+                             "recompute signatures with the same minhash_buckets")
+        shard = int(z.rows("shard", 0, 1).reshape(-1)[0])  # a 0-d member: one item
+        if f"{name}_rows" in files:
+            lo, hi = 0, z.length(name)
+            if n_parts > 1:
+                v_lo, v_hi = partition_range(part, n_parts)
+                lo = z.search(f"{name}_hi", v_lo)
+                hi = z.search(f"{name}_hi", v_hi) if v_hi < 2**32 else z.length(name)
+            mat = z.rows(name, lo, hi)
+            rows = z.rows(f"{name}_rows", lo, hi).astype(_U64)
+        else:  # written before bands were sorted: the whole band, then this partition's rows
+            n = z.length(name)
+            mat = z.rows(name, 0, n).astype(_U64)
+            rows = z.rows("rows", 0, z.length("rows")).astype(_U64)
+            if n_parts > 1:
+                mine = band_partition(mat, n_parts) == part
+                rows, mat = rows[mine], mat[mine]
+        nbytes = z.nbytes
+    keys = (_U64(shard) << _U64(32)) | rows
+    return keys, mat.astype(_U64, copy=False), nbytes
 
 
 def bucket_pairs(keys: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -360,22 +533,12 @@ def lsh_band(signature_paths: list[str], band: int, out_path: str, part: int = 0
     if not 0 <= part < n_parts:
         raise ValueError(f"partition {part} is outside 0..{n_parts - 1}")
     t0 = time.perf_counter()
-    name = f"band_{band:03d}"
-    keys_l, bands_l = [], []
+    keys_l, bands_l, nbytes = [], [], 0
     for path in signature_paths:
-        with np.load(path, allow_pickle=False) as z:
-            if name not in z.files:
-                have = sorted(f for f in z.files if f.startswith("band_"))
-                raise ValueError(f"{path} has no {name} (it has {len(have)} bands); "
-                                 "recompute signatures with the same minhash_buckets")
-            rows = z["rows"].astype(_U64)
-            mat = z[name]
-            keys = (_U64(int(z["shard"])) << _U64(32)) | rows
-            if n_parts > 1:
-                mine = band_partition(mat, n_parts) == part
-                keys, mat = keys[mine], mat[mine]
-            keys_l.append(keys)
-            bands_l.append(mat)
+        keys, mat, n = read_band(path, band, part, n_parts)
+        nbytes += n
+        keys_l.append(keys)
+        bands_l.append(mat)
     if keys_l:
         keys = np.concatenate(keys_l)
         mat = np.concatenate(bands_l)
@@ -383,8 +546,8 @@ def lsh_band(signature_paths: list[str], band: int, out_path: str, part: int = 0
         keys, mat = np.empty(0, _U64), np.empty((0, 1), _U64)
     pairs = bucket_pairs(keys, mat)
     _save_npy(out_path, pairs)
-    log.info("lsh band %d part %d/%d: %d docs, %d candidate pairs in %.2fs", band, part, n_parts, keys.size,
-             len(pairs), time.perf_counter() - t0)
+    log.info("lsh band %d part %d/%d: %d docs (%d bytes read), %d candidate pairs in %.2fs", band, part, n_parts,
+             keys.size, nbytes, len(pairs), time.perf_counter() - t0)
     return int(len(pairs))
 
 
@@ -421,9 +584,7 @@ def jaccard_filter(pairs: np.ndarray, signature_paths: list[str], threshold: flo
                 raise ValueError(f"pairs name shard {int(s)}, which has no signature file among the "
                                  f"{len(signature_paths)} given; re-run the minhash steps")
             with np.load(by_shard[int(s)], allow_pickle=False) as z:
-                names = sorted(f for f in z.files if f.startswith("band_"))
-                sig = np.concatenate([z[n] for n in names], axis=1)
-                rows = z["rows"]
+                sig, rows = _full_signatures(z)
             if out is None:
                 out = np.empty((len(pairs), sig.shape[1]), _U64)
             sel = shard == s
@@ -435,6 +596,20 @@ def jaccard_filter(pairs: np.ndarray, signature_paths: list[str], threshold: flo
         sides.append(out)
     agree = (sides[0] == sides[1]).mean(axis=1)
     return pairs[agree >= threshold]
+
+
+def _full_signatures(z) -> tuple[np.ndarray, np.ndarray]:
+    """(all bands side by side [n, bands·rows] in the order of `rows`, rows) of an open signature file."""
+    rows = z["rows"]
+    blocks = []
+    for name in _band_names(z.files):
+        mat = z[name]
+        if f"{name}_rows" in z.files:  # sorted by its partition hash: back to the order of `rows`
+            block = np.empty_like(mat)
+            block[np.searchsorted(rows, z[f"{name}_rows"].astype(np.int64))] = mat
+            mat = block
+        blocks.append(mat)
+    return np.concatenate(blocks, axis=1), rows
 
 
 def connected_components(u: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:

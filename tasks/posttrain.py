@@ -31,14 +31,29 @@ def _device(cfg) -> str:
     return str(resolve_device(cfg.device))
 
 
+def sft_persona(cfg):
+    """The persona SFT teaches: conf's, plus each tool its data trains the model to call.
+
+    Otherwise the system message and the identity answers ("What can you do?") would
+    say "Tools: calculator." to a model trained on python and search calls.
+    """
+    from lm.chat import Persona
+
+    tools = list(cfg.persona.tools)
+    tools += ["calculator"] if cfg.n_arithmetic > 0 and cfg.arithmetic_tool else []
+    tools += ["python"] if cfg.n_python > 0 else []
+    tools += ["search"] if cfg.search_index and cfg.search_ratio > 0 else []
+    return Persona.from_meta({"persona": cfg.persona.model_dump()}, tools)
+
+
 def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """SFT `model` on the configured mixture; returns the manifest."""
     from lm.checkpoint import load_model
     from lm.sft import train_sft
-    from lm.chat import Persona
     from lm.sft_data import SkipStats, build_sft_data, load_sources
 
     gpt, tok, meta = load_model(model, _device(cfg))
+    persona = sft_persona(cfg)
     stats = SkipStats()
     refusals = None
     if cfg.refusal_data and cfg.refusal_ratio > 0:
@@ -53,13 +68,14 @@ def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str,
                          refusal_path=refusals, refusal_ratio=cfg.refusal_ratio,
                          search_index=cfg.search_index, search_ratio=cfg.search_ratio, tokenizer=tok,
                          max_len=min(cfg.seq_len or gpt.config.sequence_len, gpt.config.sequence_len) + 1,
-                         n_python=cfg.n_python, persona=Persona.from_meta({"persona": cfg.persona.model_dump()}, ()),
+                         n_python=cfg.n_python, persona=persona,
                          persona_system_fraction=cfg.persona_system_fraction)
     seq_len = min(cfg.seq_len or gpt.config.sequence_len, gpt.config.sequence_len)
     data = build_sft_data(convs, tok, seq_len, cfg.val_fraction, stats, cfg.seed)
     # the persona travels in the checkpoint: `serve --persona` / `chat --persona` say what SFT said
-    res = train_sft(gpt, tok, data, cfg, out, meta={"parent": _parent(meta, model),
-                                                    "persona": cfg.persona.model_dump()}, log_fn=log_fn)
+    recorded = {**cfg.persona.model_dump(), "tools": list(persona.tools)}
+    res = train_sft(gpt, tok, data, cfg, out, meta={"parent": _parent(meta, model), "persona": recorded},
+                    log_fn=log_fn)
     manifest = {"stage": "sft", "parent": _parent(meta, model), "checkpoint": res["checkpoint"],
                 "val_loss": res["val_loss"], "val_loss_start": res.get("val_loss_start"), "data": data.stats,
                 "config": cfg.model_dump()}
@@ -75,6 +91,7 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
     res = train_rl(gpt, tok, cfg, out, meta={"parent": _parent(meta, model)}, log_fn=log_fn)
     manifest = {"stage": "rl", "parent": _parent(meta, model), "task": cfg.task, "checkpoint": res["checkpoint"],
                 "pass@1_before": res.get("pass@1_before"), "pass@1_after": res.get("pass@1_after"),
+                "pass@1_paired": res.get("pass@1_paired"),  # after − before on the same prompts, paired bootstrap
                 "eval_history": res["history"], "stop_reason": res["stop_reason"], "config": cfg.model_dump()}
     return manifest
 

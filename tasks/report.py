@@ -268,6 +268,14 @@ def _rl_lines(root: Path, evaluation: dict[str, Any]) -> list[str]:
         verdict = ("up, the 95% intervals apart" if apart else
                    "up, but the intervals overlap: not a significant change" if after > before else "not up")
         line += f" ({verdict}; {k} samples of each of {n_prompts} prompts at temperature {cfg.get('temperature', 1.0)})"
+    paired = rl.get("pass@1_paired")
+    if isinstance(paired, dict) and paired.get("diff") is not None:
+        # the same prompts and sampling seed before and after: each prompt is its own control
+        d, lo, hi = paired["diff"], paired["lo"], paired["hi"]
+        sig = ("up: the paired interval above 0" if lo > 0 else "down: the paired interval below 0" if hi < 0
+               else "no significant change: the paired interval spans 0")
+        line += (f"; paired on the same {int(paired.get('n') or n_prompts)} prompts: {d:+.3f} "
+                 f"(95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap), {sig}")
     models = evaluation.get("models") or {}
     sft, pol = models.get("sft") or {}, models.get("rl") or {}
     if "arith_acc_no_tool" in sft and "arith_acc_no_tool" in pol:
@@ -275,12 +283,27 @@ def _rl_lines(root: Path, evaluation: dict[str, Any]) -> list[str]:
         best = lambda m: max(m.get("arith_acc_no_tool", 0.0), m.get("arith_acc_tool", 0.0))  # noqa: E731
         line += (f"; evaluate, greedy on fresh items: sft {_ci(best(sft), n_ev)} → rl {_ci(best(pol), n_ev)}"
                  if n_ev else f"; evaluate, greedy: sft {best(sft):.2f} → rl {best(pol):.2f}")
+        line += _mcnemar_clause(sft, pol)
         calls = pol.get("arith_tool_calls")
         if calls is not None:
             line += f", calculator calls {int(calls)}"
-    return [line + ". GRPO sharpens answers SFT half-learned and cannot add a skill: from an SFT model that barely "
-            "reads the operands it drifts towards the most common sum, and a 2-layer model trained for CPU minutes "
-            "does not learn to copy operands into a calculator call, so the tiny demo's RL runs without the tool."]
+    return [line + ". GRPO sharpens answers SFT half-learned (sampled answers move towards the model's best guess) "
+            "and cannot add a skill: it needs an SFT model that reads the operands, and a 2-layer model trained "
+            "for CPU minutes does not learn to copy operands into a calculator call, so the tiny demo's RL runs "
+            "without the tool."]
+
+
+def _mcnemar_clause(sft: dict[str, Any], pol: dict[str, Any]) -> str:
+    """'; paired on the same items (McNemar): …' for evaluate's greedy sft → rl, when both kept per-item results."""
+    from lm.paired_stats import mcnemar
+
+    for key, what in (("arith_correct_tool", "calculator on"), ("arith_correct_no_tool", "no tool")):
+        a, b = sft.get(key), pol.get(key)
+        if isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b):
+            t = mcnemar(a, b)
+            return (f" (paired, {what}, McNemar: rl right where sft wrong on {t['only_b']} items, the reverse on "
+                    f"{t['only_a']}, p={t['p']:.2g})")
+    return ""
 
 
 def _reward_lines(root: Path) -> list[str]:

@@ -1,5 +1,5 @@
 """lm-eval harness adapter end to end: a local harness task built from the shipped
-ARC-Easy data (no hub access), scored on the toy model (lm/toy.py), agrees with
+ARC-Easy data (no hub access), scored on the toy model (tests/support/toy.py), agrees with
 our own scorer on the same items."""
 import json
 
@@ -11,7 +11,7 @@ pytest.importorskip("lm_eval")
 from lm import benchmark_data as bd  # noqa: E402
 from lm import core_eval  # noqa: E402
 from lm.checkpoint import load_model  # noqa: E402
-from lm.toy import make_toy_checkpoint  # noqa: E402
+from tests.support.toy import make_toy_checkpoint  # noqa: E402
 
 TASK_YAML = """task: c2c_arc_easy_local
 dataset_path: json

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crawl2chat.telemetry import TELEMETRY_OFF, disable_telemetry
+from core.telemetry import TELEMETRY_OFF, disable_telemetry
 
 REPO = Path(__file__).resolve().parent.parent
 

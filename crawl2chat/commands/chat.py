@@ -1,6 +1,6 @@
 """`crawl2chat chat --model MODEL`: multi-turn chat in the terminal, replies streamed.
 
-Commands inside the chat: /reset, /temp X, /top_p X, /top_k N, /tokens, /help, /quit.
+Commands inside the chat: /reset, /temp X, /top_p X, /top_k N, /tokens, /system, /tools, /help, /quit.
 Tool calls and their results are printed dimmed (ANSI dim on a terminal) inside the reply:
 `[python: print(1) → 1]`.
 """
@@ -15,6 +15,8 @@ HELP = """commands:
   /top_p X    nucleus sampling mass in (0, 1]; 1 turns it off
   /top_k N    keep the N most likely tokens; 0 turns it off
   /tokens     token counts of the conversation and the context limit
+  /system     the system message the model reads first (--system or --persona)
+  /tools      the tools the model may call in this chat (--tools)
   /quit       leave (Ctrl-D works too)"""
 
 
@@ -99,6 +101,11 @@ class ChatSession:
                 n = len(render_prompt(self.engine.tokenizer, self.messages))
                 return (f"(conversation: {n} tokens incl. the reply prompt; last reply: {self.last_reply_tokens}; "
                         f"context limit: {self.engine.max_context})")
+            if cmd == "/system":
+                return f"(system: {self.system})" if self.system else "(no system message: --system or --persona)"
+            if cmd == "/tools":
+                names = getattr(self.engine.tools, "names", None) or []
+                return f"(tools: {', '.join(names)})" if names else "(no tools)"
             if cmd == "/help":
                 return HELP
         except ValueError:

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from flows.curate import run_curate
 
     print(f"curate: {len(inputs)} input file(s) → {args.out}", file=sys.stderr)
-    summary = run_curate(inputs, args.out, cfg, num_cpus=args.num_cpus)
+    summary = run_curate(inputs, args.out, cfg, num_cpus=args.num_cpus, allow_partial=args.allow_partial)
     print(f"curated {summary['documents']} documents in {summary['shards']} shards → {summary['curated']} "
           f"({summary['wall_seconds']:.1f}s; funnel in {summary['out']}/stats.json, "
           f"MLflow run {summary['mlflow_run_id']})")
@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"curate: PARTIAL: {summary['failed_inputs']} of {len(inputs)} input(s) not read completely "
               f"({reasons}); their documents are missing (listed in {summary['out']}/stats.json "
               f"failed_inputs). Re-run the same command to retry them, from their checkpoints.")
+        if not summary.get("manifest_written", True):
+            print(f"curate: no {summary['curated']}/manifest.json written: the output is not complete")
         if not args.allow_partial:
             print(f"curate: exit {EXIT_PARTIAL} (pass --allow-partial to accept a partial result)")
             return EXIT_PARTIAL

@@ -24,6 +24,10 @@ def register(subparsers) -> None:
                    help="WARC inputs for curate (repeatable; default data/samples/*.warc.gz)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run (default: all)")
     p.add_argument("--force", default=None, help="comma-separated stages to re-run even if complete")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="go on when curate lost inputs (unreachable, or cut short past the retry limits); the "
+                        "loss is recorded in curate's manifest, pipeline.json and the MLflow parent run. "
+                        "Default: stop there with exit 3 (the next run retries them)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                    help="override one config value of one stage, e.g. --set pretrain.max_steps=20 (repeatable; "
                         "VALUE is YAML)")
@@ -46,6 +50,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 
 def run(args: argparse.Namespace) -> int:
     import conf
+    from crawl2chat.commands.curate import EXIT_PARTIAL
     from flows import pipeline
 
     if args.preset not in conf.preset_names():
@@ -63,10 +68,18 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no input files match {args.input}")
     out = args.out or str(pipeline.default_root(args.preset))
     print(f"llm-pipeline: preset {args.preset} → {out}", file=sys.stderr)
-    summary = pipeline.run_pipeline(args.preset, out, inputs=inputs, stages=stages, force=force,
-                                    overrides=overrides or None)
+    try:
+        summary = pipeline.run_pipeline(args.preset, out, inputs=inputs, stages=stages, force=force,
+                                        overrides=overrides or None, allow_partial=args.allow_partial)
+    except pipeline.StagePartial as e:
+        # On stdout, like `crawl2chat curate`'s PARTIAL line: the run stopped on purpose.
+        print(f"llm-pipeline: {e}")
+        print(f"llm-pipeline: exit {EXIT_PARTIAL} (pass --allow-partial to accept a partial result)")
+        return EXIT_PARTIAL
     for name, info in summary["stages"].items():
         extra = f" ({info['wall_seconds']:.1f}s)" if "wall_seconds" in info else ""
+        if info.get("partial"):
+            extra += f" PARTIAL: {pipeline.describe_loss(info['partial'])}; accepted (--allow-partial)"
         print(f"  {name:<9} {info['status']}{extra}")
     print(next_steps(summary))
     return 0

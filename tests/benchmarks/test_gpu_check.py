@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 _BLOCK = """
 import importlib.abc, sys
@@ -77,7 +76,7 @@ def test_failed_or_slow_step_is_recorded_and_the_rest_still_runs(tmp_path):
 
 def test_built_in_stage_defaults_equal_conf():
     """The GPU machine reads presets over gpu_check's copy of conf/'s defaults: they must not drift."""
-    import gpu_check
+    from benchmarks import gpu_check
     from conf.posttrain import RLConfig, SFTConfig
 
     for section, cls in (("sft", SFTConfig), ("rl", RLConfig)):

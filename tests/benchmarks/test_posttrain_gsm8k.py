@@ -5,11 +5,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lm"))
 
 
 def test_cpu_smoke_pretrains_then_reports_gsm8k_and_reward_figures(tmp_path):
-    from test_train import make_generated_token_dataset
+    from tests.support.token_data import make_generated_token_dataset
 
     make_generated_token_dataset(tmp_path / "data", n_chars=40_000)
     out = tmp_path / "bench.json"

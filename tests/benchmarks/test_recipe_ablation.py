@@ -59,3 +59,23 @@ def test_the_built_in_tiny_copy_matches_the_preset():
     bench = _bench()
     tiny = bench.preset("tiny")
     assert {k: bench.TINY_FALLBACK[k] for k in bench.RECIPE_KEYS} == {k: tiny[k] for k in bench.RECIPE_KEYS}
+
+
+def test_a_schedule_only_variant_starts_from_the_earlier_state_and_matches_a_run_from_scratch(tmp_path, capsys):
+    """`warmup_steps=2+decay_frac=0.9` parts from `warmup_steps=2` (decay_frac 0.3) at step 3 of 8: it reuses
+    that run's first 3 steps (and the eval at step 2) and must end exactly where training it from step 0 ends."""
+    bench = _bench()
+    variants = "warmup_steps=2,warmup_steps=2+decay_frac=0.9"
+    common = ["--shape", "tiny", "--build-tokens", "--work", str(tmp_path), "--steps", "8", "--eval-at", "2,8",
+              "--batch", "2", "--eval-tokens", "512", "--threads", "1", "--variants", variants]
+    assert bench.main([*common, "--json", str(tmp_path / "branch.json")]) == 0
+    assert bench.main([*common, "--no-branch", "--json", str(tmp_path / "scratch.json")]) == 0
+    branch = json.loads((tmp_path / "branch.json").read_text())["results"]
+    scratch = json.loads((tmp_path / "scratch.json").read_text())["results"]
+    late = "warmup_steps=2+decay_frac=0.9"
+    assert branch[late]["branched_from"] == {"variant": "warmup_steps=2", "step": 3}
+    assert "branched_from" not in scratch[late] and "branched_from" not in branch["warmup_steps=2"]
+    assert "branched_from" not in branch["default"]  # warmup 10 ≠ 2: parts at step 0
+    assert branch[late]["evals"] == scratch[late]["evals"]  # bit for bit, the eval at 8 trained after the branch
+    assert branch[late]["evals"]["8"] != branch["warmup_steps=2"]["evals"]["8"]
+    assert "steps 1–3 (and the evals there) are `warmup_steps=2`'s" in capsys.readouterr().out

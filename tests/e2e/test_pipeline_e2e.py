@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "services"))
-from test_up_down import CLI, all_pids, free_port, leftovers, service_env, up_args  # noqa: E402
+from tests.support.services import CLI, all_pids, free_port, leftovers, service_env, up_args
 
-from flows.pipeline import MODELS  # noqa: E402  (registered model of each stage, docs/CONTRACTS.md)
+from flows.pipeline import MODELS  # (registered model of each stage, docs/CONTRACTS.md)
 
 # The tiny preset, shortened further so the whole chain fits CI's time: every
 # stage still trains, evaluates, checkpoints and registers its model.

@@ -64,11 +64,8 @@ def _assert_funnel_consistent(stats: dict) -> None:
 
 def _generated_corpus(dest: Path, n_files: int, docs_per_file: int) -> list[Path]:
     """GENERATED WARCs (data/build_warc.py: real text in built pages), one seed per file."""
-    sys.path.insert(0, str(REPO / "data"))
-    try:
-        import build_warc
-    finally:
-        sys.path.remove(str(REPO / "data"))
+    from data import build_warc
+
     paths = []
     for k in range(n_files):
         path = dest / f"part{k:02d}-{build_warc.generated_name(docs_per_file, k)}"

@@ -1,6 +1,6 @@
 """`evaluate` flow against a real Prefect API and a real sqlite MLflow store.
 
-The model is the toy model (lm/toy.py: real text + GENERATED conversations),
+The model is the toy model (tests/support/toy.py: real text + GENERATED conversations),
 registered in MLflow so the flow resolves a `models:/` URI and records lineage.
 Val tokens are real Tiny Shakespeare text encoded with the toy tokenizer.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 SMALL = {"gsm8k_n": 2, "gsm8k_k": 2, "gsm8k_max_new_tokens": 24, "arithmetic_n": 3, "python_n": 2, "compliance_n": 2,
          "n_samples": 2, "max_new_tokens": 24, "bpb_max_tokens": 2048}

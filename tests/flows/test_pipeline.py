@@ -2,11 +2,10 @@
 and a real failing stage followed by a resume (real Prefect API, Ray, MLflow).
 
 Curated Parquet used for the resume is GENERATED from real C4 text
-(tests/tasks/test_tokenize.py: write_generated_curated)."""
+(tests/support/curated_data.py: write_generated_curated)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import pytest
 from core.atomic import write_json
 from flows import pipeline, runtime
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 
 
 def _complete(root: Path, name: str, **extra) -> Path:
@@ -85,7 +83,7 @@ def test_failing_stage_fails_clearly_then_resumes(repo_data, tmp_path, prefect_a
 
     if "tiny" not in conf.preset_names():
         pytest.fail("conf/presets/tiny.yaml is missing: the pipeline's tiny preset must exist")
-    from test_tokenize import write_generated_curated
+    from tests.support.curated_data import write_generated_curated
 
     root = tmp_path / "run"
     # curate "finished" but its output holds no Parquet: tokenize must fail

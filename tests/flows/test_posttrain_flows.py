@@ -6,11 +6,10 @@ model version and data; each registers its model with alias `current` (`@latest`
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lm"))
-from _posttrain_base import generated_preferences, tiny_base  # noqa: E402
+from tests.support.posttrain_base import generated_preferences, tiny_base
+
 
 COMMON = {"checkpoint_every": 1000, "log_every": 1}
 

@@ -1,18 +1,17 @@
 """The `pretrain` flow on a real Prefect API and a real sqlite MLflow store.
 
 Input: token shards GENERATED from the bundled tinyshakespeare (see
-tests/lm/test_train.py::make_generated_token_dataset).
+tests/support/token_data.py: make_generated_token_dataset).
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lm"))
-from test_train import make_generated_token_dataset  # noqa: E402
+from tests.support.token_data import make_generated_token_dataset
+
 
 MICRO = {"depth": 2, "sequence_len": 64, "device_batch_size": 8, "eval_every": 6, "eval_tokens": 2048,
          "checkpoint_every": 5, "sample_tokens": 8, "progress": False, "threads": 1, "warmup_steps": 2,

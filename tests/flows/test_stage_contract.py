@@ -4,17 +4,14 @@ last — after training, the MLflow run and the model registration.
 Seam: the post-training task wrote manifest.json before the flow registered the model; when
 registration failed, a valid manifest stayed behind and the pipeline skipped the stage on every
 later run, so the model was never registered. Real MLflow store (sqlite), real training of a
-GENERATED tiny base model (tests/lm/_posttrain_base.py).
+GENERATED tiny base model (tests/support/posttrain_base.py).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lm"))
-from _posttrain_base import tiny_base  # noqa: E402
+from tests.support.posttrain_base import tiny_base
+
 
 SFT = {"steps": 2, "batch_size": 4, "max_per_source": 20, "n_identity": 5, "n_arithmetic": 10, "eval_every": 2,
        "eval_batches": 1, "checkpoint_every": 1000}

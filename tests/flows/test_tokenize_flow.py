@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,9 +14,8 @@ from conf import load, preset_names
 from conf.tokenize import TokenizeConfig
 from lm.tokenizer import Tokenizer
 from lm.tokens import TokenShards, read_meta
+from tests.support.curated_data import write_generated_curated
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-from test_tokenize import write_generated_curated  # noqa: E402
 
 OVERRIDES = {"val_fraction": 0.1, "compression_docs": 50, "batch_docs": 32}
 

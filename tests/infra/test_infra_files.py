@@ -8,6 +8,7 @@ compose worker rely on exist in flows/deployments.py.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,14 +138,27 @@ def test_readme_documents_the_env_and_torchrun():
         assert f in readme
 
 
-def test_local_services_env_names_match_runtime(tmp_path):
-    """`crawl2chat up`'s env.sh exports exactly the variables flows/runtime.py reads."""
+def test_local_services_env_names_match_runtime(tmp_path, monkeypatch):
+    """`crawl2chat up`'s env.sh, once sourced, is what flows/runtime.py acts on: the MLflow store,
+    the Ray cluster and the Prefect UI come from its variables, and Ray workers are handed them."""
     s = services.Settings(state_dir=tmp_path)
-    env = services.write_env_file(tmp_path, s).read_text()
-    for var, value in s.client_env().items():
-        assert f"export {var}={value}" in env
+    exported = dict(re.findall(r"^export (\w+)=(.*)$", services.write_env_file(tmp_path, s).read_text(), re.M))
+    assert {k: exported.get(k) for k in s.client_env()} == s.client_env()
     assert s.prefect_api_url == f"http://127.0.0.1:{services.DEFAULT_PORTS['prefect']}/api"
     assert s.ray_address == f"127.0.0.1:{services.DEFAULT_PORTS['ray']}"
-    runtime_src = Path(runtime.__file__).read_text()
+    # As a shell that sourced env.sh (and nothing else that would win: an explicit UI URL, an embedded API).
+    for var in ("PREFECT_UI_URL", runtime.EMBEDDED_API_ENV):
+        monkeypatch.delenv(var, raising=False)
     for var in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-        assert var in runtime_src
+        monkeypatch.setenv(var, exported[var])
+    assert runtime.tracking_uri(tmp_path / "runs") == s.mlflow_url
+    assert not (tmp_path / "runs").exists()  # no local sqlite store made beside the server
+    assert runtime.ray_address() == s.ray_address
+    assert runtime.prefect_ui_url() == s.prefect_api_url.removesuffix("/api")
+    # ray_init_kwargs flips Ray's local-only switch for a loopback address: put it back after the test.
+    monkeypatch.delenv(runtime._RAY_CLUSTERS_ENV, raising=False)
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", constants.ENABLE_RAY_CLUSTER)
+    forwarded = runtime.ray_init_kwargs(runtime.ray_address())["runtime_env"]["env_vars"]
+    assert forwarded["PREFECT_API_URL"] == s.prefect_api_url and forwarded["MLFLOW_TRACKING_URI"] == s.mlflow_url

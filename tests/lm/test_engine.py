@@ -1,7 +1,7 @@
 """Engine: KV-cached greedy == full recomputation, batching, sampling controls, tools, context limits.
 
 Uses a toy model trained for a few seconds on real text + GENERATED tool-use
-conversations (lm/toy.py), so it emits real chat and tool markup.
+conversations (tests/support/toy.py), so it emits real chat and tool markup.
 """
 import pytest
 import torch
@@ -9,7 +9,7 @@ import torch
 from lm.checkpoint import load_model
 from lm.engine import Engine, render_prompt, sample_next
 from lm.tools import ToolRegistry, calculator
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")

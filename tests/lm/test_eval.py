@@ -1,4 +1,4 @@
-"""Eval metrics on a toy model (lm/toy.py: real text + GENERATED conversations)."""
+"""Eval metrics on a toy model (tests/support/toy.py: real text + GENERATED conversations)."""
 import math
 
 import pytest
@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from lm.checkpoint import load_model
 from lm.engine import Engine
 from lm.eval import (GSM8K_PATH, arithmetic_eval, arithmetic_problems, bits_per_byte, chat_compliance,
-                     extract_answer, gsm8k_eval, gsm8k_split, pass_at_k, sample_generations)
+                     gsm8k_eval, gsm8k_split, pass_at_k, sample_generations)
 from lm.model import GPT
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +25,6 @@ def test_pass_at_k():
     assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
     assert pass_at_k(4, 1, 4) == 1.0
     assert pass_at_k(5, 2, 2) == pytest.approx(1 - (3 / 5) * (2 / 4))
-
-
-@pytest.mark.parametrize("text,want", [
-    ("so 48+24 = 72 clips\n#### 72", "72"), ("The answer is 1,250.", "1250"), ("It is -3", "-3"),
-    ("<|tool_start|>12+7<|tool_end|><|output_start|>19<|output_end|>", "19"),
-    ("<|tool_start|>12+7<|tool_end|>", None), ("no number", None), ("3.50 dollars", "3.5"),
-])
-def test_extract_answer(text, want):
-    assert extract_answer(text) == want
 
 
 @pytest.mark.skipif(not GSM8K_PATH.exists(), reason="GSM8K sample missing")

@@ -17,17 +17,15 @@ import pytest
 import torch
 
 from lm.checkpoint import load_weights
+from tests.support.posttrain_base import SEQ_LEN, tiny_base
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _posttrain_base import SEQ_LEN, tiny_base  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
 _RUNNER = """
 import json, os, sys
 import torch
-sys.path.insert(0, {tests!r})
-from _posttrain_base import SEQ_LEN
+from tests.support.posttrain_base import SEQ_LEN
 from conf.posttrain import RLConfig, SFTConfig
 from lm.checkpoint import load_model
 from lm.rl import arithmetic_problems, train_grpo

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, load_base  # noqa: E402
-
-from lm.dpo import evaluate_dpo, _all_logps  # noqa: E402
-from lm.preference_data import SOURCE, TOPICS, generate_preferences  # noqa: E402
-from lm.reward import (Preference, RewardModel, accuracy_by_source, render_preferences,  # noqa: E402
+from lm.dpo import evaluate_dpo, _all_logps
+from lm.preference_data import SOURCE, TOPICS, generate_preferences
+from lm.reward import (Preference, RewardModel, accuracy_by_source, render_preferences,
                        split_preferences)
-from lm.sft_data import SkipStats  # noqa: E402
+from lm.sft_data import SkipStats
+from tests.support.posttrain_base import SEQ_LEN, load_base
 
 
 def test_generated_pairs_are_held_out_by_topic_and_disjoint_from_training():

@@ -1,7 +1,7 @@
 """Exact resume with the new recipe's optimizer state: Muon + AdamW groups with scaled lrs, scheduled
 weight decay, warmdown, value embeddings.
 
-Token shards GENERATED from the bundled tinyshakespeare (lm.toy). A run
+Token shards GENERATED from the bundled tinyshakespeare (tests/support/toy.py). A run
 stopped by SIGTERM mid-warmdown and resumed must log the same losses and end
 with the same weights, bit for bit, as an uninterrupted one.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from lm.checkpoint import load_model
-from lm.toy import make_generated_token_shards
 from lm.tracking import CallbackLogger, read_jsonl_metrics
 from lm.train import TrainConfig, train
+from tests.support.toy import make_generated_token_shards
 
 REPO = Path(__file__).resolve().parents[2]
 

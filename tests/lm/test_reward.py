@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, generated_preferences, load_base  # noqa: E402
-
-from conf.posttrain import RewardConfig, data_dir  # noqa: E402
-from lm.chat import ChatError  # noqa: E402
-from lm.reward import (RewardModel, bradley_terry_loss, load_preferences, load_reward_model, pairwise_accuracy,  # noqa: E402
+from conf.posttrain import RewardConfig, data_dir
+from lm.chat import ChatError
+from lm.reward import (RewardModel, bradley_terry_loss, load_preferences, load_reward_model, pairwise_accuracy,
                        parse_hh_dialogue, plackett_luce_loss, render_preferences, score_sequences,
                        split_preferences, train_reward)
-from lm.sft_data import SkipStats  # noqa: E402
+from lm.sft_data import SkipStats
+from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 
 def test_plackett_luce_and_bradley_terry_hand_computed():

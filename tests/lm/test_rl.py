@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, load_base  # noqa: E402
-
-from conf.posttrain import RLConfig, SFTConfig, data_dir  # noqa: E402
-from lm.engine import Completion  # noqa: E402
-from lm.gsm8k import extract_number, gsm8k_split, same_number  # noqa: E402
-from lm.rl import Problem, build_batch, exact_reward, group_advantages, grpo_loss, train_rl  # noqa: E402
-from lm.sft import train_sft  # noqa: E402
-from lm.sft_data import SkipStats, build_sft_data, load_sources  # noqa: E402
+from conf.posttrain import RLConfig, SFTConfig, data_dir
+from lm.engine import Completion
+from lm.gsm8k import extract_number, gsm8k_split, same_number
+from lm.rl import Problem, build_batch, exact_reward, group_advantages, grpo_loss, train_rl
+from lm.sft import train_sft
+from lm.sft_data import SkipStats, build_sft_data, load_sources
+from tests.support.posttrain_base import SEQ_LEN, load_base
 
 
 def test_group_advantages_hand_computed():
@@ -101,6 +97,12 @@ def test_rl_raises_pass_at_1_on_generated_arithmetic(tmp_path):
     res = train_rl(model, tok, cfg, tmp_path / "rl", log_fn=lambda m, s: logged.append(m))
     assert 0.2 < res["pass@1_before"] < 0.9, res["history"]  # room to improve: neither hopeless nor solved
     assert res["pass@1_after"] > res["pass@1_before"] + 0.08, res["history"]
+    # paired on the same 48 prompts: per-prompt scores average to pass@1; only numbers reach the metric log
+    paired = res["pass@1_paired"]
+    assert paired["n"] == 48 and paired["diff"] == pytest.approx(res["pass@1_after"] - res["pass@1_before"])
+    assert paired["lo"] <= paired["diff"] <= paired["hi"]
+    assert all(len(h["per_prompt"]) == 48 for h in res["history"])
+    assert all(isinstance(v, (int, float)) for m in logged for v in m.values())
     keys = {"reward_mean", "pass@1", "pass@8", "response_len", "kl", "clip_frac"}
     steps = [m for m in logged if "reward_mean" in m]
     assert len(steps) == 30 and all(keys <= set(m) for m in steps)

@@ -1,19 +1,14 @@
 """RLHF: GRPO against a reward model raises its score within the KL bound; the hacking monitor stops divergence."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, generated_preferences, load_base  # noqa: E402
-
-from conf.posttrain import RewardConfig, RLHFConfig  # noqa: E402
-from lm.reward import (RewardModel, load_preferences, load_reward_model, render_preferences,  # noqa: E402
+from conf.posttrain import RewardConfig, RLHFConfig
+from lm.reward import (RewardModel, load_preferences, load_reward_model, render_preferences,
                        split_preferences, train_reward)
-from lm.rlhf import HackingMonitor, load_prompts, train_rlhf  # noqa: E402
-from lm.sft_data import SkipStats  # noqa: E402
+from lm.rlhf import HackingMonitor, load_prompts, train_rlhf
+from lm.sft_data import SkipStats
+from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 
 def _row(rm, kl=0.0, length=10.0, check=0.0):

@@ -4,15 +4,11 @@ Greedy decoding makes the batched call comparable with one call per prompt:
 left padding, per-row positions, cache-row copies for the k samples and the
 attention masks must all be right for the tokens to agree one for one.
 """
-import sys
-from pathlib import Path
 
 from lm.chat import ChatRenderer
 from lm.engine import Engine
 from lm.rl import Problem, rollout
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _posttrain_base import load_base  # noqa: E402
+from tests.support.posttrain_base import load_base
 
 
 def test_batched_greedy_rollout_equals_one_prompt_at_a_time():

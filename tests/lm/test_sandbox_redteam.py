@@ -1,10 +1,13 @@
 """Red team for the `python` tool (lm/sandbox.py): every attack returns an `error: ...` string quickly
 and leaves the host untouched.
 
-Each attack runs through the tool as the model would reach it (`default_tools(python=True)`), and
-the ones that the static check stops are run a second time with the static check and the
-restricted runtime OFF, so the OS layers (chroot, nobody, rlimits, namespaces, cleared env) are
-shown to stop them alone too. Real processes, a real listener on 127.0.0.1, real files.
+Each attack runs through the tool as the model would reach it (`default_tools(python=True)`). The
+ones the static check stops are run again with the static check OFF, so the interpreter's own
+run-time refusals (lm/sandbox_interp.py) are shown to stop them alone, and once more as raw Python
+through a TEST-ONLY child program (`_RAW_EXEC`, below: the product's jail, JAIL_SOURCE, with `exec`
+in place of the interpreter), so the OS layers (chroot, nobody, rlimits, namespaces, cleared env)
+are shown to stop them alone too. The product has no exec path; this one lives only here. Real
+processes, a real listener on 127.0.0.1, real files.
 """
 import os
 import socket
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lm.sandbox import Limits, check_code, run_python, sandbox_info
+from lm.sandbox import JAIL_SOURCE, Limits, check_code, run_in_jail, run_python, sandbox_info
 from lm.tools import default_tools
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,8 +24,38 @@ FAST = Limits(cpu_seconds=1, wall_seconds=8.0)
 tool = default_tools(python=True)
 
 
+# TEST-ONLY: the product's jail with raw `exec` of the (trusted, test-written) attack instead of the
+# interpreter, to test the OS layers alone. `socket` is imported before the jail so that the network
+# layer itself (namespace / fd limit), not a failed import, is what the socket case meets.
+_RAW_EXEC = JAIL_SOURCE + r'''
+import socket
+
+
+def _main():
+    code = sys.stdin.read()
+    cpu, mem, fsize, out_chars, _steps = _jail_args()
+    _jail(cpu, mem, fsize)
+    out = _Capture(out_chars)
+    sys.stdout = sys.stderr = out
+    error = None
+    try:
+        exec(code, {"__name__": "__main__", "socket": socket})  # test-only, see above
+    except BaseException as e:
+        msg = str(e)[:300]
+        error = "error: %s: %s" % (type(e).__name__, msg) if msg else "error: %s" % type(e).__name__
+    _finish(out, error)
+
+
+_main()
+'''
+
+
 def _os_only(code: str, limits: Limits = FAST) -> str:
-    return run_python(code, limits, static_checks=False, restricted_runtime=False)
+    return run_in_jail(_RAW_EXEC, code, limits)
+
+
+def _interp_only(code: str, limits: Limits = FAST) -> str:  # static check off: the interpreter alone
+    return run_python(code, limits, static_checks=False)
 
 
 def _quick(fn, *args, limit_s: float = 12.0) -> str:  # wall limit + spawn time on a loaded 2-core box
@@ -41,6 +74,8 @@ def test_normal_snippets_work():
     assert tool.run("python: " + code) == '{"a": 2, "b": 1} 6'
     assert tool.run("python: x = 1") .startswith("(no output")
     assert tool.run("python: 1/0") == "error: ZeroDivisionError: division by zero"
+    # constructs the interpreter does not run are named, before any process starts
+    assert _quick(tool.run, "python: class A:\n    pass", limit_s=1.0).startswith("error: unsupported: class definitions")
 
 
 # (attack, code): each refused by the static check before anything runs
@@ -83,16 +118,26 @@ def test_fork_bomb_stopped_by_os_layer():
 
 
 def test_memory_bomb():
-    out = _quick(tool.run, "python: x = 'a' * (10 ** 10)")
+    out = _quick(tool.run, "python: x = 'a' * (10 ** 10)")  # the interpreter's repetition cap
+    assert out.startswith("error: MemoryError: repetition would make"), out
+    out = _quick(_os_only, "x = 'a' * (10 ** 10)")  # the address-space rlimit alone
     assert out.startswith("error: MemoryError"), out
+    # list growth the interpreter allows: the address-space rlimit (or the CPU limit) ends it
     out = _quick(tool.run, "python: x = []\nwhile True:\n    x.append([0] * 100000)")
-    assert out.startswith("error:"), out
+    assert out.startswith("error: MemoryError") or "CPU time limit" in out or "timed out" in out, out
 
 
-def test_infinite_loop_hits_cpu_limit():
-    out = _quick(run_python, "while True:\n    pass", FAST)
-    # on a box so loaded that 1 CPU second takes over 8 s of wall clock, the wall clock ends it first
-    assert out in ("error: CPU time limit of 1 s exceeded", "error: timed out after 8 s wall clock"), out
+# on a box so loaded that 1 CPU second takes over 8 s of wall clock, the wall clock ends it first
+_CPU_OR_WALL = ("error: CPU time limit of 1 s exceeded", "error: timed out after 8 s wall clock")
+
+
+def test_infinite_loop_hits_step_budget_and_cpu_limit():
+    out = _quick(run_python, "while True:\n    pass", Limits(cpu_seconds=1, wall_seconds=8.0, steps=20_000))
+    assert out == "error: step budget: more than 20000 steps (an endless loop?)", out
+    out = _quick(run_python, "while True:\n    pass", Limits(cpu_seconds=1, wall_seconds=8.0, steps=10 ** 12))
+    assert out in _CPU_OR_WALL, out  # no step budget to speak of: the CPU rlimit ends it
+    out = _quick(_os_only, "while True:\n    pass")
+    assert out in _CPU_OR_WALL, out
 
 
 def test_wall_clock_timeout_when_not_using_cpu():
@@ -105,7 +150,9 @@ def test_huge_print_is_cut():
     out = _quick(tool.run, "python: print('a' * 10 ** 7)")
     assert len(out) < 2100 and out.endswith("[output cut at 2000 characters]"), out[-80:]
     out = _quick(run_python, "while True:\n    print('spam' * 1000)", FAST)
-    assert len(out) < 2200 and ("CPU time limit" in out or "timed out" in out)
+    assert len(out) < 2200 and ("CPU time limit" in out or "timed out" in out or "step budget" in out), out[-200:]
+    out = _quick(_os_only, "while True:\n    print('spam' * 1000)")
+    assert len(out) < 2200 and ("CPU time limit" in out or "timed out" in out), out[-200:]
 
 
 def test_files_outside_the_sandbox_unreachable_by_os_layer():
@@ -125,7 +172,9 @@ def test_socket_to_localhost_never_connects():
         srv.listen(4)
         srv.settimeout(0.5)
         port = srv.getsockname()[1]
-        code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('connected')"
+        # a raw socket: past the static check and the interpreter, it meets the fd limit / empty namespace
+        code = ("import socket\ns = socket.socket()\ns.settimeout(2)\n"
+                f"s.connect(('127.0.0.1', {port}))\nprint('connected')")
         assert _quick(tool.run, "python: " + code).startswith("error: refused")
         out = _quick(_os_only, code)
         assert out.startswith("error:") and "connected" not in out, out
@@ -141,18 +190,31 @@ def test_environment_is_cleared(monkeypatch):
 
 
 def test_escapes_without_static_check_stopped_at_runtime():
-    """Restricted runtime alone (static check off): no open/eval, no module-valued side doors."""
-    def rt(code):
-        return run_python(code, FAST, static_checks=False)
-    assert "NameError" in rt("open('/etc/passwd')")
-    assert "NameError" in rt("eval('1')")
-    assert "ImportError" in rt("import os")
-    assert "ImportError" in rt("__import__('socket')")
-    assert "AttributeError" in rt("import datetime\nprint(datetime.sys)")
-    # the classic escape reaches os.system through __subclasses__; the OS layers hold anyway
+    """The interpreter alone (static check off): no open/eval, no dunders, no module-valued side doors."""
+    rt = _interp_only
+    assert rt("open('/etc/passwd')") == "error: NameError: name 'open' is not defined"
+    assert "NameError" in rt("eval('1')") and "NameError" in rt("exec('1')")
+    assert rt("import os").startswith("error: ImportError: import of 'os' is not allowed")
+    assert rt("__import__('socket')") == "error: NameError: name '__import__' is not defined"
+    assert rt("import datetime\nprint(datetime.sys)") == "error: refused: attribute 'sys' is not allowed"
+    # the classic escape reaches os.system through __subclasses__: refused at its first step
     out = rt("w = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0]\n"
              f"print(w.__init__.__globals__['system']('touch {REPO / 'PWNED_BY_SANDBOX'}'))")
+    assert out == "error: refused: attribute '__class__' is not allowed", out
     assert not (REPO / "PWNED_BY_SANDBOX").exists(), out
+    # getattr by other names, frames, class creation: each refused at run time
+    assert rt("print('{0.__class__}'.format(1))").startswith("error: refused: attribute access in format fields")
+    assert rt("print(str.format('{0.real}', 1))").startswith("error: refused: attribute access in format fields")
+    assert rt("print(type(type(1))('X', (), {}))").startswith("error: refused: type() of a class")
+    assert rt("g = (i for i in [1])\nprint(g.gi_frame)") == "error: refused: attribute 'gi_frame' is not allowed"
+    assert rt("f = lambda: 0\nprint(f.__globals__)") == "error: refused: attribute '__globals__' is not allowed"
+    assert rt("import operator\nprint(operator.attrgetter('real'))") == \
+        "error: refused: attribute 'attrgetter' is not allowed"
+    assert rt("from functools import update_wrapper") == "error: refused: attribute 'update_wrapper' is not allowed"
+    assert rt("import string\nstring.Formatter().format('{0.x}', 1)").startswith("error: refused")
+    assert rt("import math\nmath.pi = 3").startswith("error: refused: setting attributes of module")
+    assert rt("print(hasattr(1, '_' + '_class__'))") == "False"
+    assert rt("class A:\n    pass").startswith("error: unsupported: class definitions")
 
 
 def test_isolation_is_reported():

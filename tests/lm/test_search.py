@@ -21,9 +21,9 @@ from lm.search_data import (SearchDataStats, generate_items, generate_search, gr
 from lm.sft_data import SkipStats, load_sources
 from lm.tokenizer import Tokenizer
 from lm.tools import default_tools
+from tests.support.curated_data import write_generated_shards
+from tests.support.search_index import build_index
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-from test_index import build_index, write_generated_shards  # noqa: E402
 
 URL = re.compile(r"https?://\S+")
 

@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _posttrain_base import SEQ_LEN, load_base  # noqa: E402
-
-from conf.posttrain import SFTConfig, data_dir  # noqa: E402
-from lm.checkpoint import load_weights  # noqa: E402
-from lm.sft import train_sft  # noqa: E402
-from lm.sft_data import (SkipStats, build_sft_data, generate_arithmetic, generate_identity, load_sources,  # noqa: E402
+from conf.posttrain import SFTConfig, data_dir
+from lm.checkpoint import load_weights
+from lm.sft import train_sft
+from lm.sft_data import (SkipStats, build_sft_data, generate_arithmetic, generate_identity, load_sources,
                          pack, read_records)
+from tests.support.posttrain_base import SEQ_LEN, load_base
 
 
 def test_real_sources_load_and_map_roles():

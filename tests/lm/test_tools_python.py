@@ -81,8 +81,8 @@ def test_render_prompt_prepends_system_only_when_missing(tok):
 
 def test_engine_forces_sandbox_output_and_eval_runs(tmp_path_factory):
     from lm.engine import Engine
-    from lm.toy import make_toy_checkpoint
     from lm.checkpoint import load_model
+    from tests.support.toy import make_toy_checkpoint
 
     model, tk, _ = load_model(str(make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)))
     # The toy model calls its tool with "12+7"; route bare calls to the sandbox to see its output forced.
@@ -118,5 +118,24 @@ def test_tools_from_names_and_recorded_persona():
     with pytest.raises(ValueError, match="index directory"):
         tools_from_names(["search"])
     assert Persona.from_meta({}, ["python"]).system_message().endswith("Tools: python.")
-    recorded = {"persona": {"name": "Wren", "maker": "Example Labs", "tools": []}}
-    assert Persona.from_meta(recorded, ["python"]).system_message() == "You are Wren, an assistant made by Example Labs. No tools."
+    # who the model is comes from the checkpoint; the tools named are the ones enabled now, in one order
+    recorded = {"persona": {"name": "Wren", "maker": "Example Labs", "tools": ["calculator", "python"]}}
+    assert Persona.from_meta(recorded, ["python", "calculator"]).system_message() == (
+        "You are Wren, an assistant made by Example Labs. Tools: calculator, python.")
+    assert Persona.from_meta(recorded, []).system_message().endswith("No tools.")
+    assert Persona.from_meta(recorded).tools == ("calculator", "python")  # None: what SFT trained
+    with pytest.raises(ValueError, match="unknown tool"):
+        Persona.from_meta(recorded, ["shell"])
+
+
+def test_sft_persona_names_every_tool_its_data_trains():
+    from conf.posttrain import SFTConfig
+    from tasks.posttrain import sft_persona
+
+    cfg = SFTConfig(n_python=0, n_arithmetic=0)
+    assert sft_persona(cfg).tools == ("calculator",)  # conf's persona alone
+    cfg = SFTConfig(n_python=5, n_arithmetic=5, arithmetic_tool=True, search_index="/idx", search_ratio=0.1,
+                    persona={"name": "Wren", "maker": "Example Labs", "tools": []})
+    p = sft_persona(cfg)
+    assert (p.name, p.tools) == ("Wren", ("calculator", "python", "search"))
+    assert sft_persona(cfg.model_copy(update={"search_ratio": 0.0, "n_python": 0})).tools == ("calculator",)

@@ -1,16 +1,12 @@
 """lm.optim.train_step: k micro-batches update the weights exactly as one big batch (the loss scaling)."""
 import copy
-import sys
-from pathlib import Path
 
 import torch
 
 from lm.checkpoint import load_weights
 from lm.model import GPT, GPTConfig
 from lm.optim import build_optimizer, train_step
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _posttrain_base import SEQ_LEN, load_base  # noqa: E402
+from tests.support.posttrain_base import SEQ_LEN, load_base
 
 
 def _batch():

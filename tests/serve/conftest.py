@@ -1,4 +1,4 @@
-"""A live local server over a toy model (lm/toy.py: GENERATED conversations + real text)."""
+"""A live local server over a toy model (tests/support/toy.py: GENERATED conversations + real text)."""
 import contextlib
 import socket
 import threading
@@ -11,7 +11,7 @@ import uvicorn
 from conf.serve import ServeConfig
 from crawl2chat.serve.app import create_app
 from lm.engine import load_engine
-from lm.toy import make_toy_checkpoint
+from tests.support.toy import make_toy_checkpoint
 
 MODEL_ID = "crawl2chat-toy"
 

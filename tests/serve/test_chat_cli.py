@@ -98,3 +98,23 @@ def test_reply_cut_by_the_context_says_so_and_offers_a_larger_one(toy_model_dir)
     roomy = ChatSession(probe, temperature=0.0, top_k=None, max_tokens=3)
     list(roomy.reply("What is 12+7?"))
     assert roomy.last_finish in ("stop", "length") and roomy.context_note() is None
+
+
+def test_chat_persona_and_tools_subprocess(toy_model_dir):
+    """`chat --persona --tools calculator,python`: the system message names the enabled tools, in the
+    registry's order; the conversation starts with it (more tokens than without)."""
+    cmd = [sys.executable, "-m", "crawl2chat.cli", "chat", "--model", str(toy_model_dir), "--temperature", "0",
+           "--max-tokens", "8"]
+    script = "/system\n/tools\n/tokens\n/quit\n"
+    plain = subprocess.run([*cmd, "--tools", ""], input=script, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd, "--persona", "--tools", "python,calculator"], input=script, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and plain.returncode == 0, proc.stderr + plain.stderr
+    assert ("(system: You are crawl2chat, an assistant made by the crawl2chat project. "
+            "Tools: calculator, python.)") in proc.stdout
+    assert "(tools: calculator, python)" in proc.stdout
+    assert "(no system message" in plain.stdout and "(no tools)" in plain.stdout
+
+    def tokens(out):
+        return int(out.split("(conversation: ")[1].split()[0])
+    assert tokens(proc.stdout) > tokens(plain.stdout)

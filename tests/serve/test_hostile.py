@@ -190,7 +190,7 @@ def test_edge_values_in_range_work(server):
 
 
 def test_sigint_stops_the_server_within_seconds_with_streams_open(endless_model_dir, free_port):
-    from crawl2chat.serve.launch import start_server
+    from tests.support.serve import start_server
 
     proc, url = start_server(endless_model_dir, free_port, "--max-tokens", "8000", "--max-concurrent", "3",
                              "--request-timeout", "600")

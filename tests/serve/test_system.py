@@ -17,7 +17,7 @@ def _prompt_tokens(url: str, messages: list[dict], **extra) -> int:
 
 
 def test_serve_with_persona_and_python_tool(toy_model_dir, free_port):
-    from crawl2chat.serve.launch import start_server
+    from tests.support.serve import start_server
 
     tok = load_engine(str(toy_model_dir))[0].tokenizer
     proc, url = start_server(toy_model_dir, free_port, "--persona", "--tools", "calculator,python",

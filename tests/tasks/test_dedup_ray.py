@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.dedup_ray import cluster_partitioned, read_cluster_table
-from tasks.minhash import cluster, connected_components, jaccard_filter, lsh_band
+from tasks.minhash import (
+    cluster, connected_components, jaccard_filter, lsh_band, signature_arrays, write_signatures,
+)
 
 BANDS, ROWS = 14, 8
 
@@ -21,8 +23,13 @@ def serial(fn, calls):
     return [fn(*c) for c in calls]
 
 
-def planted_signature_files(tmp_path, n_docs=3000, n_shards=6, seed=0):
-    """GENERATED signature files (compute_signatures' format) with planted clusters; returns paths."""
+def planted_signature_files(tmp_path, n_docs=3000, n_shards=6, seed=0, layout="sorted"):
+    """GENERATED signature files with planted clusters; returns paths.
+
+    layout "sorted": compute_signatures' format (each band sorted by its partition
+    hash); "legacy": the format before, bands in row order, read whole by lsh_band.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     sig = rng.integers(0, 2**63, size=(n_docs, BANDS * ROWS), dtype=np.uint64)
     order = rng.permutation(n_docs)
@@ -40,12 +47,16 @@ def planted_signature_files(tmp_path, n_docs=3000, n_shards=6, seed=0):
     paths = []
     for s, idx in enumerate(np.array_split(np.arange(n_docs), n_shards)):
         # shards skip some rows (documents too short to sign), as real ones do
-        rows = np.flatnonzero(rng.random(len(idx) + 50) < 0.95)[:len(idx)].astype(np.int64)
-        arrays = {"shard": np.asarray(s, np.int64), "n_docs": np.asarray(rows.max() + 1, np.int64), "rows": rows}
-        for b in range(BANDS):
-            arrays[f"band_{b:03d}"] = np.ascontiguousarray(sig[idx, b * ROWS:(b + 1) * ROWS])
+        rows = np.flatnonzero(rng.random(len(idx) + len(idx) // 10 + 50) < 0.95)[:len(idx)].astype(np.int64)
         p = tmp_path / f"sig_{s:05d}.npz"
-        np.savez(p, **arrays)
+        if layout == "sorted":
+            write_signatures(str(p), signature_arrays(s, int(rows.max()) + 1, rows, sig[idx], BANDS, ROWS))
+        else:
+            arrays = {"shard": np.asarray(s, np.int64), "n_docs": np.asarray(rows.max() + 1, np.int64),
+                      "rows": rows}
+            for b in range(BANDS):
+                arrays[f"band_{b:03d}"] = np.ascontiguousarray(sig[idx, b * ROWS:(b + 1) * ROWS])
+            np.savez(p, **arrays)
         paths.append(str(p))
     return paths
 
@@ -56,6 +67,7 @@ def sorted_rows(path):
 
 
 def pair_files(tmp_path, sigs, n_parts):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = []
     for b in range(BANDS):
         for p in range(n_parts):
@@ -77,6 +89,43 @@ def test_partitioned_lsh_gives_the_pairs_of_the_whole_band(tmp_path):
         assert sorted(map(tuple, np.concatenate(parts).tolist())) == sorted(map(tuple, np.load(whole).tolist()))
     with pytest.raises(ValueError, match="partition 4"):
         lsh_band(sigs, 0, str(tmp_path / "x.npy"), part=4, n_parts=4)
+
+
+def _rchar() -> int:
+    """Bytes this process has read through read()/pread() so far (the kernel's count)."""
+    with open("/proc/self/io") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("rchar:"))
+
+
+def test_a_partition_task_reads_only_its_share_of_the_band(tmp_path):
+    """Sorted signature files: partition p of P reads ~1/P of a band; the old layout made each read all of it."""
+    n_docs, n_parts, band = 20_000, 8, 3
+    new = planted_signature_files(tmp_path / "sorted", n_docs=n_docs, n_shards=4)
+    old = planted_signature_files(tmp_path / "legacy", n_docs=n_docs, n_shards=4, layout="legacy")
+    band_bytes = n_docs * ROWS * 8
+    read, pairs = {}, {}
+    for layout, sigs in (("sorted", new), ("legacy", old)):
+        read[layout], pairs[layout] = [], []
+        for p in range(n_parts):
+            out = str(tmp_path / f"{layout}_p{p}.npy")
+            r0 = _rchar()
+            lsh_band(sigs, band, out, part=p, n_parts=n_parts)
+            read[layout].append(_rchar() - r0)
+            pairs[layout] += map(tuple, np.load(out).tolist())
+    # each partition: its 1/8 of the band (+ 4-byte row ids, headers, the binary search), not the band
+    assert max(read["sorted"]) < 1.5 * band_bytes / n_parts, read["sorted"]
+    assert sum(read["sorted"]) < 1.3 * band_bytes
+    assert min(read["legacy"]) >= band_bytes  # before: every partition task read the whole band
+    lsh_band(old, band, str(tmp_path / "whole.npy"))
+    whole = sorted(map(tuple, np.load(tmp_path / "whole.npy").tolist()))
+    assert sorted(pairs["sorted"]) == sorted(pairs["legacy"]) == whole and len(whole) > 100
+
+    # the same clusters as before: old files, whole bands, single node vs sorted files, partitioned
+    cluster(pair_files(tmp_path / "old-pairs", old, 1), str(tmp_path / "before.parquet"))
+    cluster_partitioned(pair_files(tmp_path / "new-pairs", new, n_parts), str(tmp_path / "after"), n_parts,
+                        str(tmp_path / "cc"), None, None, serial)
+    assert sorted_rows(tmp_path / "after") == sorted_rows(tmp_path / "before.parquet")
+    assert len(sorted_rows(tmp_path / "before.parquet")) > 1000
 
 
 def test_partitioned_clusters_on_ray_equal_single_node(tmp_path, ray_cluster):

@@ -6,50 +6,15 @@ data/text (URLs, ids and dates made up here, named `generated_*`).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conf import load
 from conf.index import IndexConfig
 from lm.search import SearchIndex, count_tokens
-from tasks.index import passages_for_shard, passages_path, plan_update, read_state, split_passages, update_index
-from tasks.tokenize import source_fingerprint
-
-
-def write_generated_shards(repo_data: Path, curated: Path, n_files: int, per_file: int, start: int = 0) -> list[Path]:
-    """GENERATED curated shards (the columns of docs/CONTRACTS.md) holding real C4 documents."""
-    lines = (repo_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()
-    texts = [json.loads(line)["text"] for line in lines]
-    curated.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in range(start, start + n_files):
-        chunk = texts[f * per_file:(f + 1) * per_file]
-        n = len(chunk)
-        table = pa.table({
-            "id": [f"<urn:uuid:generated-{f}-{i}>" for i in range(n)],
-            "url": [f"https://c4-{f}.example.org/p/{i}" for i in range(n)],
-            "domain": [f"c4-{f}.example.org"] * n, "date": ["2024-05-20T00:00:00Z"] * n,
-            "warc_file": ["generated"] * n, "text": chunk, "language": ["en"] * n,
-            "language_score": [0.9] * n, "dup_cluster_size": [1] * n, "pii_replacements": [0] * n})
-        path = curated / f"{f:05d}-generated_c4-{f}.parquet"
-        pq.write_table(table, path)
-        paths.append(path)
-    return paths
-
-
-def build_index(index_dir: Path, shards: list[Path], cfg: IndexConfig) -> dict:
-    """Pure-function build (no Prefect): passages of every new shard, one update, the tool manifest."""
-    state, _ = read_state(index_dir)
-    todo, gone = plan_update(source_fingerprint(shards), state)
-    added = [{**passages_for_shard(s["path"], passages_path(index_dir, s["path"]), cfg), "size": s["size"],
-              "mtime_ns": s["mtime_ns"]} for s in todo]
-    upd = update_index(index_dir, added, gone, cfg)
-    shards_m = [{"source": p, **v} for p, v in upd["state"].items()]
-    (index_dir / "manifest.json").write_text(json.dumps({"shards": shards_m, "passages": upd["num_passages"],
-                                                         "tool": {"top_k": cfg.top_k, "max_tokens": cfg.max_tokens}}))
-    return upd
+from tasks.index import split_passages
+from tests.support.curated_data import write_generated_shards
+from tests.support.search_index import build_index
 
 
 def test_split_passages_closes_at_line_breaks_and_bounds_lengths():

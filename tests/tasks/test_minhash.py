@@ -121,8 +121,10 @@ def test_short_and_missing_texts_get_no_signature(tmp_path, c4):
     with np.load(tmp_path / "s.npz") as z:
         assert int(z["shard"]) == 7 and int(z["n_docs"]) == 5
         assert z["rows"].tolist() == [0, 4]
-        assert sorted(f for f in z.files if f.startswith("band_")) == [f"band_{b:03d}" for b in range(BANDS)]
-        assert z["band_013"].shape == (2, ROWS)
+        assert sorted(f for f in z.files if f.startswith("band_")) == sorted(
+            f"band_{b:03d}{x}" for b in range(BANDS) for x in ("", "_rows", "_hi"))
+        assert z["band_013"].shape == (2, ROWS) and sorted(z["band_013_rows"].tolist()) == [0, 4]
+        assert np.all(np.diff(z["band_013_hi"].astype(np.int64)) >= 0)  # sorted by the partition hash
     # a shard where nothing can be signed still yields a valid (empty) file that lsh_band reads
     pq.write_table(pa.table({"text": pa.array(["too short", None], pa.string())}), tmp_path / "short.parquet")
     assert compute_signatures(str(tmp_path / "short.parquet"), str(tmp_path / "short.npz"), 8, Cfg()) == 0

@@ -1,14 +1,10 @@
 """tasks.pretrain.run_pretrain: the torchrun launch path logs to a real MLflow run.
 
-Token shards are GENERATED from the bundled tinyshakespeare (tests/lm/test_train.py).
+Token shards are GENERATED from the bundled tinyshakespeare (tests/support/token_data.py).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lm"))
-from test_train import MICRO, make_generated_token_dataset  # noqa: E402
+from tests.support.token_data import MICRO, make_generated_token_dataset
 
 
 def test_two_process_torchrun_launch_logs_to_the_given_mlflow_run(tmp_path, mlflow_uri):

@@ -3,14 +3,11 @@ real TriviaQA questions; then SFT takes its conversations, and the pipeline wire
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lm"))
-from _posttrain_base import tiny_base  # noqa: E402
-
-from lm import triviaqa  # noqa: E402
-from lm.refusal_data import SOURCE  # noqa: E402
+from lm import triviaqa
+from lm.refusal_data import SOURCE
+from tests.support.posttrain_base import tiny_base
 
 SMALL = {"n_questions": 6, "samples": 3, "max_new_tokens": 6, "batch_size": 6, "shots": 1, "device": "cpu"}
 

@@ -259,7 +259,6 @@ def _funnel(stats: dict) -> dict:
 
 _WORKER = """
 import sys
-sys.path.insert(0, {repo!r})
 from conf.curate import CurateConfig
 from tasks.process import process_warc
 process_warc(sys.argv[1], sys.argv[2], CurateConfig(**{lean!r}), key="k1")
@@ -285,7 +284,7 @@ def test_sigkill_mid_file_resumes_to_identical_output(generated, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills = []
     for target in (10, 25, 40):  # records consumed at the last checkpoint before the kill (of 61)
-        proc = subprocess.Popen([sys.executable, "-c", _WORKER.format(repo=str(REPO), lean=LEAN), str(generated), str(out)],
+        proc = subprocess.Popen([sys.executable, "-c", _WORKER.format(lean=LEAN), str(generated), str(out)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             while proc.poll() is None:

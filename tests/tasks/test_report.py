@@ -107,6 +107,7 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     assert "dpo**: no held-out pairs (3 training pairs" in lines
     # RL clearly up (intervals apart) and DPO's margin with its interval, per source
     _write(root / "rl" / "manifest.json", {"task": "arithmetic", "pass@1_before": 0.3, "pass@1_after": 0.6,
+                                           "pass@1_paired": {"diff": 0.3, "lo": 0.21, "hi": 0.39, "n": 64},
                                            "config": {"eval_prompts": 64, "eval_samples": 4, "difficulty": 0}})
     _write(root / "dpo" / "manifest.json", {
         "n_train": 300, "n_val": 100, "val_start": {"margin": 0.0},
@@ -115,10 +116,15 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
                 "margin_se/hh": 0.2, "n/hh": 40}, "train": {"margin": 1.2}})
     evaluation["models"]["sft"].update(arith_acc_no_tool=0.25, arith_acc_tool=0.0, arith_tool_calls=0)
     evaluation["models"]["rl"] = {"arith_acc_no_tool": 0.5, "arith_acc_tool": 0.0, "arith_tool_calls": 0}
+    # per item (greedy, same 8 items): rl fixes 3 that sft got wrong and breaks 1
+    evaluation["models"]["sft"]["arith_correct_no_tool"] = [1, 1, 0, 0, 0, 1, 0, 0]
+    evaluation["models"]["rl"]["arith_correct_no_tool"] = [1, 0, 1, 1, 1, 1, 0, 0]
     evaluation["config"]["arithmetic_n"] = 64
     lines = "\n".join(stage_findings(root, evaluation))
     assert "rl** (arithmetic, sums of 0–3; held-out draws" in lines and "(up, the 95% intervals apart;" in lines
     assert "evaluate, greedy on fresh items: sft 0.25 (95% CI 0.16–0.37, n=64) → rl 0.50" in lines
+    assert "paired on the same 64 prompts: +0.300 (95% CI +0.210 to +0.390, paired bootstrap), up: the paired" in lines
+    assert "McNemar: rl right where sft wrong on 3 items, the reverse on 1, p=0.62)" in lines
     assert "margin 0.000 → 0.500 (95% CI 0.304–0.696, n=100) (up, the interval above the start)" in lines
     assert "generated_prefs 0.900 (95% CI 0.704–1.096, n=60); hh -0.100 (95% CI -0.492–0.292, n=40)" in lines
     assert "300 training pairs (margin on them 1.200)" in lines

@@ -16,23 +16,7 @@ from tasks.tokenize import (build_meta, compression_markdown, compression_report
                             find_gpt2_files,
                             find_parquet, held_out_texts, is_val, iter_documents, load_gpt2,
                             run_compression, tokenize_shard, train_tokenizer)
-
-
-def write_generated_curated(repo_data: Path, out: Path, n_files: int = 3, per_file: int = 60) -> list[Path]:
-    """GENERATED curated-style Parquet shards holding real C4 documents (ids made up here)."""
-    lines = (repo_data / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()
-    texts = [json.loads(line)["text"] for line in lines]
-    (out / "curated").mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in range(n_files):
-        chunk = texts[f * per_file:(f + 1) * per_file]
-        ids = [f"<urn:uuid:generated-{f}-{i}>" for i in range(len(chunk))]
-        table = pa.table({"id": ids, "url": [f"https://example.org/{f}/{i}" for i in range(len(chunk))],
-                          "text": chunk})
-        path = out / "curated" / f"generated_c4_{f:05d}.parquet"
-        pq.write_table(table, path)
-        paths.append(path)
-    return paths
+from tests.support.curated_data import write_generated_curated
 
 
 @pytest.fixture(scope="module")

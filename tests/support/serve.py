@@ -1,4 +1,6 @@
-"""Run `crawl2chat serve` as a subprocess on 127.0.0.1 and wait until /health answers (tests, benchmarks)."""
+"""Run `crawl2chat serve` as a subprocess on 127.0.0.1 and wait until /health answers (tests, benchmarks).
+
+A test helper (moved out of crawl2chat/serve/: the product never launches itself this way)."""
 from __future__ import annotations
 
 import os

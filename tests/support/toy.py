@@ -1,4 +1,7 @@
-"""Generated toy chat models for tests and benchmarks (not a real model).
+"""Generated toy chat models for tests and benchmarks (not a real model; not part of the library).
+
+Lives beside the tests, not in lm/: nothing the product runs uses it. benchmarks/ import it as
+`tests.support.toy` (imports only torch + lm, so it works on the GPU box too).
 
 `make_toy_checkpoint` trains, in seconds on a CPU, a byte-level BPE tokenizer on
 real text (Tiny Shakespeare when present) and a 2-layer GPT on a mix of that
@@ -23,7 +26,7 @@ from lm.model import GPT, GPTConfig
 from lm.optim import train_step
 from lm.tokenizer import Tokenizer
 
-SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "data" / "text" / "tinyshakespeare.txt"
 _FALLBACK_TEXT = ("The quick brown fox jumps over the lazy dog. " * 200)
 
 
