@@ -9,7 +9,7 @@ Four kinds of question, each with the snippet an assistant should write:
 A conversation is: user question → assistant tool call → tool output (the
 snippet's stdout, forced by the engine, masked out of training by lm/chat.py)
 → the assistant's answer, which copies the output. The outputs here are
-computed directly (the snippets are deterministic); tests/lm/test_python_tool.py
+computed directly (the snippets are deterministic); tests/lm/test_tools_python.py
 checks them against the real sandbox.
 
 Held out: a stable hash of each question's key (the word, or the numbers) puts

@@ -749,16 +749,7 @@ class Interpreter:
         return node.value
 
     def _e_name(self, node, scope):
-        name, s = node.id, scope
-        while s is not None:
-            v = s.vars.get(name, _MISSING)
-            if v is not _MISSING:
-                return v
-            s = s.parent
-        v = self.builtins.get(name, _MISSING)
-        if v is _MISSING:
-            raise NameError(f"name {name!r} is not defined")
-        return v
+        return self._lookup(node.id, scope)
 
     def _e_attribute(self, node, scope):
         return self._getattr(self._evaluate(node.value, scope), node.attr)
