@@ -626,19 +626,17 @@ class Interpreter:
         return self._block(node.body if self._expr[type(t)](t, scope) else node.orelse, scope)
 
     def _s_for(self, node, scope):
-        for item in self._evaluate(node.iter, scope):
-            self._tick()
-            self._assign(node.target, item, scope)
-            r = self._block(node.body, scope)
-            if r is not None:
-                if r is _BREAK:
-                    return None
-                if r is not _CONTINUE:
-                    return r
-        return self._block(node.orelse, scope) if node.orelse else None
+        items = self._evaluate(node.iter, scope)
+        return self._loop((self._assign(node.target, item, scope) for item in items), node, scope)
 
     def _s_while(self, node, scope):
-        while self._evaluate(node.test, scope):
+        # iter(f, False): call f before each iteration until the test is false
+        return self._loop(iter(lambda: bool(self._evaluate(node.test, scope)), False), node, scope)
+
+    def _loop(self, iterations, node, scope):
+        """The body once per item of `iterations` (which binds the loop variable or tests the
+        condition); break skips the `else:` block, return/raise leave the loop."""
+        for _ in iterations:
             self._tick()
             r = self._block(node.body, scope)
             if r is not None:
@@ -870,46 +868,27 @@ class Interpreter:
             v = ascii(v)
         return format(v, "" if node.format_spec is None else self._evaluate(node.format_spec, scope))
 
-    # comprehensions: one scope for the loop variables, as in Python 3
-    def _comp(self, gens, i, scope, iterable, emit):
-        g = gens[i]
-        last = i == len(gens) - 1
-        for item in iterable:
-            self._tick()
-            self._assign(g.target, item, scope)
-            if all(self._evaluate(c, scope) for c in g.ifs):
-                if last:
-                    emit(scope)
-                else:
-                    self._comp(gens, i + 1, scope, self._evaluate(gens[i + 1].iter, scope), emit)
-
-    def _e_listcomp(self, node, scope):
-        out, inner = [], _Scope({}, scope, comp=True)
-        self._comp(node.generators, 0, inner, self._evaluate(node.generators[0].iter, scope),
-                   lambda s: out.append(self._evaluate(node.elt, s)))
-        return out
-
-    def _e_setcomp(self, node, scope):
-        out, inner = set(), _Scope({}, scope, comp=True)
-        self._comp(node.generators, 0, inner, self._evaluate(node.generators[0].iter, scope),
-                   lambda s: out.add(self._evaluate(node.elt, s)))
-        return out
-
-    def _e_dictcomp(self, node, scope):
-        out, inner = {}, _Scope({}, scope, comp=True)
-
-        def emit(s):
-            k = self._evaluate(node.key, s)
-            out[k] = self._evaluate(node.value, s)
-        self._comp(node.generators, 0, inner, self._evaluate(node.generators[0].iter, scope), emit)
-        return out
-
-    def _e_genexp(self, node, scope):
+    # Comprehensions: one scope for the loop variables, as in Python 3; all four run on _gen
+    # (list/set/dict consume it at once, a generator expression lazily).
+    def _comprehension(self, node, scope, produce):
         inner = _Scope({}, scope, comp=True)
         first = iter(self._evaluate(node.generators[0].iter, scope))  # evaluated now, as in Python
-        return self._gen(node.generators, 0, inner, first, node.elt)
+        return self._gen(node.generators, 0, inner, first, produce)
 
-    def _gen(self, gens, i, scope, iterable, elt):
+    def _e_listcomp(self, node, scope):
+        return list(self._comprehension(node, scope, lambda s: self._evaluate(node.elt, s)))
+
+    def _e_setcomp(self, node, scope):
+        return set(self._comprehension(node, scope, lambda s: self._evaluate(node.elt, s)))
+
+    def _e_dictcomp(self, node, scope):
+        return dict(self._comprehension(node, scope,
+                                        lambda s: (self._evaluate(node.key, s), self._evaluate(node.value, s))))
+
+    def _e_genexp(self, node, scope):
+        return self._comprehension(node, scope, lambda s: self._evaluate(node.elt, s))
+
+    def _gen(self, gens, i, scope, iterable, produce):
         g = gens[i]
         last = i == len(gens) - 1
         for item in iterable:
@@ -917,6 +896,6 @@ class Interpreter:
             self._assign(g.target, item, scope)
             if all(self._evaluate(c, scope) for c in g.ifs):
                 if last:
-                    yield self._evaluate(elt, scope)
+                    yield produce(scope)
                 else:
-                    yield from self._gen(gens, i + 1, scope, self._evaluate(gens[i + 1].iter, scope), elt)
+                    yield from self._gen(gens, i + 1, scope, self._evaluate(gens[i + 1].iter, scope), produce)
