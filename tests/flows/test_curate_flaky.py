@@ -1,6 +1,6 @@
 """`crawl2chat curate --crawl` against a flaky Common Crawl on 127.0.0.1: nothing lost, nothing cached wrong.
 
-Real Prefect API, real Ray, MLflow on sqlite; the server (tests/flaky_http.py)
+Real Prefect API, real Ray, MLflow on sqlite; the server (tests/support/flaky_http.py)
 serves the repo's real sample WARCs in crawl-data/ layout and fails on a fixed
 script (503/429/500 answers, bodies cut short, a stall), keyed by request
 count — the same faults on every run, on any machine.
@@ -14,15 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.flaky_http import FlakyServer, crawl_mirror
+from tests.support.flaky_http import SAMPLE_FILES, FlakyServer, crawl_mirror
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
 CRAWL = "CC-MAIN-2099-14"
-FILES = {"a.warc.gz": SAMPLES / "noncc_wget-2024_dolma_sample-0000.warc.gz",
-         "b.warc.gz": SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz",
-         "c.warc.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.gz",
-         "d.warc.wet.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz"}
+FILES = SAMPLE_FILES
 # Short backoff and read timeout so a stall costs ~1.5 s; the limit is 4 failures in a row.
 FAST = ["--set", "curate.remote_retries=4", "--set", "curate.remote_backoff_s=0.01",
         "--set", "curate.remote_backoff_max_s=0.05", "--set", "curate.remote_read_timeout_s=1.5",

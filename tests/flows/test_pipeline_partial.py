@@ -1,7 +1,7 @@
 """`crawl2chat pipeline` when curate loses an input: exit 3 and no complete manifest, unless --allow-partial.
 
 Real Prefect API, real Ray, MLflow on sqlite under the run root; the inputs are
-real sample WARCs served by tests/flaky_http.py on 127.0.0.1, one of which
+real sample WARCs served by tests/support/flaky_http.py on 127.0.0.1, one of which
 answers 503 to every GET (its HEAD works, so it is a real remote object the
 reader gives up on after its retries). Only the pipeline's curate stage runs.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flaky_http import FlakyServer
+from tests.support.flaky_http import FlakyServer
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"

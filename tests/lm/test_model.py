@@ -5,19 +5,24 @@ import torch
 from lm.model import GPT, GPTConfig, KVCache
 
 
-def _model(n_kv_head=2, seed=0) -> GPT:
+def _model(n_kv_head=2, seed=0, n_layer=2, noise=0.02, **options) -> GPT:
     torch.manual_seed(seed)
-    cfg = GPTConfig(vocab_size=97, sequence_len=32, n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=64)
+    cfg = GPTConfig(vocab_size=97, sequence_len=32, n_layer=n_layer, n_head=4, n_kv_head=n_kv_head, n_embd=64,
+                    **options)
     m = GPT(cfg)
     with torch.no_grad():  # zero-init projections would hide attention bugs
         for p in m.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+            p.add_(noise * torch.randn_like(p))
     return m.eval()
 
 
-@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
-def test_incremental_decoding_matches_full_forward(n_kv_head):
-    m = _model(n_kv_head)
+# GQA widths, and the recipe's cheap architecture options (tests/lm/test_recipe_options.py),
+# which must keep the KV-cache contract too
+@pytest.mark.parametrize("options", [{"n_kv_head": 4}, {"n_kv_head": 2}, {"n_kv_head": 1},
+                                     {"value_embeds": True, "n_layer": 3, "noise": 0.05},
+                                     {"qk_norm": False, "n_layer": 3, "noise": 0.05}])
+def test_incremental_decoding_matches_full_forward(options):
+    m = _model(**options)
     x = torch.randint(0, 97, (2, 12))
     full = m(x)
     cache = KVCache(2, 16, m.config)

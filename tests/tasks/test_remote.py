@@ -1,6 +1,6 @@
 """Remote reads through faults, resume inside a file, --shard-of, bounded memory.
 
-The server is tests/flaky_http.py on 127.0.0.1, serving the repo's real sample
+The server is tests/support/flaky_http.py on 127.0.0.1, serving the repo's real sample
 WARCs (data/samples) and GENERATED ones (data/build_warc.py, real text) in
 Common Crawl's crawl-data/ layout, with faults on a fixed script (by request
 count, never by time). Stalls are detected with short configured read timeouts.
@@ -24,15 +24,11 @@ from data.build_warc import build_warc
 from tasks.funnel import StageCounter
 from tasks.remote import RemoteFault, RemoteStream, RetryPolicy, remote_stat
 from tasks.warc import crawl_warc_urls, iter_records, take_shard
-from tests.flaky_http import FlakyServer, crawl_mirror
+from tests.support.flaky_http import SAMPLE_FILES, FlakyServer, crawl_mirror
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
 CRAWL = "CC-MAIN-2099-13"
-FILES = {"a.warc.gz": SAMPLES / "noncc_wget-2024_dolma_sample-0000.warc.gz",
-         "b.warc.gz": SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz",
-         "c.warc.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.gz",
-         "d.warc.wet.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz"}
+FILES = SAMPLE_FILES
 # Short waits and a short read timeout: a stall costs 1.5 s, a retry ~10 ms. Client-side counts
 # are asserted as lower bounds (a loaded machine may add a timeout); the server's are exact.
 FAST = RetryPolicy(retries=4, backoff_s=0.01, backoff_max_s=0.05, read_timeout_s=1.5, connect_timeout_s=5)

@@ -127,6 +127,15 @@ class FlakyServer:
         self.httpd.server_close()
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+# The mirror both flaky-network suites serve: every kind of real sample (a wget WARC, two Common
+# Crawl WARCs, a WET), under short names.
+SAMPLE_FILES = {"a.warc.gz": SAMPLES / "noncc_wget-2024_dolma_sample-0000.warc.gz",
+                "b.warc.gz": SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz",
+                "c.warc.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.gz",
+                "d.warc.wet.gz": SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz"}
+
+
 def _etag(p: Path) -> str:
     st = p.stat()
     return '"' + hashlib.sha1(f"{st.st_size}-{st.st_mtime_ns}".encode()).hexdigest()[:16] + '"'
