@@ -32,10 +32,10 @@ nothing else. Everything the GPU machine needs travels with the working tree
 (data/ is ~16 MB).
 
 Imports only lm/'s dependencies (torch, numpy, pyarrow, tokenizers,
-safetensors, pyyaml): stage configs are read from conf/presets/*.yaml over
-the built-in defaults below (kept equal to conf/'s pydantic defaults by
-tests/benchmarks/test_gpu_check.py), because the GPU machine has no pydantic,
-Prefect, Ray or MLflow.
+safetensors, pyyaml), because the GPU machine has no pydantic, Prefect, Ray or
+MLflow: stage configs are conf/'s settings dataclasses (conf/settings.py) over
+conf/presets/*.yaml — the same declarations the stages' pydantic configs are
+derived from.
 """
 from __future__ import annotations
 
@@ -61,61 +61,14 @@ GOALS = {"ratio_vs_reference": 1.25, "d20_mfu": 0.50, "kv_speedup_ctx1024": 10.0
 
 
 # ------------------------------------------------------------------ configs
-def _data(rel: str) -> str:
-    root = Path(os.environ["CRAWL2CHAT_DATA"]) if os.environ.get("CRAWL2CHAT_DATA") else REPO / "data"
-    return str(root / rel)
+def stage_config(section: str, preset: str, overrides: dict[str, Any]):
+    """The stage's settings (conf/settings.py: no pydantic): defaults, the preset's section, overrides."""
+    from conf.posttrain import RLSettings, SFTSettings
+    from conf.pretrain import PretrainSettings
+    from conf.settings import load_settings
 
-
-# conf/posttrain.py's defaults (TrainCommon + stage fields), for a machine without pydantic.
-_COMMON = dict(steps=100, lr=1e-4, weight_decay=0.0, warmup_steps=0, schedule="constant", grad_clip=1.0, seed=0,
-               device="auto", dtype="float32", log_every=10, checkpoint_every=50, device_batch_size=None,
-               compile=False)
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "sft": {**_COMMON, "alpaca_path": _data("sft/llamafactory_alpaca_en_demo.json"),
-            "glaive_path": _data("sft/llamafactory_glaive_toolcall_en_demo.json"), "max_per_source": None,
-            "n_identity": 200, "n_arithmetic": 1000, "arithmetic_difficulty": 2, "arithmetic_tool": True,
-            "gsm8k": False, "gsm8k_path": _data("gsm8k/train.jsonl"), "gsm8k_heldout": 500, "seq_len": None,
-            "val_fraction": 0.05, "batch_size": 8, "eval_every": 50, "eval_batches": 8, "steps": 200, "lr": 3e-4,
-            "refusal_data": None, "refusal_ratio": 0.1, "search_index": None, "search_ratio": 0.1, "n_python": 200,
-            "persona": {"name": "crawl2chat", "maker": "the crawl2chat project", "tools": ["calculator"]},
-            "persona_system_fraction": 0.5},
-    "rl": {**_COMMON, "task": "arithmetic", "gsm8k_path": _data("gsm8k/train.jsonl"), "gsm8k_heldout": 500,
-           "difficulty": 1, "prompts_per_step": 8, "samples_per_prompt": 8, "max_new_tokens": 32,
-           "temperature": 1.0, "top_k": None, "clip_eps": 0.2, "kl_coef": 0.0, "ppo_epochs": 1, "eval_prompts": 64,
-           "eval_every": 25, "eval_samples": 4, "lr": 1e-5, "steps": 50},
-}
-
-
-class PlainConfig:
-    """A stage config as plain attributes (what lm/ and tasks/posttrain.py read), with `model_dump`."""
-
-    def __init__(self, section: str | None, values: dict[str, Any]):
-        if section is not None:  # a nested section (sft.persona) has none
-            self.section = section
-        # a nested section reads as attributes too, as pydantic's nested model does
-        self.__dict__.update({k: PlainConfig(None, v) if isinstance(v, dict) else v for k, v in values.items()})
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        return {k: v.model_dump() if isinstance(v, PlainConfig) else v for k, v in self.__dict__.items()}
-
-
-def stage_config(section: str, preset: str, overrides: dict[str, Any]) -> PlainConfig:
-    """Defaults, then conf/presets/<preset>.yaml's section, then overrides; unknown keys are errors."""
-    import yaml
-
-    if section == "pretrain":
-        from lm.train import TrainConfig
-
-        defaults = TrainConfig().to_dict()
-    else:
-        defaults = dict(DEFAULTS[section])
-    path = REPO / "conf" / "presets" / f"{preset}.yaml"
-    from_preset = (yaml.safe_load(path.read_text()) or {}).get(section) or {}
-    values = {**defaults, **from_preset, **overrides}
-    unknown = sorted(set(values) - set(defaults))
-    if unknown:
-        raise ValueError(f"{section}: unknown settings {unknown} (preset {path} or overrides)")
-    return PlainConfig(section, values)
+    cls = {"pretrain": PretrainSettings, "sft": SFTSettings, "rl": RLSettings}[section]
+    return load_settings(cls, preset, overrides)
 
 
 # ---------------------------------------------------------------- the steps

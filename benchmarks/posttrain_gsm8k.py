@@ -72,11 +72,12 @@ def configs(preset: str, overrides: dict[str, dict[str, Any]]):
 
 def pretrain(cfg, tokens: str, out: Path) -> str:
     """Pretrain a base model with lm.train (no MLflow); returns its final checkpoint directory."""
-    from lm.train import TrainConfig, train
+    from conf.pretrain import PretrainSettings
+    from lm.train import train
 
     values = cfg.model_dump()
     values.pop("section", None)
-    summary = train(TrainConfig.from_dict(values), tokens, out)
+    summary = train(PretrainSettings.from_dict(values), tokens, out)
     if summary["status"] != "completed":
         raise RuntimeError(f"pretraining stopped: {summary['status']}")
     print(f"pretrain: {summary['step']} steps, {summary['tokens_per_s']:,.0f} tokens/s, "

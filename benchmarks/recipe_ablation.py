@@ -52,6 +52,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from conf.pretrain import PretrainSettings  # noqa: E402
+from conf.settings import load_settings  # noqa: E402
 from core.atomic import write_text  # noqa: E402
 from lm.data import TokenBatchLoader, eval_batches  # noqa: E402
 from lm.model import GPT, GPTConfig  # noqa: E402
@@ -61,7 +63,7 @@ from lm.schedule import lr_multiplier, wd_multiplier  # noqa: E402
 from lm.tokens import META_NAME, TokenShards, token_bytes  # noqa: E402
 from lm.train import evaluate  # noqa: E402
 
-# The settings a variant may change (fields of lm.train.TrainConfig / conf/pretrain.py).
+# The settings a variant may change (fields of conf/pretrain.py's PretrainSettings).
 RECIPE_KEYS = ("optimizer", "lr", "embedding_lr", "muon_lr", "weight_decay", "wd_schedule", "beta1", "beta2",
                "grad_clip", "schedule", "warmup_steps", "min_lr_ratio", "decay_frac", "decay_shape",
                "lr_ref_batch_tokens", "lr_ref_width", "rope_base", "softcap", "qk_norm", "value_embeds")
@@ -97,24 +99,9 @@ VARIANTS = KEY_VARIANTS + [
     "decay_frac=0.65+value_embeds=true",  # the reference's warmdown and value embeddings: best at the issue shape
 ]
 
-# conf/ needs pydantic and yaml; a bare GPU box may lack them. Keep in step with tiny.yaml's `pretrain:`.
-TINY_FALLBACK = {**_BASE, "depth": 2, "sequence_len": 128, "device_batch_size": 8, "max_steps": 150,
-                 "optimizer": "muon", "lr": 4e-3, "embedding_lr": 0.2, "muon_lr": 0.01, "schedule": "wsd",
-                 "decay_frac": 0.3, "min_lr_ratio": 0.0, "lr_ref_batch_tokens": 2048,
-                 "lr_ref_width": 256}
-
-
 def preset(name: str) -> dict[str, Any]:
-    """The `pretrain:` section of a preset, as TrainConfig fields."""
-    try:
-        import conf
-        from conf.pretrain import PretrainConfig
-    except ImportError:
-        if name != "tiny":
-            raise
-        print("(conf/ not importable here: using the built-in copy of the tiny preset)")
-        return dict(TINY_FALLBACK)
-    return conf.load(PretrainConfig, name).model_dump(exclude={"section"})
+    """The `pretrain:` section of a preset, as PretrainSettings fields (no pydantic needed: conf/settings.py)."""
+    return load_settings(PretrainSettings, name).model_dump()
 
 
 def shape_settings(shape: str, tiny: dict[str, Any]) -> dict[str, Any]:

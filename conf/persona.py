@@ -3,21 +3,26 @@ data), `serve` and `chat` (the system message), so the model hears the same word
 
 conf/ is a leaf (it imports no project code): `lm.chat.Persona` renders these fields, and
 `ToolName` lists the tools of `lm.tools` (tests/test_conf.py keeps the two lists equal).
+Declared as settings (conf/settings.py) because SFT, which nests it, runs on a GPU box too.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from conf.settings import Settings, model_getter, setting
 
 ToolName = Literal["calculator", "search", "python"]
 
 
-class PersonaConfig(BaseModel):
-    """Nested in SFTConfig as `persona:`; `lm.chat.Persona(**persona.model_dump())` renders it."""
+@dataclass
+class PersonaSettings(Settings):
+    """Nested in SFT's config as `persona:`; `lm.chat.Persona(**persona.model_dump())` renders it."""
 
-    model_config = ConfigDict(extra="forbid")
+    name: str = setting("crawl2chat", min_length=1, max_length=64)
+    maker: str = setting("the crawl2chat project", min_length=1, max_length=128)
+    tools: list[ToolName] = setting(["calculator"])
 
-    name: str = Field("crawl2chat", min_length=1, max_length=64)
-    maker: str = Field("the crawl2chat project", min_length=1, max_length=128)
-    tools: list[ToolName] = ["calculator"]
+
+# PersonaConfig: the pydantic model of PersonaSettings, built on first use (conf/stage_config.py).
+__getattr__ = model_getter(globals(), {"PersonaConfig": "PersonaSettings"})

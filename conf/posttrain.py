@@ -1,21 +1,27 @@
 """Post-training configs: SFT, RL (verifiable rewards), reward model, RLHF, DPO.
 
-Data paths default to the real data that ships in `data/` (or `$CRAWL2CHAT_DATA`).
+Declared once each as settings dataclasses (conf/settings.py), which the loops
+and benchmarks/gpu_check.py use as they are on a GPU box without pydantic;
+`SFTConfig`, `RLConfig`, … — the pydantic models the CLI and flows validate
+with — are derived from them on first use. Data paths default to the real data
+that ships in `data/` (or `$CRAWL2CHAT_DATA`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from pydantic import Field
-
-from conf import StageConfig, data_dir
-from conf.persona import PersonaConfig
+from conf import data_dir
+from conf.persona import PersonaSettings
+from conf.settings import Settings, model_getter, setting
 
 
 def _d(rel: str) -> str:
     return str(data_dir() / rel)
 
 
-class TrainCommon(StageConfig):
+@dataclass
+class TrainCommon(Settings):
     """Knobs every post-training loop shares."""
 
     steps: int = 100
@@ -38,8 +44,11 @@ class TrainCommon(StageConfig):
     checkpoint_every: int = 50
 
 
-class SFTConfig(TrainCommon):
-    section: str = "sft"
+@dataclass
+class SFTSettings(TrainCommon):
+    """Supervised fine-tuning: chat data, loss on assistant tokens only (section `sft`)."""
+
+    section: ClassVar[str] = "sft"
     alpaca_path: str | None = _d("sft/llamafactory_alpaca_en_demo.json")
     glaive_path: str | None = _d("sft/llamafactory_glaive_toolcall_en_demo.json")
     max_per_source: int | None = None
@@ -56,19 +65,19 @@ class SFTConfig(TrainCommon):
     # JSONL it names), mixed in as `refusal_ratio` of all SFT conversations.
     # The pipeline sets the path when its probe stage has run.
     refusal_data: str | None = None
-    refusal_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    refusal_ratio: float = setting(0.1, ge=0.0, lt=1.0)
     # GENERATED search conversations from the index stage's passages (lm/search_data.py),
     # mixed in as `search_ratio` of the conversations before them. The pipeline sets
     # the index directory when its index stage has run.
     search_index: str | None = None
-    search_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    search_ratio: float = setting(0.1, ge=0.0, lt=1.0)
     # GENERATED python-tool conversations (lm/python_data.py): letter counts, reversals,
     # digit sums, long products, answered by running a snippet in the sandbox.
-    n_python: int = Field(200, ge=0)
+    n_python: int = setting(200, ge=0)
     # Who the model is (conf/persona.py): identity data says it, and this fraction of
     # the conversations (those without a system message) starts with its system message.
-    persona: PersonaConfig = PersonaConfig()
-    persona_system_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    persona: PersonaSettings = field(default_factory=PersonaSettings)
+    persona_system_fraction: float = setting(0.5, ge=0.0, le=1.0)
     seq_len: int | None = None  # None: the model's sequence_len
     val_fraction: float = 0.05
     batch_size: int = 8
@@ -78,8 +87,11 @@ class SFTConfig(TrainCommon):
     lr: float = 3e-4
 
 
-class RLConfig(TrainCommon):
-    section: str = "rl"
+@dataclass
+class RLSettings(TrainCommon):
+    """RL on verifiable answers, GRPO-style (section `rl`)."""
+
+    section: ClassVar[str] = "rl"
     task: str = "arithmetic"  # arithmetic | gsm8k
     gsm8k_path: str = _d("gsm8k/train.jsonl")
     gsm8k_heldout: int = 500  # last N problems are held out for evaluation
@@ -99,10 +111,14 @@ class RLConfig(TrainCommon):
     steps: int = 50
 
 
-class RewardConfig(TrainCommon):
-    section: str = "reward"
-    prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
-    rankings: list[str] = []  # JSONL of {"prompt"|"conversation", "responses": [best, ..., worst]}
+@dataclass
+class RewardSettings(TrainCommon):
+    """A reward model from ranked or paired preferences (section `reward`)."""
+
+    section: ClassVar[str] = "reward"
+    prefs: list[str] = setting([_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"),
+                                _d("prefs/llamafactory_dpo_en_demo.json")])
+    rankings: list[str] = setting([])  # JSONL of {"prompt"|"conversation", "responses": [best, ..., worst]}
     # + this many GENERATED pairs (lm/preference_data.py) whose preference is in the text, held out by topic
     generated_prefs: int = 0
     loss: str = "bradley_terry"  # pairwise; rankings always use Plackett–Luce
@@ -116,8 +132,11 @@ class RewardConfig(TrainCommon):
     steps: int = 200
 
 
-class RLHFConfig(TrainCommon):
-    section: str = "rlhf"
+@dataclass
+class RLHFSettings(TrainCommon):
+    """PPO-style RLHF against the reward model (section `rlhf`)."""
+
+    section: ClassVar[str] = "rlhf"
     prompts_path: str = _d("prefs/hh-rlhf_harmless-base_test.jsonl.gz")
     max_prompts: int | None = 2000
     prompts_per_step: int = 4
@@ -134,11 +153,15 @@ class RLHFConfig(TrainCommon):
     steps: int = 100
 
 
-class DPOConfig(TrainCommon):
-    section: str = "dpo"
+@dataclass
+class DPOSettings(TrainCommon):
+    """Direct preference optimisation (section `dpo`)."""
+
+    section: ClassVar[str] = "dpo"
     # HH-RLHF first: its short dialogues fit a small model's context (at 128 tokens
     # only ~1% of the DPO demo pairs do, which leaves no held-out pairs).
-    prefs: list[str] = [_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"), _d("prefs/llamafactory_dpo_en_demo.json")]
+    prefs: list[str] = setting([_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"),
+                                _d("prefs/llamafactory_dpo_en_demo.json")])
     generated_prefs: int = 0  # as RewardConfig.generated_prefs
     beta: float = 0.1
     val_fraction: float = 0.1
@@ -148,3 +171,10 @@ class DPOConfig(TrainCommon):
     eval_every: int = 25
     lr: float = 1e-5
     steps: int = 100
+
+
+# SFTConfig, RLConfig, RewardConfig, RLHFConfig, DPOConfig: the pydantic models of the settings above,
+# built on first use (conf/stage_config.py).
+__getattr__ = model_getter(globals(), {"SFTConfig": "SFTSettings", "RLConfig": "RLSettings",
+                                       "RewardConfig": "RewardSettings", "RLHFConfig": "RLHFSettings",
+                                       "DPOConfig": "DPOSettings"})

@@ -1,62 +1,63 @@
 """Config of the `pretrain` stage: token shards → a base GPT checkpoint.
 
-Mirrors `lm.train.TrainConfig` field for field (lm/ cannot depend on pydantic,
-so the training loop keeps a plain dataclass; tests/lm/test_pretrain_conf.py
-keeps the two in step). Sizes derive from one dial, `depth`: width 64·depth,
-heads of 64 dims.
+One declaration, `PretrainSettings` (a plain dataclass, conf/settings.py): the
+training loop (lm/train.py) runs on it as it is, on a GPU box without pydantic,
+and `PretrainConfig` — the pydantic model the CLI, flow and task validate with —
+is derived from it on first use. Sizes derive from one dial, `depth`: width
+64·depth, heads of 64 dims.
 """
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
-from pydantic import Field
-
-from conf import StageConfig
+from conf.settings import Settings, model_getter, setting
 
 
-class PretrainConfig(StageConfig):
+@dataclass
+class PretrainSettings(Settings):
     """Every knob of pretraining (see conf/presets/*.yaml, section `pretrain`)."""
 
-    section: str = "pretrain"
+    section: ClassVar[str] = "pretrain"
 
     # --- model (GPTConfig.from_depth) ------------------------------------
-    depth: int = Field(2, ge=1)
-    sequence_len: int = Field(128, ge=8)
-    aspect_ratio: int = Field(64, ge=1)
-    head_dim: int = Field(64, ge=8)
-    kv_ratio: int = Field(1, ge=1)  # >1: grouped-query attention
+    depth: int = setting(2, ge=1)
+    sequence_len: int = setting(128, ge=8)
+    aspect_ratio: int = setting(64, ge=1)
+    head_dim: int = setting(64, ge=8)
+    kv_ratio: int = setting(1, ge=1)  # >1: grouped-query attention
     # architecture options (lm/model.py; benchmarks/recipe_ablation.py measures them)
-    rope_base: float = Field(10000.0, gt=0)
-    softcap: float = Field(15.0, ge=0)  # 0: off
+    rope_base: float = setting(10000.0, gt=0)
+    softcap: float = setting(15.0, ge=0)  # 0: off
     qk_norm: bool = True
     value_embeds: bool = False  # token embeddings added to the values on every other layer
 
     # --- batch -------------------------------------------------------------
-    device_batch_size: int = Field(8, ge=1)
+    device_batch_size: int = setting(8, ge=1)
     # Tokens per optimizer step over all ranks; the rest is gradient accumulation.
     # 0: one micro-batch per rank per step.
-    total_batch_tokens: int = Field(0, ge=0)
-    max_steps: int = Field(200, ge=1)
+    total_batch_tokens: int = setting(0, ge=0)
+    max_steps: int = setting(200, ge=1)
 
     # --- optimizer -----------------------------------------------------------
     optimizer: Literal["adamw", "muon"] = "adamw"
-    lr: float = Field(3e-3, gt=0)  # AdamW: block matrices and output head
-    embedding_lr: float = Field(3e-2, gt=0)  # token embedding (no weight decay)
-    muon_lr: float = Field(0.02, gt=0)  # block matrices when optimizer=muon
-    weight_decay: float = Field(0.0, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)  # 0: off (the norm is still logged)
+    lr: float = setting(3e-3, gt=0)  # AdamW: block matrices and output head
+    embedding_lr: float = setting(3e-2, gt=0)  # token embedding (no weight decay)
+    muon_lr: float = setting(0.02, gt=0)  # block matrices when optimizer=muon
+    weight_decay: float = setting(0.0, ge=0)
+    beta1: float = setting(0.9, ge=0, lt=1)
+    beta2: float = setting(0.95, ge=0, lt=1)
+    grad_clip: float = setting(1.0, ge=0)  # 0: off (the norm is still logged)
     # The lrs and weight decay above were tuned at this batch (tokens/step) and width; a run at
     # another batch/width scales them (lm.optim.hparam_scales, docs/DESIGN.md). 0: use as given.
-    lr_ref_batch_tokens: int = Field(0, ge=0)
-    lr_ref_width: int = Field(0, ge=0)
+    lr_ref_batch_tokens: int = setting(0, ge=0)
+    lr_ref_width: int = setting(0, ge=0)
 
     # --- schedule ------------------------------------------------------------
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
-    warmup_steps: int = Field(10, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    decay_frac: float = Field(0.2, gt=0, le=1)  # wsd: share of steps spent decaying
+    warmup_steps: int = setting(10, ge=0)
+    min_lr_ratio: float = setting(0.1, ge=0, le=1)
+    decay_frac: float = setting(0.2, gt=0, le=1)  # wsd: share of steps spent decaying
     decay_shape: Literal["linear", "sqrt", "cosine"] = "linear"  # wsd: shape of the decay
     wd_schedule: Literal["constant", "linear"] = "constant"  # linear: weight decay falls to 0 at the end
 
@@ -65,23 +66,27 @@ class PretrainConfig(StageConfig):
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     compile: bool = False
     seed: int = 0
-    threads: int = Field(0, ge=0)  # torch CPU threads, 0: torch's default
+    threads: int = setting(0, ge=0)  # torch CPU threads, 0: torch's default
     peak_flops: float | None = None  # per-device FLOP/s for MFU; None: by GPU name (H100 989e12)
 
     # --- evaluation, sampling, checkpoints, logging ---------------------------
-    eval_every: int = Field(50, ge=0)
-    eval_tokens: int = Field(32768, ge=1)
+    eval_every: int = setting(50, ge=0)
+    eval_tokens: int = setting(32768, ge=1)
     # in-loop yardstick (lm/core_eval.InLoopEval): a fixed CORE subset every N steps, 0: off
-    inloop_every: int = Field(0, ge=0)
-    inloop_items: int = Field(100, ge=1)
-    inloop_tasks: list[str] = Field(default_factory=lambda: ["hellaswag_zeroshot", "arc_easy", "piqa"])
-    sample_every: int = Field(0, ge=0)
-    sample_tokens: int = Field(32, ge=0)
-    sample_prompts: list[str] = Field(default_factory=lambda: ["The", "Once upon a time", "In the beginning"])
-    checkpoint_every: int = Field(100, ge=0)
-    log_every: int = Field(1, ge=1)
+    inloop_every: int = setting(0, ge=0)
+    inloop_items: int = setting(100, ge=1)
+    inloop_tasks: list[str] = setting(["hellaswag_zeroshot", "arc_easy", "piqa"])
+    sample_every: int = setting(0, ge=0)
+    sample_tokens: int = setting(32, ge=0)
+    sample_prompts: list[str] = setting(["The", "Once upon a time", "In the beginning"])
+    checkpoint_every: int = setting(100, ge=0)
+    log_every: int = setting(1, ge=1)
     progress: bool = True
 
     # --- launch --------------------------------------------------------------
-    nproc_per_node: int = Field(1, ge=1)  # >1: the task runs torchrun
-    num_gpus: float = Field(0.0, ge=0)  # GPUs the Ray task asks for (0: CPU task)
+    nproc_per_node: int = setting(1, ge=1)  # >1: the task runs torchrun
+    num_gpus: float = setting(0.0, ge=0)  # GPUs the Ray task asks for (0: CPU task)
+
+
+# PretrainConfig: the pydantic model of PretrainSettings, built on first use (conf/stage_config.py).
+__getattr__ = model_getter(globals(), {"PretrainConfig": "PretrainSettings"})

@@ -82,8 +82,8 @@ def pretrain(tokens: str, out: str, preset: str | None = "tiny", max_steps: int 
         log_dataset(tokens_dir, "tokens", context="training", digest=str(tmeta.get("tokenizer_sha256", ""))[:16])
         monitor = _start_system_metrics(run.info.run_id)
         try:
-            # A plain dict crosses to the task (and a Ray worker or torchrun child): lm.train's
-            # TrainConfig.from_dict checks it there, so conf/ never imports lm/ (conf is a leaf).
+            # A plain dict crosses to the task (and a Ray worker or torchrun child), which rebuilds
+            # PretrainSettings from it (the settings the pydantic config was derived from).
             args = (str(tokens_dir), str(out_dir), cfg.model_dump(mode="json", exclude={"section"}))
             kwargs = {"resume": resume, "mlflow_run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
             if cfg.num_gpus > 0:

@@ -35,7 +35,6 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from conf.pretrain import PretrainSettings
+from conf.settings import load_settings
 from core.run_root import resolve_checkpoint
 from lm.checkpoint import CheckpointError, load_train_state, load_weights, read_meta, save_checkpoint
 from lm.data import TokenBatchLoader, eval_batches
@@ -55,83 +56,6 @@ from lm.tokens import TokenShards, token_bytes
 from lm.tracking import JsonlLogger, MLflowLogger, MultiLogger, TrainLogger
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROMPTS = ("The", "Once upon a time", "In the beginning")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a pretraining run (conf/pretrain.py mirrors these fields)."""
-
-    # model: width = aspect_ratio × depth, heads of head_dim (GPTConfig.from_depth)
-    depth: int = 2
-    sequence_len: int = 128
-    aspect_ratio: int = 64
-    head_dim: int = 64
-    kv_ratio: int = 1
-    # architecture options (lm/model.py GPTConfig; benchmarks/recipe_ablation.py measures them)
-    rope_base: float = 10000.0
-    softcap: float = 15.0
-    qk_norm: bool = True
-    value_embeds: bool = False
-    # batch: tokens per optimizer step over all ranks; the rest is accumulation
-    device_batch_size: int = 8
-    total_batch_tokens: int = 0  # 0: one micro-batch per rank per step
-    max_steps: int = 200
-    # optimizer
-    optimizer: str = "adamw"  # adamw | muon
-    lr: float = 3e-3
-    embedding_lr: float = 3e-2
-    muon_lr: float = 0.02
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
-    # lrs/weight decay above are tuned at this batch (tokens/step) and width; 0: use as given (lm.optim.hparam_scales)
-    lr_ref_batch_tokens: int = 0
-    lr_ref_width: int = 0
-    # schedule
-    schedule: str = "cosine"  # cosine | wsd | constant
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    decay_frac: float = 0.2
-    decay_shape: str = "linear"  # wsd decay: linear | sqrt | cosine
-    wd_schedule: str = "constant"  # constant | linear (to 0 at the end)
-    # runtime
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32
-    compile: bool = False
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    peak_flops: float | None = None  # FLOP/s per device for MFU; None: by GPU name
-    # evaluation, sampling, checkpoints, logging
-    eval_every: int = 50  # 0: only at the end
-    eval_tokens: int = 32768
-    # in-loop yardstick: a fixed CORE subset (lm/core_eval.InLoopEval) every N steps; 0: off
-    inloop_every: int = 0
-    inloop_items: int = 100  # items per task
-    inloop_tasks: list[str] = field(default_factory=lambda: ["hellaswag_zeroshot", "arc_easy", "piqa"])
-    sample_every: int = 0  # 0: only at the end
-    sample_tokens: int = 32
-    sample_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    checkpoint_every: int = 100  # 0: only at the end (and on SIGTERM)
-    log_every: int = 1
-    progress: bool = True
-    # launch (read by tasks/pretrain.py, not by the loop)
-    nproc_per_node: int = 1
-    num_gpus: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"section"})
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # -------------------------------------------------------------- train state
 def capture_rng_state() -> dict[str, Any]:
@@ -324,7 +248,7 @@ def _atomic_json(path: Path, data: dict) -> None:
 
 
 # --------------------------------------------------------------------- loop
-def train(cfg: TrainConfig, tokens_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
+def train(cfg: PretrainSettings, tokens_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
           logger: TrainLogger | None = None) -> dict[str, Any]:
     """Pretrain a GPT on `tokens_dir`, writing checkpoints and metrics under `out_dir`.
 
@@ -410,10 +334,10 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
 
     flops_per_token = model.estimate_flops_per_token()
     peak = peak_flops_for(device, cfg.peak_flops)
-    meta = {"kind": "base", "parent": None, "tokens_dir": str(tokens_dir), "train_config": cfg.to_dict(),
+    meta = {"kind": "base", "parent": None, "tokens_dir": str(tokens_dir), "train_config": cfg.model_dump(),
             "tokenizer_sha256": train_shards.meta.get("tokenizer_sha256")}
     if master:
-        logger.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
+        logger.log_params({**{f"train.{k}": v for k, v in cfg.model_dump().items()},
                            **{f"model.{k}": v for k, v in mcfg.to_dict().items()},
                            "n_params": model.num_params(), "world_size": world, "grad_accum": grad_accum,
                            **{f"lr_scale.{g['name']}": g["lr_scale"] for g in optimizer.param_groups},
@@ -539,15 +463,11 @@ def _parse_value(s: str) -> Any:
         return s
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Preset (needs conf/, i.e. pydantic+yaml) or JSON config, then --set/--max-steps overrides."""
+def config_from_args(args: argparse.Namespace) -> PretrainSettings:
+    """Preset (conf/presets, needs pyyaml) or JSON config, then --set/--max-steps overrides."""
     values: dict[str, Any] = {}
-    if args.preset:
-        import conf
-        from conf.pretrain import PretrainConfig
-
-        values.update(conf.load(PretrainConfig, args.preset).model_dump())
-        values.pop("section", None)
+    if args.preset:  # the plain settings loader: no pydantic needed (conf/settings.py)
+        values.update(load_settings(PretrainSettings, args.preset).model_dump())
     if args.config:
         values.update(json.loads(Path(args.config).read_text()))
     for item in args.set or []:
@@ -557,7 +477,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values[k.strip()] = _parse_value(v)
     if args.max_steps is not None:
         values["max_steps"] = args.max_steps
-    return TrainConfig.from_dict(values)
+    return PretrainSettings.from_dict(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -565,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", required=True, help="tokenize output dir (or its tokens/ folder)")
     p.add_argument("--out", required=True, help="run directory for checkpoints and metrics")
     p.add_argument("--preset", help="conf/presets/<name>.yaml pretrain section")
-    p.add_argument("--config", help="JSON file of TrainConfig fields")
+    p.add_argument("--config", help="JSON file of PretrainSettings fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--resume", action="store_true", help="continue from <out>/latest exactly")

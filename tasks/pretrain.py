@@ -28,16 +28,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def run_pretrain(tokens: str, out: str, config: dict[str, Any], resume: bool = False,
                  mlflow_run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
-    """Train on `tokens` into `out` with a TrainConfig dict; returns the run summary.
+    """Train on `tokens` into `out` with a PretrainSettings dict; returns the run summary.
 
     `mlflow_run_id` + `tracking_uri` name the MLflow run to log to; pass the URI
     explicitly, since a Ray worker or torchrun child does not share the
     driver's `mlflow.set_tracking_uri`.
     """
     from lm.tracking import MLflowLogger
-    from lm.train import TrainConfig, train
+    from conf.pretrain import PretrainSettings
+    from lm.train import train
 
-    cfg = TrainConfig.from_dict(config)
+    cfg = PretrainSettings.from_dict(config)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.nproc_per_node <= 1:
@@ -49,7 +50,7 @@ def run_pretrain(tokens: str, out: str, config: dict[str, Any], resume: bool = F
 def _run_torchrun(tokens: str, out_dir: Path, cfg, resume: bool, mlflow_run_id: str | None,
                   tracking_uri: str | None) -> dict[str, Any]:
     cfg_path = out_dir / "train_config.json"
-    write_text(cfg_path, json.dumps(cfg.to_dict(), indent=2))
+    write_text(cfg_path, json.dumps(cfg.model_dump(), indent=2))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc_per_node}",
            "-m", "lm.train", "--tokens", str(tokens), "--out", str(out_dir), "--config", str(cfg_path)]
     if resume:

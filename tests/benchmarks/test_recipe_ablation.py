@@ -54,13 +54,6 @@ def test_a_bad_variant_is_refused_before_any_training(tmp_path):
         bench.resolve_variant("schedule*2", bench.preset("tiny"))
 
 
-def test_the_built_in_tiny_copy_matches_the_preset():
-    """A bare GPU box (no conf/) must ablate against the same `default` as the preset."""
-    bench = _bench()
-    tiny = bench.preset("tiny")
-    assert {k: bench.TINY_FALLBACK[k] for k in bench.RECIPE_KEYS} == {k: tiny[k] for k in bench.RECIPE_KEYS}
-
-
 def test_a_schedule_only_variant_starts_from_the_earlier_state_and_matches_a_run_from_scratch(tmp_path, capsys):
     """`warmup_steps=2+decay_frac=0.9` parts from `warmup_steps=2` (decay_frac 0.3) at step 3 of 8: it reuses
     that run's first 3 steps (and the eval at step 2) and must end exactly where training it from step 0 ends."""

@@ -14,7 +14,8 @@ import torch
 
 from lm.checkpoint import load_model
 from lm.tracking import CallbackLogger, read_jsonl_metrics
-from lm.train import TrainConfig, train
+from conf.pretrain import PretrainSettings
+from lm.train import train
 from tests.support.toy import make_generated_token_shards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def test_stopped_and_resumed_run_matches_uninterrupted_bit_for_bit(tmp_path):
     text = (REPO / "data" / "text" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000]
     tokens = make_generated_token_shards(tmp_path / "tok", [text], 384, val_fraction=0.1,
                                          source="generated-test:tinyshakespeare")
-    cfg = TrainConfig(**RECIPE)
+    cfg = PretrainSettings(**RECIPE)
     ref = train(cfg, tokens, tmp_path / "ref")
     assert ref["status"] == "completed"
 

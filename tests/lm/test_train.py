@@ -18,7 +18,8 @@ import torch
 
 from lm.checkpoint import CheckpointError, load_model
 from lm.tracking import CallbackLogger, read_jsonl_metrics
-from lm.train import TrainConfig, find_resume_checkpoint, train
+from conf.pretrain import PretrainSettings
+from lm.train import find_resume_checkpoint, train
 from tests.support.token_data import MICRO, make_generated_token_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def trained(tokens, tmp_path_factory):
     """One in-process run shared by the tests that need a finished run."""
     out = tmp_path_factory.mktemp("run")
     seen: list[tuple[int, dict]] = []
-    cfg = TrainConfig(**{**MICRO, "max_steps": 60, "eval_every": 30})
+    cfg = PretrainSettings(**{**MICRO, "max_steps": 60, "eval_every": 30})
     summary = train(cfg, tokens, out, logger=CallbackLogger(lambda m, s: seen.append((s, dict(m)))))
     return out, summary, seen
 
@@ -74,7 +75,7 @@ def test_outputs_follow_the_checkpoint_contract(trained):
 
 
 def test_muon_optimizer_trains(tokens, tmp_path):
-    cfg = TrainConfig(**{**MICRO, "optimizer": "muon", "max_steps": 25, "eval_every": 0, "checkpoint_every": 0})
+    cfg = PretrainSettings(**{**MICRO, "optimizer": "muon", "max_steps": 25, "eval_every": 0, "checkpoint_every": 0})
     seen = []
     summary = train(cfg, tokens, tmp_path, logger=CallbackLogger(lambda m, s: seen.append(m["loss"])))
     assert summary["status"] == "completed"
@@ -83,14 +84,15 @@ def test_muon_optimizer_trains(tokens, tmp_path):
 
 _RUNNER = """
 import json, os, signal, sys
-from lm.train import TrainConfig, train
+from conf.pretrain import PretrainSettings
+from lm.train import train
 from lm.tracking import CallbackLogger
 tokens, out, cfg, kill_at, sig, resume = sys.argv[1:7]
 kill_at = int(kill_at)
 def cb(metrics, step):
     if step == kill_at:
         os.kill(os.getpid(), getattr(signal, sig))
-res = train(TrainConfig.from_dict(json.loads(cfg)), tokens, out, resume=resume == "1", logger=CallbackLogger(cb))
+res = train(PretrainSettings.from_dict(json.loads(cfg)), tokens, out, resume=resume == "1", logger=CallbackLogger(cb))
 print("SUMMARY " + json.dumps(res))
 """
 
@@ -143,7 +145,7 @@ def test_two_process_gloo_ddp_matches_single_process(tokens, tmp_path):
                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     # One process, batch 4, two accumulation steps: the same 8 windows per step.
-    single_cfg = TrainConfig(**{**cfg, "total_batch_tokens": 2 * 4 * 64})
+    single_cfg = PretrainSettings(**{**cfg, "total_batch_tokens": 2 * 4 * 64})
     seen = {}
     train(single_cfg, tokens, tmp_path / "single", logger=CallbackLogger(lambda m, s: seen.setdefault(s, m)))
     got = read_jsonl_metrics(tmp_path / "ddp" / "metrics.jsonl")
@@ -156,7 +158,7 @@ def test_two_process_gloo_ddp_matches_single_process(tokens, tmp_path):
 
 def test_resume_without_checkpoint_is_a_clear_error(tokens, tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(TrainConfig(**MICRO), tokens, tmp_path, resume=True)
+        train(PretrainSettings(**MICRO), tokens, tmp_path, resume=True)
 
 
 @pytest.mark.parametrize("victim, message", [("model.safetensors", r"model\.safetensors does not match its sha256"),
@@ -168,24 +170,24 @@ def test_corrupt_checkpoint_is_a_clear_error(trained, tokens, tmp_path, victim, 
     f = out / "latest" / victim
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     with pytest.raises(CheckpointError, match=message):
-        train(TrainConfig(**{**MICRO, "max_steps": 60}), tokens, out, resume=True)
+        train(PretrainSettings(**{**MICRO, "max_steps": 60}), tokens, out, resume=True)
 
 
 def test_resume_refuses_a_different_model(trained, tokens, tmp_path):
     src, _, _ = trained
     shutil.copytree(src / "latest", tmp_path / "latest")
     with pytest.raises(CheckpointError, match="different model"):
-        train(TrainConfig(**{**MICRO, "depth": 3}), tokens, tmp_path, resume=True)
+        train(PretrainSettings(**{**MICRO, "depth": 3}), tokens, tmp_path, resume=True)
 
 
 def test_bad_batch_geometry_is_a_clear_error(tokens, tmp_path):
     with pytest.raises(ValueError, match="total_batch_tokens"):
-        train(TrainConfig(**{**MICRO, "total_batch_tokens": 1000}), tokens, tmp_path)
+        train(PretrainSettings(**{**MICRO, "total_batch_tokens": 1000}), tokens, tmp_path)
 
 
 def test_inloop_core_subset_is_logged_beside_the_loss(tokens, tmp_path):
     seen: list[tuple[int, dict]] = []
-    cfg = TrainConfig(**{**MICRO, "max_steps": 6, "eval_every": 0, "checkpoint_every": 0, "inloop_every": 3,
+    cfg = PretrainSettings(**{**MICRO, "max_steps": 6, "eval_every": 0, "checkpoint_every": 0, "inloop_every": 3,
                          "inloop_items": 8, "inloop_tasks": ["arc_easy", "copa"]})
     train(cfg, tokens, tmp_path / "run", logger=CallbackLogger(lambda m, s: seen.append((s, dict(m)))))
     at = {s: m for s, m in seen if "eval/core_inloop/centered_mean" in m}

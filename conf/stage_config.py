@@ -1,0 +1,68 @@
+"""The pydantic side of conf/: `StageConfig`, `load`, and models derived from settings dataclasses.
+
+Imported on first use through `conf` (module `__getattr__`), so code that only
+needs the settings dataclasses (lm/, a GPU box without pydantic) never imports it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from dataclasses import MISSING, fields
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from conf.settings import Settings, preset_values
+
+
+class StageConfig(BaseModel):
+    """Base for stage configs: strict keys, stable hash for cache keys."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    section: str = ""  # overridden per stage; names the preset YAML section
+
+    def hash(self) -> str:
+        """Short stable hash of the config (for cache keys and run names)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class NestedConfig(BaseModel):
+    """Base of a section inside a stage's (sft's `persona:`): strict keys, no section of its own."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+C = TypeVar("C", bound=StageConfig)
+
+
+def load(cls: type[C], preset: str | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Build a stage config from defaults, a preset section and overrides (None values ignored)."""
+    return cls(**preset_values(cls.model_fields["section"].default, preset, overrides))
+
+
+_MODELS: dict[type, type[BaseModel]] = {}
+
+
+def stage_model(settings: type[Settings], name: str) -> type[BaseModel]:
+    """The pydantic model of a settings dataclass: same fields, defaults, order; bounds from metadata."""
+    if settings in _MODELS:
+        return _MODELS[settings]
+    hints = typing.get_type_hints(settings)
+    defs: dict[str, Any] = {}
+    for f in fields(settings):  # type: ignore[arg-type]
+        kind = hints[f.name]
+        if isinstance(kind, type) and issubclass(kind, Settings):
+            kind = stage_model(kind, kind.__name__.replace("Settings", "Config"))
+            defs[f.name] = (kind, Field(default_factory=kind, **f.metadata))
+        elif f.default_factory is not MISSING:
+            defs[f.name] = (kind, Field(default_factory=f.default_factory, **f.metadata))
+        else:
+            defs[f.name] = (kind, Field(f.default, **f.metadata))
+    if settings.section:
+        defs = {"section": (str, settings.section), **defs}
+    model = create_model(name, __base__=StageConfig if settings.section else NestedConfig,
+                         __module__=settings.__module__, __doc__=settings.__doc__, **defs)
+    _MODELS[settings] = model
+    return model
