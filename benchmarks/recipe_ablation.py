@@ -66,13 +66,14 @@ from lm.train import evaluate  # noqa: E402
 # The settings a variant may change (fields of conf/pretrain.py's PretrainSettings).
 RECIPE_KEYS = ("optimizer", "lr", "embedding_lr", "muon_lr", "weight_decay", "wd_schedule", "beta1", "beta2",
                "grad_clip", "schedule", "warmup_steps", "min_lr_ratio", "decay_frac", "decay_shape",
-               "lr_ref_batch_tokens", "lr_ref_width", "rope_base", "softcap", "qk_norm", "value_embeds")
-ARCH_KEYS = ("rope_base", "softcap", "qk_norm", "value_embeds")
+               "lr_ref_batch_tokens", "lr_ref_width", "rope_base", "softcap", "qk_norm", "value_embeds",
+               "resid_scalars")
+ARCH_KEYS = ("rope_base", "softcap", "qk_norm", "value_embeds", "resid_scalars")
 
 # Issue 17's two columns, fixed here so they stay comparable after the presets change.
 _BASE = dict(weight_decay=0.0, wd_schedule="constant", beta1=0.9, beta2=0.95, grad_clip=1.0, warmup_steps=10,
              decay_shape="linear", lr_ref_batch_tokens=0, lr_ref_width=0, rope_base=10000.0, softcap=15.0,
-             qk_norm=True, value_embeds=False, decay_frac=0.2, muon_lr=0.02)
+             qk_norm=True, value_embeds=False, resid_scalars=False, decay_frac=0.2, muon_lr=0.02)
 FIXED = {
     # conf/presets/tiny.yaml before issue 17
     "tiny-old": {**_BASE, "optimizer": "adamw", "lr": 3e-3, "embedding_lr": 3e-2, "schedule": "cosine",
@@ -83,7 +84,7 @@ FIXED = {
 }
 
 # Named one-setting changes against `default` (the key ones run when --variants is not given).
-KEY_VARIANTS = ["default", "tiny-old", "small-opt", "value_embeds=true"]
+KEY_VARIANTS = ["default", "tiny-old", "small-opt", "value_embeds=false"]
 VARIANTS = KEY_VARIANTS + [
     "no-scaling",  # the preset's lrs/wd as written, without the batch/width transfer rule
     "optimizer=adamw",  # AdamW for the block matrices too, same schedule
@@ -95,8 +96,7 @@ VARIANTS = KEY_VARIANTS + [
     "warmup_steps=0", "warmup_steps=30",
     "weight_decay=0.05", "weight_decay=0.1+wd_schedule=linear",
     "beta2=0.99",
-    "rope_base=100000", "qk_norm=false", "softcap=0", "softcap=30",
-    "decay_frac=0.65+value_embeds=true",  # the reference's warmdown and value embeddings: best at the issue shape
+    "rope_base=100000", "qk_norm=false", "softcap=0", "softcap=30", "resid_scalars=true",
 ]
 
 def preset(name: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class PretrainSettings(Settings):
     softcap: float = setting(15.0, ge=0)  # 0: off
     qk_norm: bool = True
     value_embeds: bool = False  # token embeddings added to the values on every other layer
+    resid_scalars: bool = False  # learned per-layer scales of the residual stream and of the first input
 
     # --- batch -------------------------------------------------------------
     device_batch_size: int = setting(8, ge=1)

@@ -44,6 +44,9 @@ class GPTConfig:
     rope_base: float = 10000.0
     qk_norm: bool = True
     value_embeds: bool = False
+    # a learned scale of the residual stream and a learned share of the first layer's input (x0) at every
+    # layer's input: x ← λ_resid·x + λ_x0·x0 (as modded-nanogpt / nanochat); init 1 and 0, i.e. off at step 0
+    resid_scalars: bool = False
 
     @classmethod
     def from_depth(cls, depth: int, vocab_size: int, sequence_len: int,
@@ -91,7 +94,7 @@ class GPTConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("qk_norm", "value_embeds"):
+        for name in ("qk_norm", "value_embeds", "resid_scalars"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("softcap", "rope_base"):
@@ -253,6 +256,9 @@ class GPT(nn.Module):
         self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(config.vocab_size, kv_dim)
                                            for i in range(config.n_layer) if config.has_value_embeds(i)})
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # 1-D parameters, so lm.optim puts them in the `other` group (AdamW at `lr`, no weight decay)
+        scalars = (nn.Parameter(torch.ones(config.n_layer)), nn.Parameter(torch.zeros(config.n_layer)))
+        self.resid_lambdas, self.x0_lambdas = scalars if config.resid_scalars else (None, None)
         # Rotary tables cover 4× the training context so generation may run past it.
         self.rotary_len = config.sequence_len * 4
         cos, sin = self._rotary_tables(self.rotary_len)
@@ -282,6 +288,9 @@ class GPT(nn.Module):
                 nn.init.zeros_(block.attn.ve_gate.weight)  # gate 2·sigmoid(0) = 1
         for ve in self.value_embeds.values():
             nn.init.uniform_(ve.weight, -bound, bound)  # as nanochat: the matrices' init range
+        if self.resid_lambdas is not None:
+            self.resid_lambdas.fill_(1.0)
+            self.x0_lambdas.zero_()
 
     # ---------------------------------------------------------------- helpers
     def num_params(self, exclude_embedding: bool = False) -> int:
@@ -325,8 +334,10 @@ class GPT(nn.Module):
 
     def _trunk(self, idx, kv_cache=None, pad_mask=None):
         cos, sin, mask = self._positions(idx, kv_cache, pad_mask)
-        x = norm(self.transformer.wte(idx))
+        x = x0 = norm(self.transformer.wte(idx))
         for i, block in enumerate(self.transformer.h):
+            if self.resid_lambdas is not None:
+                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             x = block(x, cos, sin, kv_cache, mask, ve)
         if kv_cache is not None:

@@ -308,7 +308,8 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
     # ---- model and optimizer
     mcfg = GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, aspect_ratio=cfg.aspect_ratio,
                                 head_dim=cfg.head_dim, kv_ratio=cfg.kv_ratio, rope_base=cfg.rope_base,
-                                softcap=cfg.softcap, qk_norm=cfg.qk_norm, value_embeds=cfg.value_embeds)
+                                softcap=cfg.softcap, qk_norm=cfg.qk_norm, value_embeds=cfg.value_embeds,
+                                resid_scalars=cfg.resid_scalars)
     model = GPT(mcfg).to(device)
     optimizer = build_optimizer(model, optimizer=cfg.optimizer, lr=cfg.lr, embedding_lr=cfg.embedding_lr,
                                 muon_lr=cfg.muon_lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),

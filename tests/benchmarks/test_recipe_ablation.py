@@ -25,23 +25,23 @@ def test_variants_train_on_the_same_batches_and_print_differences(tmp_path, caps
     out = tmp_path / "res.json"
     rc = bench.main(["--shape", "tiny", "--build-tokens", "--work", str(tmp_path), "--steps", "3", "--eval-at", "1,3",
                      "--batch", "2", "--eval-tokens", "512", "--threads", "1", "--json", str(out),
-                     "--variants", "lr*1,muon_lr*4+value_embeds=true"])
+                     "--variants", "lr*1,muon_lr*4+value_embeds=false"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["token_source"] == "generated" and (tmp_path / "tokens-GENERATED" / "tokens" / "meta.json").exists()
     assert res["vocab_size"] > 1000 and res["shape"]["steps"] == 3 and res["shape"]["eval_at"] == [1, 3]
     r = res["results"]
-    assert list(r) == ["default", "lr*1", "muon_lr*4+value_embeds=true"]
+    assert list(r) == ["default", "lr*1", "muon_lr*4+value_embeds=false"]
     d, same, other = (r[k]["evals"] for k in r)
     # same init, same batches, same recipe: identical numbers; a different recipe: different ones
     assert d == same
     assert other["3"]["val_loss"] != d["3"]["val_loss"]
-    assert r["muon_lr*4+value_embeds=true"]["recipe"]["muon_lr"] == pytest.approx(4 * r["default"]["recipe"]["muon_lr"])
+    assert r["muon_lr*4+value_embeds=false"]["recipe"]["muon_lr"] == pytest.approx(4 * r["default"]["recipe"]["muon_lr"])
     for ev in (d, other):
         assert set(ev) == {"1", "3"} and all(math.isfinite(v["val_loss"]) and v["val_bpb"] > 0 for v in ev.values())
         assert ev["3"]["val_loss"] < ev["1"]["val_loss"] < math.log(res["vocab_size"]) + 1
     text = capsys.readouterr().out
-    row = next(line for line in text.splitlines() if line.startswith("| muon_lr*4+value_embeds=true |"))
+    row = next(line for line in text.splitlines() if line.startswith("| muon_lr*4+value_embeds=false |"))
     delta = other["3"]["val_loss"] - d["3"]["val_loss"]
     assert f"({delta:+.3f})" in row and "load average" in text
 

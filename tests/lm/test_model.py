@@ -20,7 +20,8 @@ def _model(n_kv_head=2, seed=0, n_layer=2, noise=0.02, **options) -> GPT:
 # which must keep the KV-cache contract too
 @pytest.mark.parametrize("options", [{"n_kv_head": 4}, {"n_kv_head": 2}, {"n_kv_head": 1},
                                      {"value_embeds": True, "n_layer": 3, "noise": 0.05},
-                                     {"qk_norm": False, "n_layer": 3, "noise": 0.05}])
+                                     {"qk_norm": False, "n_layer": 3, "noise": 0.05},
+                                     {"resid_scalars": True, "n_layer": 3, "noise": 0.05}])
 def test_incremental_decoding_matches_full_forward(options):
     m = _model(**options)
     x = torch.randint(0, 97, (2, 12))

@@ -1,4 +1,4 @@
-"""Cheap architecture options of the recipe ablation: value embeddings, QK-norm off, schedules.
+"""Cheap architecture options of the recipe ablation: value embeddings, residual scalars, QK-norm off, schedules.
 
 Value embeddings must keep the KV-cache contract (incremental decoding equals
 the full forward: tests/lm/test_model.py, with the GQA cases) and put their tables in the `embedding` optimizer group;
@@ -35,12 +35,34 @@ def test_value_embeddings_sit_on_alternate_layers_and_change_the_output():
     assert not torch.allclose(m(x), plain(x))
 
 
+def test_residual_scalars_start_as_the_plain_model_and_learn_in_the_other_group():
+    """λ_resid = 1 and λ_x0 = 0 at init: the same function as without them, until training moves them."""
+    plain = _model()  # noised weights: zero-init projections would make every layer's input ∝ x0
+    scaled = GPT(GPTConfig(**{**plain.config.to_dict(), "resid_scalars": True})).eval()
+    own = dict(scaled.named_parameters())
+    with torch.no_grad():
+        for name, p in plain.named_parameters():
+            own[name].copy_(p)
+    x = torch.randint(0, 97, (2, 10))
+    assert torch.equal(plain(x), scaled(x))
+    groups = param_groups(scaled)
+    assert {id(scaled.resid_lambdas), id(scaled.x0_lambdas)} <= {id(p) for p in groups["other"]}
+    assert scaled.num_params() == plain.num_params() + 2 * 3
+    with torch.no_grad():
+        scaled.x0_lambdas.fill_(0.5)
+        scaled.resid_lambdas[1] = 0.7
+    assert not torch.allclose(plain(x), scaled(x))
+    y = torch.randint(0, 97, (2, 10))
+    torch.nn.functional.cross_entropy(scaled(x).flatten(0, 1), y.flatten()).backward()
+    assert scaled.x0_lambdas.grad.abs().sum() > 0 and scaled.resid_lambdas.grad.abs().sum() > 0
+
+
 def test_configs_without_the_new_fields_load_with_their_defaults():
     old = GPTConfig().to_dict()
-    for k in ("qk_norm", "value_embeds"):
+    for k in ("qk_norm", "value_embeds", "resid_scalars"):
         old.pop(k)
     cfg = GPTConfig.from_dict(old)
-    assert cfg.qk_norm is True and cfg.value_embeds is False
+    assert cfg.qk_norm is True and cfg.value_embeds is False and cfg.resid_scalars is False
     with pytest.raises(ValueError, match="value_embeds"):
         GPTConfig(value_embeds="yes").validate()
 
