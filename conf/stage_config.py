@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import typing
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
@@ -43,12 +44,20 @@ def load(cls: type[C], preset: str | None = None, overrides: dict[str, Any] | No
 
 
 _MODELS: dict[type, type[BaseModel]] = {}
+# One class per settings class even when two threads first touch it at once: a second,
+# equal-looking class would make pickling an instance of it fail (pickle finds the first by name).
+_LOCK = threading.RLock()
 
 
 def stage_model(settings: type[Settings], name: str) -> type[BaseModel]:
     """The pydantic model of a settings dataclass: same fields, defaults, order; bounds from metadata."""
-    if settings in _MODELS:
+    with _LOCK:
+        if settings not in _MODELS:
+            _MODELS[settings] = _build(settings, name)
         return _MODELS[settings]
+
+
+def _build(settings: type[Settings], name: str) -> type[BaseModel]:
     hints = typing.get_type_hints(settings)
     defs: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]
@@ -62,7 +71,5 @@ def stage_model(settings: type[Settings], name: str) -> type[BaseModel]:
             defs[f.name] = (kind, Field(f.default, **f.metadata))
     if settings.section:
         defs = {"section": (str, settings.section), **defs}
-    model = create_model(name, __base__=StageConfig if settings.section else NestedConfig,
-                         __module__=settings.__module__, __doc__=settings.__doc__, **defs)
-    _MODELS[settings] = model
-    return model
+    return create_model(name, __base__=StageConfig if settings.section else NestedConfig,
+                        __module__=settings.__module__, __doc__=settings.__doc__, **defs)
