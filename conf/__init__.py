@@ -19,7 +19,7 @@ from typing import Any
 
 from conf.settings import PRESET_DIR, preset_names, read_preset  # noqa: F401  (re-exported)
 
-_PYDANTIC_SIDE = ("StageConfig", "NestedConfig", "load", "stage_model")
+_PYDANTIC_SIDE = ("StageConfig", "StrictConfig", "load", "stage_model")
 
 
 def __getattr__(name: str) -> Any:

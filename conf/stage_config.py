@@ -17,22 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from conf.settings import Settings, preset_values
 
 
-class StageConfig(BaseModel):
-    """Base for stage configs: strict keys, stable hash for cache keys."""
+class StrictConfig(BaseModel):
+    """Strict keys, validated assignment: the base of every config and of a section nested in one (sft's persona)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class StageConfig(StrictConfig):
+    """Base for stage configs: a preset section, and a stable hash for cache keys."""
+
     section: str = ""  # overridden per stage; names the preset YAML section
 
     def hash(self) -> str:
         """Short stable hash of the config (for cache keys and run names)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-class NestedConfig(BaseModel):
-    """Base of a section inside a stage's (sft's `persona:`): strict keys, no section of its own."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
 C = TypeVar("C", bound=StageConfig)
@@ -71,5 +70,5 @@ def _build(settings: type[Settings], name: str) -> type[BaseModel]:
             defs[f.name] = (kind, Field(f.default, **f.metadata))
     if settings.section:
         defs = {"section": (str, settings.section), **defs}
-    return create_model(name, __base__=StageConfig if settings.section else NestedConfig,
+    return create_model(name, __base__=StageConfig if settings.section else StrictConfig,
                         __module__=settings.__module__, __doc__=settings.__doc__, **defs)
