@@ -67,8 +67,9 @@ from lm.train import evaluate  # noqa: E402
 RECIPE_KEYS = ("optimizer", "lr", "embedding_lr", "muon_lr", "weight_decay", "wd_schedule", "beta1", "beta2",
                "grad_clip", "schedule", "warmup_steps", "min_lr_ratio", "decay_frac", "decay_shape",
                "lr_ref_batch_tokens", "lr_ref_width", "rope_base", "softcap", "qk_norm", "value_embeds",
-               "resid_scalars")
-ARCH_KEYS = ("rope_base", "softcap", "qk_norm", "value_embeds", "resid_scalars")
+               "resid_scalars", "mlp", "mlp_hidden", "norm_weights", "norm_eps", "embed_norm", "tie_embeddings")
+ARCH_KEYS = ("rope_base", "softcap", "qk_norm", "value_embeds", "resid_scalars", "mlp", "mlp_hidden", "norm_weights",
+             "norm_eps", "embed_norm", "tie_embeddings")
 
 # Issue 17's two columns, fixed here so they stay comparable after the presets change.
 _BASE = dict(weight_decay=0.0, wd_schedule="constant", beta1=0.9, beta2=0.95, grad_clip=1.0, warmup_steps=10,

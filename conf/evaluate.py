@@ -1,4 +1,4 @@
-"""Config of the `evaluate` stage (section `eval` in the presets)."""
+"""Config of the `evaluate` stage (section `evaluate` in the presets)."""
 from __future__ import annotations
 
 from pydantic import Field, field_validator
@@ -9,7 +9,7 @@ from conf import StageConfig, data_dir
 class EvalConfig(StageConfig):
     """Sizes of each evaluation; the tiny preset keeps them CPU-sized."""
 
-    section: str = "eval"
+    section: str = "evaluate"
 
     device: str = "cpu"  # cpu | cuda | auto
     seed: int = 0

@@ -9,7 +9,7 @@ that ships in `data/` (or `$CRAWL2CHAT_DATA`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from conf import data_dir
 from conf.persona import PersonaSettings
@@ -101,9 +101,22 @@ class RLSettings(TrainCommon):
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_k: int | None = None
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0  # > 0 keeps a frozen reference and penalises KL to it
-    ppo_epochs: int = 1  # policy updates per batch of samples (>1 makes clipping bite)
+    # The objective, under TRL's GRPOConfig names and meanings
+    # (https://huggingface.co/docs/trl/main/grpo_trainer, "GRPOConfig"; docs/RL.md):
+    # how the per-token loss is averaged: grpo (per sequence, then over sequences), bnpo (token
+    # mean per micro-batch), dr_grpo (token sum / (sequences × max_new_tokens)), dapo (token mean
+    # over the step). The default is measured: the preset's `rl` comment, benchmarks/rl_variants.py.
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "dapo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"  # the std advantages are divided by
+    epsilon: float = setting(0.2, gt=0.0)  # clip ratio to [1 - epsilon, 1 + epsilon_high]
+    epsilon_high: float | None = setting(None, gt=0.0)  # None: epsilon; DAPO's clip-higher: 0.28
+    beta: float = setting(0.0, ge=0.0)  # KL coefficient (k3 estimator); 0 loads no reference model
+    num_iterations: int = setting(1, ge=1)  # policy updates per generation batch (>1 makes clipping bite)
+    importance_sampling_level: Literal["token", "sequence"] = "token"  # sequence: GSPO's ratio
+    mask_truncated_completions: bool = False  # completions cut at max_new_tokens add no loss
+    # Not TRL's: the plain objectives, −A·log π with A group-normalised (reinforce_with_baseline;
+    # scale_rewards=none gives the group-mean baseline) or A = r (no_baseline).
+    objective: Literal["grpo_clip", "reinforce_with_baseline", "no_baseline"] = "grpo_clip"
     eval_prompts: int = 64
     eval_every: int = 25
     eval_samples: int = 4

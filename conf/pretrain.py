@@ -32,6 +32,13 @@ class PretrainSettings(Settings):
     qk_norm: bool = True
     value_embeds: bool = False  # token embeddings added to the values on every other layer
     resid_scalars: bool = False  # learned per-layer scales of the residual stream and of the first input
+    # a stock architecture (lm/model.py; all on + softcap 0 → exported as transformers' Qwen3, docs/HUGGINGFACE.md)
+    mlp: Literal["relu2", "swiglu"] = "relu2"  # swiglu: Llama/Qwen3's gated MLP
+    mlp_hidden: int = setting(0, ge=0)  # MLP width, 0: 4·width (relu2) or 8/3·width (swiglu)
+    norm_weights: bool = False  # learned RMSNorm gains
+    norm_eps: float = setting(0.0, ge=0)  # RMSNorm epsilon, 0: torch's default
+    embed_norm: bool = True  # RMS-normalise the token embeddings (Llama/Qwen3: false)
+    tie_embeddings: bool = False  # the output head is the embedding matrix
 
     # --- batch -------------------------------------------------------------
     device_batch_size: int = setting(8, ge=1)

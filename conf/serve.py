@@ -12,11 +12,16 @@ class ServeConfig(StageConfig):
 
     section: str = "serve"
 
-    host: str = "127.0.0.1"  # loopback unless told otherwise: the API has no auth
+    # Loopback unless told otherwise; another address needs an API key (CRAWL2CHAT_API_KEY or
+    # --api-key-file) or `serve --insecure` (docs/SERVING.md). The key is never config: files get shared.
+    host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     device: str = "cpu"  # cpu | cuda | auto
+    # Tokens a conversation may fill (prompt + reply). None: the length the model was trained on.
+    # Longer conversations keep the system message and their newest whole turns (lm.engine.fit_conversation).
+    context: int | None = Field(None, gt=0)
     # Limits (HTTP 413 / 400 / 429 past them).
-    max_prompt_tokens: int = Field(1024, gt=0)
+    max_prompt_tokens: int = Field(1024, gt=0)  # the prompt after older turns are dropped
     max_tokens: int = Field(512, gt=0)          # cap on a request's max_tokens
     default_max_tokens: int = Field(256, gt=0)
     max_concurrent: int = Field(4, ge=1)        # requests generating or queued at once
@@ -31,9 +36,10 @@ class ServeConfig(StageConfig):
     top_k: int | None = Field(50, ge=1)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     tool_budget: int = Field(4, ge=0)            # tool calls per reply; past it the model reads an error
-    # Tools the server enables (lm/tools.py: calculator, python, search); a request may
-    # narrow them (`tool_choice: "none"`, or the extension field `tools_enabled: [...]`).
-    tools: list[ToolName] = ["calculator"]
+    # Tools the server enables (lm/tools.py: calculator, python, search); None: the tools the
+    # checkpoint was trained to call. A request may narrow them (`tool_choice: "none"`, or the
+    # extension field `tools_enabled: [...]`).
+    tools: list[ToolName] | None = None
     search_index: str | None = None              # the index stage's output, for the search tool
     # System message for requests that bring none (`serve --system`, or `--persona`:
     # the persona's, from the checkpoint when SFT recorded one). None: no system message.

@@ -19,6 +19,8 @@ from typing import Any, Callable, ClassVar, TypeVar
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# Sections renamed so that a stage has one name everywhere (conf/stages.py): old name -> new.
+LEGACY_SECTIONS = {"eval": "evaluate"}
 
 
 def setting(default: Any, **bounds: Any) -> Any:
@@ -70,6 +72,9 @@ def read_preset(name: str) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"preset {path} must be a mapping of stage sections")
+    for old, new in LEGACY_SECTIONS.items():  # a user's older preset keeps working
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     return data
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from core.run_root import clear_manifest, write_manifest
-from flows.runtime import log_dataset, mlflow_run, publish_markdown, register_checkpoint
+from flows.runtime import (carry_over_history, delete_run_versions, log_dataset, mlflow_run, publish_markdown,
+                           register_checkpoint)
+from lm.posttrain_loop import resume_step
+from tasks.progress import StageProgress, chain
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,20 @@ def tracked_stage(stage: str, register_as: str, out: str, mlflow_root: str | Non
         if uri:
             tags.update(model_lineage(uri, role))
     params = {**cfg.model_dump(exclude={"section"}), "preset": preset, "out": str(out_dir), **inputs}
-    with mlflow_run(stage, mlflow_root or out_dir, params=params, tags=tags) as run:
+    # One key per stage output: a re-run after a kill closes the killed run (KILLED) and takes
+    # over its per-step history up to the checkpoint it resumes from (docs/CONTRACTS.md).
+    key = f"{stage}:{out_dir}"
+    with mlflow_run(stage, mlflow_root or out_dir, params=params, tags=tags, key=key) as run:
+        client = mlflow.MlflowClient()
+        carry_over_history(client, run.info.run_id, key, resume_step(out_dir) if (out_dir / "latest").exists()
+                           or (out_dir / "final").exists() else -1)
         for path, name in datasets:
             if path and (Path(path).exists() or "://" in path):
                 log_dataset(path, name, context="training")
-        manifest = train(mlflow_logger(run.info.run_id, mlflow.get_tracking_uri()))  # the store mlflow_run chose
+        # per-step metrics to the store mlflow_run chose, and a progress line every 10 % to this flow run's log
+        progress = StageProgress(stage, int(getattr(cfg, "steps", 0) or 0))
+        manifest = train(chain(mlflow_logger(run.info.run_id, mlflow.get_tracking_uri()), progress))
+        progress.finish()  # a loop that stopped early (RL's hacking monitor) still ends its progress at 100 %
         # Run-level results under `final/` (per-step series keep their own names, one point per step).
         finals = {"final/" + k.replace("@", "_at_"): float(v) for k, v in manifest.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -83,11 +95,15 @@ def tracked_stage(stage: str, register_as: str, out: str, mlflow_root: str | Non
             mlflow.log_metrics(finals)
         manifest["model_uri"] = register_checkpoint(manifest["checkpoint"], register_as,
                                                     tags={"stage": stage, **tags})
-        manifest["mlflow_run_id"] = run.info.run_id
-        mlflow.log_dict(manifest, "manifest.json")
-        lines = [f"# {stage}", f"- model: `{manifest['model_uri']}`", f"- parent: `{inputs}`"] + summary
-        lines += [f"- {k}: {v:.4g}" for k, v in finals.items()]
-        publish_markdown(f"{stage}-summary", "\n".join(lines))
+        try:
+            manifest["mlflow_run_id"] = run.info.run_id
+            mlflow.log_dict(manifest, "manifest.json")
+            lines = [f"# {stage}", f"- model: `{manifest['model_uri']}`", f"- parent: `{inputs}`"] + summary
+            lines += [f"- {k}: {v:.4g}" for k, v in finals.items()]
+            publish_markdown(f"{stage}-summary", "\n".join(lines))
+        except BaseException:  # registered but not finished: the registry must not show it
+            delete_run_versions(client, run.info.run_id)
+            raise
     write_manifest(out_dir, manifest)  # last: the stage is complete only now (the MLflow run has ended cleanly)
     log.info("%s done: %s", stage, manifest["model_uri"])
     return manifest

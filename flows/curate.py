@@ -51,6 +51,7 @@ from tasks.curate import (
     process_warc_task,
 )
 from tasks.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
+from tasks.progress import StageProgress
 from tasks.remote import RetryPolicy, remote_stat
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,10 @@ def _report(root: Path, srcs: list[str], names: list[str], ok: list[int], failed
     # `curate`); the pipeline reports it on every later run that skips this output.
     manifest = {"stage": "curate", "documents": n_docs, "shards": shards, "config": cfgd, "config_hash": chash,
                 "inputs": len(srcs), "failed_inputs": failed_inputs, "failed_input_count": len(failed_inputs),
-                "partial": bool(failed_inputs), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "partial": bool(failed_inputs), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                # WARC records read as documents (the first funnel stage's input), and why files ended early
+                "records_read": stats["stages"][0]["in"] if stats["stages"] else 0,
+                "read_errors": dict(sorted((stats.get("errors") or {}).items()))}
 
     rows = [{"stage": st["stage"], "in": st["in"], "kept": st["kept"], "dropped": sum(st["dropped"].values()),
              "kept_pct": round(100.0 * st["kept"] / st["in"], 1) if st["in"] else None,
@@ -243,7 +247,8 @@ class _Resolved:
 
 def _process_in_batches(cfg: CurateConfig, srcs: list[str], names: list[str], ppaths: list[str],
                         pkeys: list[str], task_cfg: dict[str, Any], chash: str, work: Path,
-                        proc_stats: dict[int, Any], failed: dict[int, str], mfuts: dict[int, Any]) -> None:
+                        proc_stats: dict[int, Any], failed: dict[int, str], mfuts: dict[int, Any],
+                        progress: StageProgress | None = None) -> None:
     """process (+ minhash) in tasks of `cfg.inputs_per_task` inputs; fills proc_stats, failed, mfuts."""
     logger = get_run_logger()
     k = cfg.inputs_per_task
@@ -269,7 +274,8 @@ def _process_in_batches(cfg: CurateConfig, srcs: list[str], names: list[str], pp
             if cfg.dedup:
                 mfuts[i] = _Resolved(res["signed"])
         kept = sum(s["stages"][-1]["kept"] for s in proc_stats.values() if s.get("stages"))
-        logger.info("processed %d/%d WARC files (%d documents kept so far)", n_done, len(srcs), kept)
+        if progress is not None:  # a line every 10 % of the files (not one per file: there may be thousands)
+            progress.update(n_done, documents=kept)
 
 
 def _finalize_in_batches(k: int, names: list[str], fargs: dict[int, tuple]) -> dict[int, Any]:
@@ -333,6 +339,8 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
         proc_stats: dict[int, dict[str, Any]] = {}
         failed: dict[int, str] = {}
         mfuts: dict[int, Any] = {}
+        # the run's log and a progress artifact: processing the inputs is most of curate's time
+        progress = StageProgress("curate", len(srcs), unit="WARC file")
         for n_done, fut in enumerate(as_completed(list(pfuts)), 1):
             i = pfuts[fut]
             try:
@@ -349,13 +357,14 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
                              srcs[i], type(cause).__name__, cause, reason)
                 continue
             kept = sum(s["stages"][-1]["kept"] for s in proc_stats.values() if s.get("stages"))
-            logger.info("processed %d/%d WARC files (%d documents kept so far)", n_done, len(srcs), kept)
+            progress.update(n_done, documents=kept)
             if cfg.dedup:
                 mp = str(work / "minhash" / f"{names[i]}.npz")
                 mfuts[i] = _opts(minhash_task, f"minhash-{names[i]}", mp, results).submit(
                     ppaths[i], mp, i, task_cfg, _key("minhash", pkeys[i], chash))
         if cfg.inputs_per_task > 1:
-            _process_in_batches(cfg, srcs, names, ppaths, pkeys, task_cfg, chash, work, proc_stats, failed, mfuts)
+            _process_in_batches(cfg, srcs, names, ppaths, pkeys, task_cfg, chash, work, proc_stats, failed, mfuts,
+                                progress)
         ok = sorted(proc_stats)
 
         # 2. MinHash dedup across all shards: lsh per band, then one cluster task
@@ -405,6 +414,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
 
         # 4. funnel (stats.json), Prefect artifacts, MLflow
         n_docs, wall, manifest = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
+        progress.finish()
         logger.info("curate done: %d documents in %d shards, %.1fs (MLflow run %s)", n_docs, len(ok), wall,
                     mlrun.info.run_id)
     if failed and not allow_partial:
@@ -415,6 +425,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
         write_json(curated / "manifest.json", manifest)
     return {**runtime.flow_run_info(), "out": str(root), "curated": str(curated), "documents": n_docs,
             "shards": len(ok), "inputs": len(srcs), "failed_inputs": len(failed), "partial": bool(failed),
+            "records_read": manifest.get("records_read", 0), "read_errors": manifest.get("read_errors", {}),
             "manifest_written": not failed or allow_partial, "mlflow_run_id": mlrun.info.run_id,
             "failed": {srcs[i]: r for i, r in sorted(failed.items())}, "wall_seconds": round(wall, 2)}
 

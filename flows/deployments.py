@@ -29,8 +29,6 @@ from flows import pipeline, runtime
 
 log = logging.getLogger(__name__)
 
-DATA_STAGES = ("curate", "index", "tokenize", "evaluate")
-CONFIG_SECTION = {"evaluate": "eval"}  # preset section of a stage, where it differs from the stage name
 MODULE = "flows.deployments"
 
 
@@ -51,7 +49,7 @@ def _stage_presets(st: pipeline.Stage) -> list[str]:
             data = conf.read_preset(p)
         except ValueError:
             data = {}
-        if p == "tiny" or CONFIG_SECTION.get(st.name, st.name) in data or not data:
+        if p == "tiny" or st.row.section in data or not data:
             out.append(p)
     return out
 
@@ -79,7 +77,7 @@ def specs() -> list[dict[str, Any]]:
                     "description": f"the whole recipe with preset {p!r} → runs/llm-pipeline-{p}"})
     for st in pipeline.STAGES:
         names = [(p, p) for p in _stage_presets(st)]
-        if st.name in DATA_STAGES:
+        if not st.row.trains:  # a stage that registers no model (curate, tokenize, index, probe, evaluate)
             names.insert(0, ("default", "tiny"))
         for dep_name, p in names:
             root = pipeline.default_root(p)

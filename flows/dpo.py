@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.posttrain import DPOConfig
 from flows._stage import tracked_stage
@@ -26,3 +27,10 @@ def dpo(model: str, out: str, prefs: list[str] | None = None, preset: str | None
     return tracked_stage("dpo", "crawl2chat-dpo", out, mlflow_root, cfg, preset, {"parent_model": model},
                          datasets, lambda log_fn: dpo_task(model, files, out, cfg, log_fn),
                          [f"- preference files: {files}, beta={cfg.beta}"])
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat dpo` prints."""
+    val = m.get("val") or {}
+    return [f"dpo: {m.get('model_uri')}; held-out margin {num(val.get('margin'))}, "
+            f"accuracy {num(val.get('accuracy'), '.3f')}"]

@@ -19,6 +19,7 @@ from prefect import flow
 
 from conf import load
 from conf.evaluate import EvalConfig
+from core.errors import StageFailedError
 from core.run_root import clear_manifest, write_manifest
 from flows.runtime import log_dataset, mlflow_run, publish_markdown
 from tasks.evaluate import evaluate_task, report_task
@@ -28,6 +29,20 @@ log = logging.getLogger(__name__)
 
 def _metric_name(model: str, key: str) -> str:
     return f"{model}.{key}".replace("@", "_at_")
+
+
+def failed_models(doc: dict[str, Any], report: str | Path) -> None:
+    """Raise StageFailedError (exit 1, no manifest) when a model could not be scored; the card still says why."""
+    bad = {n: m["error"] for n, m in doc["models"].items() if isinstance(m, dict) and m.get("error")}
+    if bad:
+        what = "; ".join(f"{n}: {e}" for n, e in bad.items())
+        raise StageFailedError(f"evaluation failed for {len(bad)} of {len(doc['models'])} model(s) ({what}); "
+                               f"report card of what ran: {report}")
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat evaluate` prints: where the card is."""
+    return [f"evaluate: report card {m.get('report')}"]
 
 
 @flow(name="evaluate")
@@ -54,8 +69,11 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
     for name, uri in named.items():
         tags.update(model_lineage(uri, "evaluated_model" if name == main else f"model_{name}"))
     run_root = Path(root).resolve() if root else out_dir.parent
+    # The store: the pipeline's (mlflow_root), else the run root named by --root, else --out itself;
+    # never the parent of --out, which may be the current directory (no command writes there unasked).
+    store = mlflow_root or (run_root if root else out_dir)
     params = {**cfg.model_dump(exclude={"section"}), "preset": preset, "models": named, "tokens": tokens}
-    with mlflow_run("evaluate", mlflow_root or run_root, params=params, tags=tags) as run:
+    with mlflow_run("evaluate", store, params=params, tags=tags) as run:
         if tokens and Path(tokens).exists():
             log_dataset(tokens, "val-tokens", context="evaluation")
         if Path(cfg.gsm8k_path).exists():
@@ -76,6 +94,7 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
         report = Path(report_task(str(run_root), str(out_dir / "report"), doc))
         mlflow.log_artifacts(str(report.parent), artifact_path="report")
         publish_markdown("report-card", report.read_text(), description=f"report card of {run_root}")
+        failed_models(doc, report)  # inside the run: MLflow marks it FAILED; no manifest below
         manifest = {"stage": "evaluate", "main": main, "models": named, "eval": str(out_dir / "eval.json"),
                     "report": str(report), "mlflow_run_id": run.info.run_id,
                     **{k: v for k, v in doc["models"][main].items() if isinstance(v, (int, float))}}

@@ -126,3 +126,11 @@ def run_index(data: str, out: str, preset: str | None = "tiny", overrides: dict[
 
     ensure_prefect_api()
     return index(data=data, out=out, preset=preset, overrides=overrides, mlflow_root=mlflow_root)
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat index` prints."""
+    lines = [f"index: {m.get('passages', 'n/a')} passages from {m.get('documents', 'n/a')} documents in "
+             f"{len(m.get('shards') or [])} shard(s) ({m.get('new_shards', 'n/a')} new this run)"]
+    lines += [f"skipped {f.get('source')}: {f.get('error')}" for f in m.get("failed_inputs", [])]
+    return lines

@@ -25,17 +25,20 @@ parameters; `flows/deployments.py` builds per-stage deployments from it.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
+from conf import stages as conf_stages
+from conf.stages import StageRow, registered_models
 from core.run_root import read_manifest, resolve_checkpoint
 from core.atomic import write_json
 from flows import runtime
@@ -93,77 +96,37 @@ def _manifest_ok(path: Path) -> bool:
 # ------------------------------------------------------------------ stages
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline stage: which flow runs it, with what arguments, and when it is done."""
+    """One pipeline stage: its row of the stage table (conf/stages.py) and how the pipeline feeds its flow."""
 
-    name: str  # also its folder under the run root
-    flow_name: str  # the @flow(name=...): deployments are named after it
-    load: Callable[[], Any]  # imports and returns the stage's flow (explicit import: no lookup by string)
+    row: StageRow
     args: Callable[[Path, str, dict[str, Any]], dict[str, Any]]  # (root, preset, options) -> the flow's kwargs
-    manifest: Callable[[Path], Path]  # root -> the file that marks the output complete
-    ray: bool = False  # its tasks run on Ray
-    after: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:  # also its folder under the run root and its flow's name
+        return self.row.name
+
+    @property
+    def flow_name(self) -> str:  # the @flow(name=...): deployments are named after it
+        return self.row.name
+
+    @property
+    def ray(self) -> bool:  # its tasks run on Ray
+        return self.row.ray
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        return self.row.after
+
+    def manifest(self, root: Path) -> Path:
+        """The file that marks the stage's output complete."""
+        return root / self.name / self.row.writes
 
     def flow(self):
-        """The stage's Prefect flow object."""
-        return self.load()
+        """The stage's Prefect flow object: the function named like the stage in flows/<stage>.py."""
+        return getattr(importlib.import_module(f"flows.{self.name}"), self.name)
 
     def done(self, root: Path) -> bool:
         return _manifest_ok(self.manifest(root))
-
-
-def _curate_flow():
-    from flows.curate import curate
-    return curate
-
-
-def _index_flow():
-    from flows.index import index
-    return index
-
-
-def _tokenize_flow():
-    from flows.tokenize import tokenize
-    return tokenize
-
-
-def _pretrain_flow():
-    from flows.pretrain import pretrain
-    return pretrain
-
-
-def _probe_flow():
-    from flows.probe import probe
-    return probe
-
-
-def _sft_flow():
-    from flows.sft import sft
-    return sft
-
-
-def _rl_flow():
-    from flows.rl import rl
-    return rl
-
-
-def _reward_flow():
-    from flows.reward import reward
-    return reward
-
-
-def _rlhf_flow():
-    from flows.rlhf import rlhf
-    return rlhf
-
-
-def _dpo_flow():
-    from flows.dpo import dpo
-    return dpo
-
-
-def _evaluate_flow():
-    from flows.evaluate import evaluate
-    return evaluate
 
 
 def _over(opts: dict[str, Any], name: str) -> dict[str, Any]:
@@ -182,38 +145,31 @@ def _curate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any
             "allow_partial": bool(opts.get("allow_partial"))}
 
 
-def _data_stage(name: str, source: str):
-    """Args of a stage that reads an earlier stage's folder (tokenize, index read curate's)."""
-    def args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
-        return {"data": str(root / source), "out": str(root / name), "preset": preset, "mlflow_root": str(root),
-                "overrides": _over(opts, name)}
-    return args
-
-
 def _checkpoint(root: Path, stage_name: str) -> str:
     """The checkpoint directory a finished stage recorded in its manifest (the one resolver decides)."""
     return str(resolve_checkpoint(stage(stage_name).manifest(root).parent, require_manifest=True))
 
 
-# Registered model of each training stage (docs/CONTRACTS.md).
-MODELS = {"pretrain": "crawl2chat-base", "sft": "crawl2chat-sft", "rl": "crawl2chat-rl",
-          "reward": "crawl2chat-reward", "rlhf": "crawl2chat-rlhf", "dpo": "crawl2chat-dpo"}
+# Registered model of each training stage (docs/CONTRACTS.md), from the stage table.
+MODELS = registered_models()
 
 
-def _posttrain(name: str, **sources: str):
-    """Args of a post-training flow: each keyword (e.g. `model`) = the checkpoint of an earlier stage.
+def _input_value(root: Path, source: str, opts: dict[str, Any]) -> str | None:
+    """What an input's source (conf/stages.Input.source) stands for in this run root."""
+    kind, _, where = source.partition(":")
+    if kind == "checkpoint":
+        # a stand-alone deployment takes the newest registered version, resolved when the run starts
+        return f"models:/{MODELS[where]}@latest" if opts.get("deployment") else _checkpoint(root, where)
+    if kind == "dir":
+        return str(root / where)
+    return None  # given by hand only (e.g. extra preference files)
 
-    In the pipeline that is the directory the earlier stage's manifest names; for a
-    stand-alone deployment (opts["deployment"]) it is the newest registered version
-    (`models:/<name>@latest`), resolved when the run starts.
-    """
-    def args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
-        if opts.get("deployment"):
-            models = {k: f"models:/{MODELS[st]}@latest" for k, st in sources.items()}
-        else:
-            models = {k: _checkpoint(root, st) for k, st in sources.items()}
-        return {**models, "out": str(root / name), "preset": preset, "mlflow_root": str(root),
-                "overrides": _over(opts, name)}
+
+def _from_row(root: Path, preset: str, opts: dict[str, Any], st: StageRow) -> dict[str, Any]:
+    """A flow's arguments from its row: each input from its source, the run root's store, the overrides."""
+    inputs = {i.param: _input_value(root, i.source, opts) for i in st.inputs if i.source}
+    args = {**inputs, "out": str(root / st.name), "preset": preset, "overrides": _over(opts, st.name)}
+    args["mlflow_root"] = str(root)
     return args
 
 
@@ -224,7 +180,7 @@ def _sft_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
     Neither is in `after`: without them (`stages` leaves them out) SFT still runs, on the rest
     of its mixture. An explicit `--set sft.refusal_data=...` wins.
     """
-    args = _posttrain("sft", model="pretrain")(root, preset, opts)
+    args = _from_row(root, preset, opts, conf_stages.row("sft"))
     found = {}
     if not opts.get("deployment") and stage("probe").done(root):
         found["refusal_data"] = str(root / "probe")
@@ -234,54 +190,35 @@ def _sft_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _pretrain_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
-    return {"tokens": str(root / "tokenize" / "tokens"), "out": str(root / "pretrain"), "preset": preset,
-            "mlflow_root": str(root), "overrides": _over(opts, "pretrain")}
+EVALUATED = ("pretrain", "sft", "rl", "rlhf", "dpo")  # the models the card compares, base first
 
 
 def _evaluate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("deployment"):
-        models = {n: f"models:/{MODELS[n]}@latest" for n in ("pretrain", "sft", "rl", "rlhf", "dpo")}
+        models = {n: f"models:/{MODELS[n]}@latest" for n in EVALUATED}
     else:
-        models = {n: _checkpoint(root, n) for n in ("pretrain", "sft", "rl", "rlhf", "dpo") if stage(n).done(root)}
-    main = next((models[n] for n in ("dpo", "rlhf", "rl", "sft", "pretrain") if n in models), None)
+        models = {n: _checkpoint(root, n) for n in EVALUATED if stage(n).done(root)}
+    main = next((models[n] for n in reversed(EVALUATED) if n in models), None)
     found = {"search_index": str(root / "index")} if stage("index").done(root) else {}  # the search eval's index
     return {"model": main, "models": models, "tokens": str(root / "tokenize" / "tokens"),
             "out": str(root / "evaluate"), "preset": preset, "mlflow_root": str(root), "root": str(root),
             "overrides": {**found, **_over(opts, "evaluate")}}
 
 
-def _own_manifest(name: str) -> Callable[[Path], Path]:
-    return lambda r: r / name / "manifest.json"
-
+# Stages whose flow arguments are more than their row's inputs (everything else: `_from_row`).
+_ARGS = {"curate": _curate_args, "sft": _sft_args, "evaluate": _evaluate_args}
 
 STAGES: list[Stage] = [
-    Stage("curate", "curate", _curate_flow, _curate_args,
-          lambda r: r / "curate" / "curated" / "manifest.json", ray=True),
-    Stage("tokenize", "tokenize", _tokenize_flow, _data_stage("tokenize", "curate"),
-          lambda r: r / "tokenize" / "tokens" / "meta.json", ray=True, after=("curate",)),
-    Stage("pretrain", "pretrain", _pretrain_flow, _pretrain_args, _own_manifest("pretrain"), after=("tokenize",)),
-    Stage("index", "index", _index_flow, _data_stage("index", "curate"), _own_manifest("index"), after=("curate",)),
-    Stage("probe", "probe", _probe_flow, _posttrain("probe", model="pretrain"), _own_manifest("probe"),
-          after=("pretrain",)),
-    Stage("sft", "sft", _sft_flow, _sft_args, _own_manifest("sft"), after=("pretrain",)),
-    Stage("rl", "rl", _rl_flow, _posttrain("rl", model="sft"), _own_manifest("rl"), after=("sft",)),
-    Stage("reward", "reward", _reward_flow, _posttrain("reward", model="sft"), _own_manifest("reward"),
-          after=("sft",)),
-    Stage("rlhf", "rlhf", _rlhf_flow, _posttrain("rlhf", policy="sft", reward="reward"), _own_manifest("rlhf"),
-          after=("sft", "reward")),
-    Stage("dpo", "dpo", _dpo_flow, _posttrain("dpo", model="sft"), _own_manifest("dpo"), after=("sft",)),
-    Stage("evaluate", "evaluate", _evaluate_flow, _evaluate_args, _own_manifest("evaluate"),
-          after=("pretrain", "sft")),
+    Stage(r, _ARGS.get(r.name) or (lambda root, preset, opts, r=r: _from_row(root, preset, opts, r)))
+    for r in conf_stages.STAGES
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
 
 def stage(name: str) -> Stage:
-    for s in STAGES:
-        if s.name == name:
-            return s
-    raise ValueError(f"unknown stage {name!r}; stages: {STAGE_NAMES}")
+    """The pipeline stage of `name` (or an alias such as `eval`); ValueError naming the stages otherwise."""
+    name = conf_stages.row(name).name
+    return next(s for s in STAGES if s.name == name)
 
 
 def stage_flow(st: Stage):

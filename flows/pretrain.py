@@ -21,6 +21,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.pretrain import PretrainConfig
 from core.run_root import clear_manifest, resolve_checkpoint, write_manifest
@@ -140,3 +141,10 @@ def run_pretrain_flow(tokens: str, out: str, preset: str | None = "tiny", max_st
         flow_ = pretrain.with_options(task_runner=ray_runner(ray_address))
     return flow_(tokens=tokens, out=out, preset=preset, max_steps=max_steps, resume=resume, overrides=overrides,
                  mlflow_root=mlflow_root)
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat pretrain` prints."""
+    bpb = m.get("val_bpb")
+    return [f"pretrain: {m.get('model_uri')} ({m.get('checkpoint')}), {m.get('step', 'n/a')} steps, "
+            f"val loss {num(m.get('val_loss'), '.4f')}" + (f", {num(bpb, '.3f')} bits/byte" if bpb is not None else "")]

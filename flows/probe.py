@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.probe import ProbeConfig
 from core.run_root import clear_manifest, write_manifest
@@ -60,3 +61,13 @@ def probe(model: str, out: str, preset: str | None = "tiny", overrides: dict[str
     write_manifest(out_dir, manifest)  # last: complete only once the MLflow run ended cleanly
     log.info("probe done: %d answers, %d refusals", manifest["n_answers"], manifest["n_refusals"])
     return manifest
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat probe` prints."""
+    r = m.get("sample_rates") or {}
+    return [f"probe: {m.get('n_questions', 'n/a')} questions × {m.get('k', 'n/a')} samples ({m.get('style')} "
+            f"prompts): right {num(r.get('right'), '.3f')}, wrong {num(r.get('wrong'), '.3f')}, abstained "
+            f"{num(r.get('abstain'), '.3f')}",
+            f"SFT data: {m.get('n_answers', 'n/a')} known answers, {m.get('n_refusals', 'n/a')} refusals → "
+            f"{m.get('conversations')}"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.posttrain import RewardConfig
 from flows._stage import tracked_stage
@@ -26,3 +27,9 @@ def reward(model: str, out: str, prefs: list[str] | None = None, preset: str | N
     return tracked_stage("reward", "crawl2chat-reward", out, mlflow_root, cfg, preset, {"parent_model": model},
                          datasets, lambda log_fn: reward_task(model, files, out, cfg, log_fn),
                          [f"- preference files: {files}"])
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat reward` prints."""
+    return [f"reward: {m.get('model_uri')}; held-out accuracy {num(m.get('val_accuracy'), '.3f')} on "
+            f"{m.get('n_val', 'n/a')} pairs"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.posttrain import RLConfig
 from flows._stage import tracked_stage
@@ -24,3 +25,9 @@ def rl(model: str, out: str, task: str | None = None, preset: str | None = "tiny
     return tracked_stage("rl", "crawl2chat-rl", out, mlflow_root, cfg, preset, {"parent_model": model}, datasets,
                          lambda log_fn: rl_task(model, out, cfg, log_fn),
                          [f"- task: {cfg.task}, k={cfg.samples_per_prompt}, steps={cfg.steps}"])
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat rl` prints."""
+    return [f"rl ({m.get('task')}): {m.get('model_uri')}; held-out pass@1 {num(m.get('pass@1_before'), '.3f')} → "
+            f"{num(m.get('pass@1_after'), '.3f')}"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.posttrain import RLHFConfig
 from flows._stage import tracked_stage
@@ -32,3 +33,9 @@ def rlhf(policy: str, reward: str, out: str, check_reward: str | None = None, pr
     return tracked_stage("rlhf", "crawl2chat-rlhf", out, mlflow_root, cfg, preset, inputs, datasets,
                          lambda log_fn: rlhf_task(policy, reward, out, cfg, check_reward, files, log_fn),
                          [f"- kl_coef={cfg.kl_coef}, kl_max={cfg.kl_max}"])
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat rlhf` prints."""
+    return [f"rlhf: {m.get('model_uri')}; RM score {num(m.get('rm_score_start'))} → {num(m.get('rm_score_end'))}, "
+            f"KL {num(m.get('kl_end'))}, stop: {m.get('stop_reason', 'n/a')}"]

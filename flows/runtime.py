@@ -155,7 +155,24 @@ def ray_init_kwargs(address: str | None, num_cpus: int | None = None) -> dict[st
         kwargs["_node_ip_address"] = "127.0.0.1"
     # A cluster on this machine's loopback (`crawl2chat up`, a second driver) is local too.
     _ray_local_only(not address or address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"))
+    _ray_plain_logs()
     return kwargs
+
+
+def _ray_plain_logs() -> None:
+    """Worker output echoed by the driver as plain lines: no "[repeated 7x across cluster]"
+    notices and no ANSI colours in the logs a run leaves (terminal, runner log, Prefect).
+
+    Ray reads RAY_DEDUP_LOGS when it loads (then the module global decides) and
+    RAY_COLOR_PREFIX at each print; the user's own setting wins.
+    """
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    dedup = os.environ["RAY_DEDUP_LOGS"].lower() not in ("0", "false")
+    for name in ("ray._private.ray_logging", "ray._private.ray_constants"):
+        mod = sys.modules.get(name)
+        if mod is not None and hasattr(mod, "RAY_DEDUP_LOGS"):
+            mod.RAY_DEDUP_LOGS = dedup
 
 
 _RAY_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # read by ray._private.ray_constants at import
@@ -303,14 +320,159 @@ def mlflow_run_url(run, uri: str = "") -> str | None:
     return None
 
 
+# ----------------------------------------------------- runs a kill left behind
+# A SIGKILL leaves the MLflow run RUNNING and the Prefect flow run Running forever. The
+# re-run of the same command (same `run_key`) finds them and says what happened: the
+# dead run becomes KILLED, its Prefect flow run (and Running subflows) Crashed, and any
+# model version it registered is deleted (its stage never finished). docs/CONTRACTS.md,
+# "Tracking after a kill".
+KEY_TAG, PID_TAG, HOST_TAG, PID_START_TAG = "run_key", "pid", "host", "pid_started"
+
+
+def _process_identity() -> dict[str, str]:
+    import socket
+
+    ident = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    try:
+        import psutil
+
+        ident[PID_START_TAG] = f"{psutil.Process().create_time():.2f}"
+    except Exception:  # psutil is optional: the pid alone is checked then
+        pass
+    return ident
+
+
+def _process_dead(tags: dict[str, str]) -> bool:
+    """True when the run's recorded process is certainly gone (same host, pid dead or reused)."""
+    import socket
+
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False  # another machine's run: not ours to judge
+    pid = int(tags[PID_TAG])
+    if pid == os.getpid():
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        started = tags.get(PID_START_TAG)
+        return bool(started) and f"{proc.create_time():.2f}" != started  # the pid was reused
+    except ImportError:
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    except Exception:  # psutil.NoSuchProcess
+        return True
+
+
+def crash_prefect_flow_run(flow_run_id: str, message: str) -> None:
+    """Set a flow run (and its Running subflows) Crashed, if it is still Running (best effort)."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            todo = [flow_run_id]
+            while todo:
+                fid = todo.pop()
+                fr = client.read_flow_run(fid)
+                if fr.state is not None and fr.state.is_running():
+                    client.set_flow_run_state(fid, Crashed(message=message), force=True)
+                children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fid])))
+                todo += [str(c.id) for c in children if c.state is not None and c.state.is_running()]
+    except Exception as e:  # the tracking of a dead process must never stop the re-run
+        log.warning("could not mark Prefect flow run %s Crashed: %s", flow_run_id, e)
+
+
+def delete_run_versions(client, run_id: str) -> list[str]:
+    """Delete every model version registered from `run_id` (its stage did not finish); returns them."""
+    gone = []
+    try:
+        for mv in client.search_model_versions(f"run_id='{run_id}'"):
+            client.delete_model_version(mv.name, mv.version)
+            gone.append(f"{mv.name}/{mv.version}")
+    except Exception as e:
+        log.warning("could not delete the model versions of unfinished run %s: %s", run_id, e)
+    return gone
+
+
+def close_dead_runs(client, experiment_id: str, key: str) -> list[str]:
+    """Mark RUNNING runs of `key` whose process is dead KILLED (+ Prefect Crashed, versions deleted)."""
+    import time
+
+    from mlflow.entities import RunStatus
+
+    closed = []
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}' and attributes.status = 'RUNNING'",
+                              max_results=100)
+    for r in runs:
+        if not _process_dead(r.data.tags):
+            continue
+        why = f"process {r.data.tags.get(PID_TAG)} died before the run ended (found by the re-run)"
+        client.set_tag(r.info.run_id, "killed_reason", why)
+        gone = delete_run_versions(client, r.info.run_id)
+        if gone:
+            client.set_tag(r.info.run_id, "deleted_model_versions", ",".join(gone))
+        client.set_terminated(r.info.run_id, status=RunStatus.to_string(RunStatus.KILLED),
+                              end_time=int(time.time() * 1000))
+        if r.data.tags.get("prefect_flow_run_id"):
+            crash_prefect_flow_run(r.data.tags["prefect_flow_run_id"], f"killed: {why}")
+        log.warning("MLflow run %s (%s) was left RUNNING by a killed process: marked KILLED", r.info.run_id, key)
+        closed.append(r.info.run_id)
+    return closed
+
+
+def carry_over_history(client, run_id: str, key: str, up_to_step: int) -> int:
+    """Copy the per-step metrics of steps <= `up_to_step` from earlier runs of `key` into `run_id`.
+
+    A resumed stage replays from its checkpoint's step; what the killed run(s) logged
+    up to it comes over once per (metric, step), newest run first, so the resumed
+    run's histories read as an uninterrupted run's. `final/` figures are not copied.
+    Returns the number of points copied.
+    """
+    from mlflow.entities import Metric
+
+    if up_to_step < 0:
+        return 0
+    earlier = [r for r in client.search_runs([client.get_run(run_id).info.experiment_id],
+                                             filter_string=f"tags.{KEY_TAG} = '{key}'",
+                                             order_by=["attributes.start_time DESC"], max_results=50)
+               if r.info.run_id != run_id]
+    seen: set[tuple[str, int]] = set()
+    points: list = []
+    for r in earlier:
+        for name in r.data.metrics:
+            if name.startswith("final/"):
+                continue
+            for m in client.get_metric_history(r.info.run_id, name):
+                if m.step <= up_to_step and (name, m.step) not in seen:
+                    seen.add((name, m.step))
+                    points.append(Metric(name, m.value, m.timestamp, m.step))
+    for i in range(0, len(points), 1000):  # log_batch takes at most 1000 metrics
+        client.log_batch(run_id, metrics=points[i:i + 1000])
+    if points:
+        client.set_tag(run_id, "resumed_at_step", str(up_to_step))
+    return len(points)
+
+
 @contextmanager
 def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = None,
-               tags: dict[str, str] | None = None) -> Iterator[Any]:
+               tags: dict[str, str] | None = None, key: str | None = None) -> Iterator[Any]:
     """Start an MLflow run for one stage: nested under the active run, else under the
     enclosing tracking_context's parent run (the pipeline's), else a top-level run.
 
     Tags the run with the stage, git commit and Prefect flow run; adds a Prefect
-    link artifact pointing at the run.
+    link artifact pointing at the run. `key` names "the same run" across re-runs
+    (default: stage + run root): runs of that key a killed process left RUNNING are
+    marked KILLED first (close_dead_runs).
     """
     import mlflow
 
@@ -332,8 +494,10 @@ def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = Non
         kwargs["nested"] = True
     elif parent_id:
         kwargs["parent_run_id"] = parent_id
+    key = key or f"{stage}:{Path(root).resolve()}"
+    close_dead_runs(mlflow.MlflowClient(), mlflow.get_experiment_by_name(experiment).experiment_id, key)
     all_tags = {"stage": stage, "git_commit": git_commit(), "run_root": str(Path(root).resolve()),
-                **flow_run_info(), **(tags or {})}
+                KEY_TAG: key, **_process_identity(), **flow_run_info(), **(tags or {})}
     with mlflow.start_run(**kwargs, tags=all_tags) as run:
         if params:
             flat = _flatten(params)
@@ -369,24 +533,35 @@ def register_checkpoint(ckpt_dir: str | Path, name: str, alias: str = "current",
                         artifact_path: str = "checkpoint", tags: dict[str, str] | None = None) -> str:
     """Log a checkpoint directory to the active run and register it as a model version.
 
-    Returns the model URI `models:/<name>@<alias>`.
+    Returns the model URI `models:/<name>@<alias>`. A store that refuses (artifact upload,
+    model version, alias) raises StageFailedError in one line, and leaves no version behind.
     """
     import mlflow
     from mlflow import MlflowClient
 
+    from core.errors import StageFailedError
+
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("register_checkpoint needs an active MLflow run")
-    mlflow.log_artifacts(str(ckpt_dir), artifact_path=artifact_path)
     client = MlflowClient()
+    mv = None
     try:
-        client.create_registered_model(name)
-    except Exception:
-        pass  # exists
-    mv = client.create_model_version(name=name, source=f"{run.info.artifact_uri}/{artifact_path}",
-                                     run_id=run.info.run_id, tags=tags or {})
-    client.set_registered_model_alias(name, alias, mv.version)
-    mlflow.set_tag(f"registered_model.{name}", mv.version)
+        mlflow.log_artifacts(str(ckpt_dir), artifact_path=artifact_path)
+        try:
+            client.create_registered_model(name)
+        except Exception:
+            pass  # exists (a real refusal shows up at create_model_version)
+        mv = client.create_model_version(name=name, source=f"{run.info.artifact_uri}/{artifact_path}",
+                                         run_id=run.info.run_id, tags=tags or {})
+        client.set_registered_model_alias(name, alias, mv.version)
+        mlflow.set_tag(f"registered_model.{name}", mv.version)
+    except Exception as e:
+        if mv is not None:  # half-registered: a version without its alias would look finished
+            delete_run_versions(client, run.info.run_id)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise StageFailedError(f"registering model {name} in {mlflow.get_tracking_uri()} failed: {first}; "
+                               "the checkpoint is kept, re-run the same command to register it") from e
     return f"models:/{name}@{alias}"
 
 

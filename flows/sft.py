@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.fmt import num
 from conf import load
 from conf.posttrain import SFTConfig
 from flows._stage import tracked_stage
@@ -30,3 +31,11 @@ def sft(model: str, out: str, preset: str | None = "tiny", overrides: dict[str, 
                          [f"- generated: {cfg.n_identity} identity, {cfg.n_arithmetic} arithmetic, "
                           f"{cfg.n_python} python-tool conversations; persona {cfg.persona.name!r} "
                           f"as system message in {cfg.persona_system_fraction:.0%}"])
+
+
+def summary(m: dict[str, Any]) -> list[str]:
+    """What `crawl2chat sft` prints (every figure optional: see core/fmt.py)."""
+    data = m.get("data") or {}
+    return [f"sft: {m.get('model_uri')} ({m.get('checkpoint')}), val loss {num(m.get('val_loss_start'), '.4f')} → "
+            f"{num(m.get('val_loss'), '.4f')}",
+            f"data: kept {data.get('kept', 'n/a')}, skipped {data.get('skipped', 'n/a')}"]

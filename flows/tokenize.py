@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from conf.tokenize import TokenizeConfig
 from flows.runtime import log_dataset, mlflow_run, publish_markdown, publish_table, ray_runner
 from lm.tokenizer import Tokenizer
 from lm.tokens import META_NAME, SPLITS, TOKENS_DIR, read_meta, write_meta
+from tasks.progress import StageProgress
 from tasks.tokenize import (build_meta, compression_markdown, compression_task, find_parquet,
                             source_fingerprint, tokenize_shard_task, train_tokenizer_task, val_split_task)
 
@@ -143,11 +145,16 @@ def tokenize(data: str, out: str, preset: str | None = "tiny", vocab_size: int |
 
         results: list[dict[str, Any]] = [{} for _ in parquet]
         pending = [submit(i, refresh=False) for i in range(len(parquet))]
+        t_shards = time.monotonic()
         for attempt in range(2):
+            # a line every 10 % of the shards in the run's log (tasks/progress.py), and a progress artifact
+            progress = StageProgress("tokenize", len(pending), unit="shard")
+            n_tok = 0
             for n, fut in enumerate(as_completed(pending), 1):
                 r = fut.result()
                 results[r["index"]] = r
-                logger.info("tokenize: %d/%d shards done (%s)", n, len(pending), Path(r["source"]).name)
+                n_tok += sum(int(s.get("n_tokens", 0)) for s in r.get("shards") or [])
+                progress.update(n, n_tokens=n_tok, tokens_per_s=n_tok / max(1e-9, time.monotonic() - t_shards))
             # A cached result is trusted only while its files are the ones it wrote
             # (deleted, or overwritten by a run with another tokenizer → redo).
             stale = [i for i, r in enumerate(results) if not _shards_intact(tokens_dir, r)]
@@ -209,3 +216,18 @@ def run_tokenize(data: str, out: str, preset: str | None = "tiny", vocab_size: i
         flow_ = tokenize.with_options(task_runner=ray_runner(ray_address or cfg.ray_address))
     return flow_(data=data, out=out, preset=preset, vocab_size=vocab_size, overrides=overrides,
                  mlflow_root=mlflow_root)
+
+
+def summary(meta: dict[str, Any], out: str) -> list[str]:
+    """What `crawl2chat tokenize` prints."""
+    from tasks.tokenize import compression_markdown
+
+    splits = meta.get("splits") or {}
+    lines = [f"tokenizer: {out}/tokenizer.json (vocab {meta.get('vocab_size', 'n/a')}, {meta.get('dtype')} shards)"]
+    lines += [f"{s}: {splits.get(s, {}).get('n_docs', 'n/a')} docs, {splits.get(s, {}).get('n_tokens', 'n/a')} tokens"
+              for s in ("train", "val")]
+    if meta.get("failed_sources"):
+        lines.append(f"skipped {len(meta['failed_sources'])} unreadable input(s): see {out}/tokens/meta.json")
+    if meta.get("compression"):
+        lines.append(compression_markdown(meta["compression"]))
+    return lines

@@ -224,23 +224,26 @@ class ChatRenderer:
         messages, empty ones, or a trailing assistant turn); `system` is prepended
         when the messages bring none. Raises ValueError naming the bad message.
         """
-        t = self.ids
         ids = [self.bos]
         for i, m in enumerate(with_system(list(messages), system)):
-            role = m.get("role")
-            if role not in ("system", "user", "assistant"):
-                raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
-            content = m.get("content") or ""
-            if not isinstance(content, str):
-                raise ValueError(f"message {i} content must be a string")
-            if role == "assistant":
-                ids.append(t["assistant_start"])
-                self._assistant_body([{"type": "text", "text": content}], ids, [])
-                ids.append(t["assistant_end"])
-            else:
-                ids += [t[f"{role}_start"], *self.tok.encode(content), t[f"{role}_end"]]
-        ids.append(t["assistant_start"])
+            ids += self.message_ids(m, i)
+        ids.append(self.ids["assistant_start"])
         return ids
+
+    def message_ids(self, m: dict, i: int = 0) -> list[int]:
+        """The ids one API-style message adds to a `render_prompt` prompt (lm.engine.fit_conversation counts them)."""
+        t = self.ids
+        role = m.get("role")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
+        content = m.get("content") or ""
+        if not isinstance(content, str):
+            raise ValueError(f"message {i} content must be a string")
+        if role == "assistant":
+            ids = [t["assistant_start"]]
+            self._assistant_body([{"type": "text", "text": content}], ids, [])
+            return ids + [t["assistant_end"]]
+        return [t[f"{role}_start"], *self.tok.encode(content), t[f"{role}_end"]]
 
 
 def render(conversation: list[dict], tokenizer: Tokenizer, max_len: int | None = None) -> Rendered:

@@ -74,7 +74,12 @@ def verify_file(directory: str | Path, name: str, meta: dict[str, Any] | None = 
 def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     model = getattr(model, "module", model)  # DDP wrapper
-    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    out, seen = {}, set()
+    for k, v in model.state_dict().items():
+        v = v.detach().contiguous().cpu()
+        out[k] = v.clone() if v.data_ptr() in seen else v  # tied embeddings: safetensors stores no aliases
+        seen.add(v.data_ptr())
+    return out
 
 
 def save_checkpoint(directory: str | Path, model: torch.nn.Module, tokenizer: Tokenizer | None,
@@ -222,6 +227,11 @@ def load_model(path_or_uri: str | Path, device: str | torch.device = "cpu",
     """Load (model, tokenizer, meta) from a checkpoint directory or MLflow URI, verifying everything."""
     directory = resolve_model_path(path_or_uri)
     meta = read_meta(directory)
+    if "model_type" in meta and not isinstance(meta.get("model"), dict):  # a transformers directory (lm/hf.py)
+        from lm.hf import load_transformers_dir
+
+        model, tokenizer, meta = load_transformers_dir(directory, meta, device, max_memory_bytes)
+        return (model.to(dtype=dtype) if dtype is not None else model), tokenizer, meta
     config = model_config(directory, meta, max_memory_bytes)
     with torch.device("meta"):
         model = GPT(config)
@@ -234,6 +244,7 @@ def load_model(path_or_uri: str | Path, device: str | torch.device = "cpu",
     # Buffers (rotary tables) are not saved: rebuild them on the target device.
     cos, sin = model._rotary_tables(model.rotary_len, device=device)
     model.cos, model.sin = cos, sin
+    model.tie_weights()  # to_empty gave the tied head its own tensor
     if dtype is not None:
         model.to(dtype=dtype)
     tok_path = directory / "tokenizer.json"

@@ -117,12 +117,13 @@ def _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta, log_
     pad = tokenizer.encode_special("<|pad|>")
     ref_train, ref_val = _all_logps(ref_model, train, pad, device), _all_logps(ref_model, val, pad, device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start, _ = try_resume(out_dir, model, opt, device)
+    start, state = try_resume(out_dir, model, opt, device)
     run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     meta = {"kind": "dpo", "beta": cfg.beta, **(meta or {})}
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = dict(state.get("start") or {})  # the margin at start, kept with the checkpoint
     if start == 0:
         res["val_start"] = evaluate_dpo(model, val, ref_val, cfg.beta, pad, device)
+    start_state = {"start": {"val_start": res.get("val_start")}}
     for step in range(start, cfg.steps):
         apply_schedule(opt, cfg, step)
         mine = rank_share(batch_indices(len(train), cfg.batch_size, step, cfg.seed), rt)
@@ -153,12 +154,12 @@ def _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta, log_
                 log_fn({f"val/{k}": v for k, v in ev.items()}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             if rt.master:
-                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done, start_state)
             rt.barrier()
     res["train"] = evaluate_dpo(model, train, ref_train, cfg.beta, pad, device)
     final = out_dir / "final"
     if rt.master:
-        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
+        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps, start_state)
         final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, "val": res.get("val")}, None,
                                       cfg.steps)
     rt.barrier()

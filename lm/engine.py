@@ -16,6 +16,16 @@
   default the model's training `sequence_len`). A prompt longer than that is an
   error (or, with `truncate="left"`, keeps its last tokens); a row that reaches
   the limit while generating ends with `finish_reason="context"`.
+- Conversation memory (`fit_conversation`): the one policy chat, serve, the web
+  page and the API share. A conversation longer than the context keeps its
+  leading system message and the newest whole turns that fit, leaving the reply
+  its room; the oldest turns are dropped (and counted, so every front end can
+  say so). Only a newest message that cannot fit on its own is an error.
+- What a person sees (`ReplyReader`): text, and each tool call with its result,
+  never the special-token markup; a tool call cut off by the token limit is
+  dropped and reported (`cut`).
+- `min_tokens`: stop tokens are masked until a row has that many tokens, so a
+  chat reply is never empty.
 - Sampling: temperature (≤ 0 means greedy), top-k, top-p (nucleus), a seed.
   Greedy decoding with the cache gives exactly the tokens of recomputing the
   full context at every step (tests/lm/test_engine.py).
@@ -39,6 +49,12 @@ _DEFAULT = object()  # "use the default tools"; None means no tools at all
 # and top-p masks every token, so callers (serve, chat) refuse smaller values.
 MIN_TEMPERATURE = 0.01
 MIN_TOP_P = 0.01
+MAX_TEMPERATURE = 2.0  # OpenAI's range; past it a small model's samples are noise (chat and serve both refuse)
+# Smallest reply room a conversation must leave: a newest message that leaves less cannot be answered.
+MIN_REPLY_TOKENS = 16
+# Chars per token no BPE token of ours exceeds: a message longer than limit × this is too long
+# without tokenizing it (a client cannot make the server tokenize megabytes to learn that).
+MAX_CHARS_PER_TOKEN = 16
 
 
 @dataclass
@@ -130,16 +146,17 @@ class Engine:
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                  stop_ids: Iterable[int] | None = None, num_samples: int = 1, tool_budget: int = 4,
                  truncate: str | None = None, should_stop: Callable[[], bool] | None = None,
-                 tools: ToolRegistry | None | object = _DEFAULT) -> list[Completion]:
+                 tools: ToolRegistry | None | object = _DEFAULT, min_tokens: int = 0) -> list[Completion]:
         """Sample `num_samples` continuations of every prompt; returns them prompt-major.
 
         Result i*num_samples + j is sample j of prompt i. `should_stop`, polled after every
         generated token, ends generation early (a server cancelling a request). `tools`
         replaces the engine's registry for this call (a request's own tool choice; None: none).
+        `min_tokens`: no stop token before a row has this many tokens (a chat reply is never empty).
         """
         rows: list[_Row] = []
         for _ in self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_ids,
-                           num_samples, tool_budget, truncate, rows_out=rows, tools=tools):
+                           num_samples, tool_budget, truncate, rows_out=rows, tools=tools, min_tokens=min_tokens):
             if should_stop is not None and should_stop():
                 break
         return [self._completion(r) for r in rows]
@@ -149,14 +166,14 @@ class Engine:
                top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                stop_ids: Iterable[int] | None = None, tool_budget: int = 4,
                truncate: str | None = None, skip_stop_text: bool = True,
-               tools: ToolRegistry | None | object = _DEFAULT) -> Iterator[StreamEvent]:
+               tools: ToolRegistry | None | object = _DEFAULT, min_tokens: int = 0) -> Iterator[StreamEvent]:
         """Yield one StreamEvent per generated token of one prompt (text pieces are whole UTF-8)."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = self.default_stop if stop_ids is None else set(stop_ids)
         rows: list[_Row] = []
         for _, tok, forced, finish in self._run([list(prompt_ids)], max_new_tokens, temperature, top_k,
                                                 top_p, seed, stop_ids, 1, tool_budget, truncate, rows_out=rows,
-                                                tools=tools):
+                                                tools=tools, min_tokens=min_tokens):
             if skip_stop_text and finish == "stop" and tok in stops and not forced:
                 piece = decoder.decode(b"", final=True)
             else:
@@ -183,7 +200,8 @@ class Engine:
         return out
 
     def _run(self, prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_ids, num_samples,
-             tool_budget, truncate, rows_out: list[_Row], tools: ToolRegistry | None | object = _DEFAULT):
+             tool_budget, truncate, rows_out: list[_Row], tools: ToolRegistry | None | object = _DEFAULT,
+             min_tokens: int = 0):
         """Decode loop; yields (row, token, forced, finish_reason|None) per generated token."""
         tools = self.tools if tools is _DEFAULT else tools
         if max_new_tokens < 0 or num_samples < 1:
@@ -221,7 +239,14 @@ class Engine:
             logits = logits.repeat_interleave(num_samples, dim=0)
 
         active = list(range(len(rows)))  # indices into rows, in cache-row order
+        stop_list = torch.tensor(sorted(stops), dtype=torch.long, device=device)
         while active:
+            if min_tokens > 0 and len(stop_list):
+                early = [k for k, ri in enumerate(active) if len(rows[ri].tokens) < min_tokens]
+                if early:  # the stop tokens cannot be sampled yet (a forced token is unaffected)
+                    rows_idx = torch.tensor(early, device=device)[:, None]
+                    logits = logits.clone()
+                    logits[rows_idx, stop_list[None, :]] = float("-inf")
             sampled = sample_next(logits, temperature, top_k, top_p, gen).tolist()
             next_ids = []
             for k, ri in enumerate(active):
@@ -297,16 +322,255 @@ def render_prompt(tokenizer: Tokenizer, messages: Sequence[dict], system: str | 
     return _render(messages, tokenizer, system)
 
 
+class ContextError(ValueError):
+    """The newest message cannot fit in the context (with room for a reply), whatever is dropped."""
+
+
+@dataclass
+class FittedPrompt:
+    """A conversation cut to fit the context: the prompt ids and what was left out."""
+
+    ids: list[int]
+    max_new_tokens: int        # the reply's budget: the request's, capped by the room left
+    dropped_messages: int = 0  # the caller's oldest messages left out (after its leading system messages)
+    dropped_turns: int = 0     # the same, in turns (a user message and the replies after it)
+    context: int = 0
+
+    def note(self) -> str | None:
+        """One line saying what the model no longer sees (None when it sees everything)."""
+        if not self.dropped_turns:
+            return None
+        turns = "turn" if self.dropped_turns == 1 else f"{self.dropped_turns} turns"
+        return (f"the model no longer sees the oldest {turns} (its context holds {self.context} tokens, "
+                f"the reply included)")
+
+
+def reply_reserve(context: int, max_new_tokens: int) -> int:
+    """Tokens kept free for the reply when history is cut: what it asked for, at most half the context.
+
+    Half: a request for more than the model can hold must not starve the history to nothing
+    (the tiny model's 256-token reply budget in a 128-token context).
+    """
+    return max(1, min(max_new_tokens, context // 2))
+
+
+def fit_conversation(tokenizer: Tokenizer, messages: Sequence[dict], context: int, max_new_tokens: int,
+                     system: str | None = None, max_prompt_tokens: int | None = None) -> FittedPrompt:
+    """The prompt for `messages` that fits `context`: leading system message(s) and the newest whole turns.
+
+    The one memory policy (chat, serve, web page, API). Turns are dropped oldest first
+    until the prompt leaves the reply `reply_reserve` tokens (and is at most
+    `max_prompt_tokens`); the newest turn is always kept, with a smaller reply budget
+    if need be. Raises ContextError only when the newest turn (with the system
+    message) leaves fewer than MIN_REPLY_TOKENS (or `max_new_tokens`, if fewer) —
+    the one case no dropping can fix. `system` is prepended when the messages bring none.
+    Message lengths are counted one message at a time, newest first, and a message
+    too long to fit is never tokenized.
+    """
+    from lm.chat import ChatRenderer, with_system
+
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be ≥ 1")
+    r = ChatRenderer(tokenizer)
+    msgs = with_system(list(messages), system)
+    n_own = len(msgs) - len(messages)  # 1 when `system` was prepended
+    head = 0
+    while head < len(msgs) and msgs[head].get("role") == "system":
+        head += 1
+    # turns: each starts at a user message (anything before the first one is a turn of its own)
+    starts = [i for i in range(head, len(msgs)) if msgs[i].get("role") == "user" or i == head]
+    turns = [(a, b) for a, b in zip(starts, [*starts[1:], len(msgs)])]
+    hard = context - min(MIN_REPLY_TOKENS, max_new_tokens)  # the newest turn must leave at least this room
+    soft = context - reply_reserve(context, max_new_tokens)  # older turns must leave the reply its reserve
+    if max_prompt_tokens is not None:
+        hard, soft = min(hard, max_prompt_tokens), min(soft, max_prompt_tokens)
+
+    def count(i: int, limit: int) -> int | None:
+        """Tokens of message i, or None when it cannot fit in `limit` (decided without tokenizing when long)."""
+        content = msgs[i].get("content")
+        if isinstance(content, str) and len(content) > max(limit, 0) * MAX_CHARS_PER_TOKEN:
+            return None
+        return len(r.message_ids(msgs[i], max(i - n_own, 0)))
+
+    used = 2  # <|bos|> and <|assistant_start|>
+    for i in range(head):
+        n = count(i, hard - used)
+        if n is None or used + n > hard:
+            raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens))
+        used += n
+    kept = len(turns)
+    for k in range(len(turns) - 1, -1, -1):
+        a, b = turns[k]
+        limit = hard if k == len(turns) - 1 else soft
+        n = 0
+        for i in range(a, b):
+            m = count(i, limit - used - n)
+            if m is None:
+                n = None
+                break
+            n += m
+        if n is None or used + n > limit:
+            if k == len(turns) - 1:
+                raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens))
+            break
+        used += n
+        kept = k
+    keep = list(range(head)) + list(range(turns[kept][0] if kept < len(turns) else len(msgs), len(msgs)))
+    ids = r.render_prompt([msgs[i] for i in keep])
+    dropped = (turns[kept][0] - head) if kept < len(turns) else 0
+    return FittedPrompt(ids=ids, max_new_tokens=min(max_new_tokens, context - len(ids)),
+                        dropped_messages=dropped, dropped_turns=kept, context=context)
+
+
+def _too_long(n: int | None, context: int, hard: int, max_prompt_tokens: int | None) -> str:
+    size = f"{n} tokens" if n is not None else f"over {hard} tokens"
+    if max_prompt_tokens is not None and hard == max_prompt_tokens:
+        return (f"the newest message (with the system message) is {size}; the prompt limit is "
+                f"{max_prompt_tokens} tokens: shorten the message")
+    return (f"the newest message (with the system message) is {size}; the model's context holds {context} "
+            f"tokens and the reply needs {context - hard}: shorten the message")
+
+
+@dataclass
+class ToolRun:
+    """One tool call the reply made and what came back (None until it has)."""
+
+    call: str
+    result: str | None = None
+
+
+class ReplyReader:
+    """Reads a reply token by token into what a person sees: text, and tool calls with their results.
+
+    The markup (`<|tool_start|>…<|tool_end|><|output_start|>…<|output_end|>`, stop tokens,
+    stray special tokens) never reaches the text. `feed` returns the events of one token:
+    ("text", piece), ("tool_call", ToolRun) when a call is complete, ("tool_result", ToolRun)
+    when its output is. `close()` ends the reply: a call cut off mid-way (the token limit)
+    is dropped and `cut` says so; an output cut off keeps what arrived, marked "…".
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tok = tokenizer
+        sp = tokenizer.encode_special
+        self.tool_start, self.tool_end = sp("<|tool_start|>"), sp("<|tool_end|>")
+        self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
+        self.special = tokenizer.special_ids
+        self.ends = {sp("<|assistant_end|>"), sp("<|bos|>")}
+        self.state = "text"  # text | call | output
+        self.buf: list[int] = []
+        self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.parts: list[str] = []
+        self.runs: list[ToolRun] = []
+        self.cut: str | None = None  # "limit" | "ended" when the reply ended inside a tool call (close())
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, tok: int) -> list[tuple[str, object]]:
+        tok = int(tok)
+        if tok not in self.special:
+            if self.state == "text":
+                piece = self.dec.decode(self.tok.decode_bytes([tok]))
+                self.parts.append(piece)
+                return [("text", piece)] if piece else []
+            self.buf.append(tok)
+            return []
+        out = self._flush()
+        if self.state == "call" and tok != self.tool_end:  # a malformed call (no <|tool_end|>): dropped, never run
+            self.state, self.buf = "text", []
+            if tok in self.ends:
+                self.cut = "ended"
+        elif self.state == "output" and tok != self.output_end:  # an output left open: what arrived
+            out.append(("tool_result", self._result(self.tok.decode(self.buf, skip_special=True))))
+            self.state, self.buf = "text", []
+        if tok == self.tool_start and self.state == "text":
+            self.state, self.buf = "call", []
+        elif tok == self.tool_end and self.state == "call":
+            self.runs.append(ToolRun(self.tok.decode(self.buf, skip_special=True).strip()))
+            self.state, self.buf = "text", []
+            out.append(("tool_call", self.runs[-1]))
+        elif tok == self.output_start and self.state == "text":
+            self.state, self.buf = "output", []
+        elif tok == self.output_end and self.state == "output":
+            out.append(("tool_result", self._result(self.tok.decode(self.buf, skip_special=True))))
+            self.state, self.buf = "text", []
+        return out  # any other special token (a stop, stray markup) shows nothing
+
+    def close(self, finish_reason: str | None = None) -> list[tuple[str, object]]:
+        """Events that end the reply (the last text; a cut-off output); sets `cut` for an unfinished call.
+
+        `cut` is "limit" when the token limit (`finish_reason` length/context) cut the call
+        off, "ended" when the model stopped inside it.
+        """
+        out = self._flush(final=True)
+        if self.state == "call":
+            self.cut = "limit" if finish_reason in ("length", "context") else "ended"
+        elif self.state == "output":
+            out.append(("tool_result", self._result(self.tok.decode(self.buf, skip_special=True) + "…")))
+        self.state, self.buf = "text", []
+        return out
+
+    def _flush(self, final: bool = False) -> list[tuple[str, object]]:
+        piece = self.dec.decode(b"", final=True) if final or self.state == "text" else ""
+        if piece:
+            self.parts.append(piece)
+            return [("text", piece)]
+        return []
+
+    def _result(self, text: str) -> ToolRun:
+        if self.runs and self.runs[-1].result is None:
+            self.runs[-1].result = text
+        else:  # an output the model wrote with no call before it (tools off): shown, not run
+            self.runs.append(ToolRun("", text))
+        return self.runs[-1]
+
+
+# What the reader of a reply is told when a tool call was left unfinished (`ReplyReader.cut`).
+CUT_NOTES = {"limit": "[reply cut off by its token limit inside a tool call; the call was not run]",
+             "ended": "[the reply ended inside a tool call, which was not run]"}
+EMPTY_NOTE = "[no answer]"
+
+
+def read_reply(tokenizer: Tokenizer, tokens: Sequence[int], finish_reason: str | None = None) -> ReplyReader:
+    """A whole reply's tokens read by ReplyReader (non-streamed replies)."""
+    reader = ReplyReader(tokenizer)
+    for t in tokens:
+        reader.feed(t)
+    reader.close(finish_reason)
+    return reader
+
+
+def reply_suffix(reader: ReplyReader) -> str:
+    """What a closed reply's text needs after it: the cut-off note, or EMPTY_NOTE for a reply with nothing to show."""
+    text = reader.text
+    if reader.cut:
+        return (" " if text.strip() and not text.endswith(" ") else "") + CUT_NOTES[reader.cut]
+    if not text.strip() and not reader.runs:
+        return EMPTY_NOTE
+    return ""
+
+
+def visible_reply(reader: ReplyReader) -> str:
+    """The reply as a client shows it (a streamed one: its text pieces, then `reply_suffix`)."""
+    return reader.text + reply_suffix(reader)
+
+
 def load_engine(path_or_uri: str, device: str = "cpu", max_context: int | None = None,
                 max_memory_bytes: int | None = None, tools: ToolRegistry | None | object = _DEFAULT
                 ) -> tuple[Engine, dict]:
     """(Engine, checkpoint meta) for a checkpoint directory or MLflow model URI; device "auto" picks CUDA if present.
 
-    `tools`: the registry (lm.tools.default_tools(...)); default the calculator alone, None for no tools.
+    `tools`: the registry (lm.tools.tools_from_names(...)), None for no tools; default: the tools
+    the checkpoint was trained to call (lm.tools.checkpoint_tools), search left out (it needs
+    an index: pass the registry).
     """
     from lm.checkpoint import load_model
     from lm.runtime import resolve_device
+    from lm.tools import checkpoint_tools, tools_from_names
 
     device = str(resolve_device(device))  # the one device rule (lm/runtime.py)
     model, tokenizer, meta = load_model(path_or_uri, device=device, max_memory_bytes=max_memory_bytes)
+    if tools is _DEFAULT:
+        tools = tools_from_names([t for t in checkpoint_tools(meta) if t != "search"])
     return Engine(model, tokenizer, tools=tools, max_context=max_context), meta

@@ -19,6 +19,14 @@ Notable choices (after nanochat and modern open models):
 - logit soft-capping (tanh, 15) so early training cannot blow up the logits
 - one size dial, `depth`: width = 64·depth, heads of 64 dims (GPTConfig.from_depth)
 
+Options for a stock architecture (all off by default; lm/hf.py exports a model
+whose options match as transformers' Qwen3 or Llama, with no custom code, and
+imports those families onto this class): `mlp="swiglu"` (silu(gate)·up, width
+`mlp_hidden`), `norm_weights` (learned RMSNorm gains), `norm_eps`,
+`embed_norm=False` (the embeddings enter the blocks un-normalised),
+`tie_embeddings` (the head reuses the embedding matrix), `head_size` (heads
+wider or narrower than n_embd/n_head, as Qwen3-0.6B), and `softcap=0`.
+
 The KV cache supports left-padded batches: every row keeps its own count of
 real tokens, so rotary positions and attention masks are per row.
 """
@@ -47,6 +55,14 @@ class GPTConfig:
     # a learned scale of the residual stream and a learned share of the first layer's input (x0) at every
     # layer's input: x ← λ_resid·x + λ_x0·x0 (as modded-nanogpt / nanochat); init 1 and 0, i.e. off at step 0
     resid_scalars: bool = False
+    # stock-architecture options (module docstring); OPTION_DEFAULTS: left out of to_dict at their default
+    mlp: str = "relu2"  # "relu2" | "swiglu"
+    mlp_hidden: int = 0  # MLP width; 0: 4·n_embd (relu2), 8/3·n_embd rounded up to 32 (swiglu)
+    norm_weights: bool = False  # a learned gain on every RMSNorm (ones at init: the same function)
+    norm_eps: float = 0.0  # RMSNorm epsilon; 0: torch's default (the dtype's machine epsilon)
+    embed_norm: bool = True  # RMS-normalise the token embeddings before the first block
+    tie_embeddings: bool = False  # the output head is the embedding matrix
+    head_size: int = 0  # per-head width; 0: n_embd // n_head
 
     @classmethod
     def from_depth(cls, depth: int, vocab_size: int, sequence_len: int,
@@ -62,7 +78,8 @@ class GPTConfig:
                    n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd, **options)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All fields; the stock-architecture options only when set, so older configs serialise as before."""
+        return {k: v for k, v in asdict(self).items() if k not in OPTION_DEFAULTS or v != OPTION_DEFAULTS[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
@@ -76,13 +93,20 @@ class GPTConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        return 4 * self.n_embd if self.mlp == "relu2" else -(-8 * self.n_embd // 3 // 32) * 32
 
     def memory_bytes(self) -> int:
         """fp32 bytes to hold the model, its rotary tables and one full-context KV cache."""
         hd, c = self.head_dim, self.n_embd
-        per_layer = c * self.n_head * hd + 2 * c * self.n_kv_head * hd + c * c + 8 * c * c
-        params = 2 * self.vocab_size * c + self.n_layer * per_layer
+        mlp = (2 if self.mlp == "relu2" else 3) * c * self.mlp_width
+        per_layer = 2 * c * self.n_head * hd + 2 * c * self.n_kv_head * hd + mlp
+        params = (1 if self.tie_embeddings else 2) * self.vocab_size * c + self.n_layer * per_layer
         params += sum(self.has_value_embeds(i) for i in range(self.n_layer)) * self.vocab_size * self.n_kv_head * hd
         rotary = 2 * (4 * self.sequence_len) * (hd // 2)
         kv = 2 * self.n_layer * self.n_kv_head * hd * self.sequence_len
@@ -90,20 +114,23 @@ class GPTConfig:
 
     def validate(self, max_bytes: int | None = None) -> "GPTConfig":
         """Raise ValueError naming the field unless a GPT can be built from these values (within `max_bytes`)."""
-        for name in ("vocab_size", "sequence_len", "n_layer", "n_head", "n_kv_head", "n_embd"):
+        for name in ("vocab_size", "sequence_len", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden",
+                     "head_size"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name in OPTION_DEFAULTS else 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("qk_norm", "value_embeds", "resid_scalars"):
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {MLP_KINDS}, got {self.mlp!r}")
+        for name in ("qk_norm", "value_embeds", "resid_scalars", "norm_weights", "embed_norm", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("softcap", "rope_base"):
+        for name in ("softcap", "rope_base", "norm_eps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number ≥ 0, got {v!r}")
         if self.rope_base <= 0:
             raise ValueError(f"rope_base must be > 0, got {self.rope_base!r}")
-        if self.n_embd % self.n_head:
+        if self.n_embd % self.n_head and not self.head_size:
             raise ValueError(f"n_head {self.n_head} must divide n_embd {self.n_embd}")
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_kv_head {self.n_kv_head} must divide n_head {self.n_head}")
@@ -116,8 +143,27 @@ class GPTConfig:
         return self
 
 
+OPTION_DEFAULTS = {"mlp": "relu2", "mlp_hidden": 0, "norm_weights": False, "norm_eps": 0.0, "embed_norm": True,
+                   "tie_embeddings": False, "head_size": 0}
+MLP_KINDS = ("relu2", "swiglu")
+
+
 def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with the config's epsilon and, with `norm_weights`, a learned gain (else none: `norm`)."""
+
+    def __init__(self, dim: int, config: GPTConfig):
+        super().__init__()
+        self.eps = config.norm_eps or None
+        self.weight = nn.Parameter(torch.ones(dim)) if config.norm_weights else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the gain multiplies the normalised input in the input's dtype, as Llama/Qwen3 do
+        y = F.rms_norm(x, (x.size(-1),), eps=self.eps)
+        return y if self.weight is None else self.weight * y
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -182,8 +228,10 @@ class CausalSelfAttention(nn.Module):
         self.c_q = nn.Linear(config.n_embd, self.n_head * self.head_dim, bias=False)
         self.c_k = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.c_v = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.c_proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=False)
         self.qk_norm = config.qk_norm
+        self.q_norm = RMSNorm(self.head_dim, config) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config) if config.qk_norm else None
         self.ve_channels = min(VE_GATE_CHANNELS, config.n_embd)
         self.ve_gate = (nn.Linear(self.ve_channels, self.n_kv_head, bias=False)
                         if config.has_value_embeds(layer_idx) else None)
@@ -198,7 +246,7 @@ class CausalSelfAttention(nn.Module):
             v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
         v = v.transpose(1, 2)
         if self.qk_norm:
-            q, k = norm(q), norm(k)
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv_cache is not None:
             p = kv_cache.pos
@@ -214,7 +262,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
         return self.c_proj(y)
 
 
@@ -222,12 +270,18 @@ VE_GATE_CHANNELS = 32  # the value-embedding gate reads the first 32 channels (n
 
 
 class MLP(nn.Module):
+    """ReLU² (c_fc → relu² → c_proj), or SwiGLU (silu(c_gate x) · c_fc x → c_proj) with `mlp="swiglu"`."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        h = config.mlp_width
+        self.c_fc = nn.Linear(config.n_embd, h, bias=False)
+        self.c_gate = nn.Linear(config.n_embd, h, bias=False) if config.mlp == "swiglu" else None
+        self.c_proj = nn.Linear(h, config.n_embd, bias=False)
 
     def forward(self, x):
+        if self.c_gate is not None:
+            return self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x))
         return self.c_proj(F.relu(self.c_fc(x)).square())
 
 
@@ -236,10 +290,11 @@ class Block(nn.Module):
         super().__init__()
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
+        self.norm_1, self.norm_2 = RMSNorm(config.n_embd, config), RMSNorm(config.n_embd, config)
 
     def forward(self, x, cos, sin, kv_cache=None, attn_mask=None, ve=None):
-        x = x + self.attn(norm(x), cos, sin, kv_cache, attn_mask, ve)
-        x = x + self.mlp(norm(x))
+        x = x + self.attn(self.norm_1(x), cos, sin, kv_cache, attn_mask, ve)
+        x = x + self.mlp(self.norm_2(x))
         return x
 
 
@@ -256,6 +311,8 @@ class GPT(nn.Module):
         self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(config.vocab_size, kv_dim)
                                            for i in range(config.n_layer) if config.has_value_embeds(i)})
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.tie_weights()
+        self.norm_f = RMSNorm(config.n_embd, config)
         # 1-D parameters, so lm.optim puts them in the `other` group (AdamW at `lr`, no weight decay)
         scalars = (nn.Parameter(torch.ones(config.n_layer)), nn.Parameter(torch.zeros(config.n_layer)))
         self.resid_lambdas, self.x0_lambdas = scalars if config.resid_scalars else (None, None)
@@ -265,6 +322,11 @@ class GPT(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.reset_parameters()
+
+    def tie_weights(self) -> None:
+        """With `tie_embeddings`, make the head the embedding matrix (again: to_empty/.to() may part them)."""
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
 
     def _rotary_tables(self, length: int, device=None):
         d = self.config.head_dim
@@ -277,17 +339,22 @@ class GPT(nn.Module):
     def reset_parameters(self) -> None:
         """Init: embeddings N(0,1); projections into the residual stream at zero."""
         nn.init.normal_(self.transformer.wte.weight, mean=0.0, std=1.0)
-        nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
+        if not self.config.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
         bound = math.sqrt(3.0) / math.sqrt(self.config.n_embd)  # uniform with std 1/sqrt(fan_in)
         for block in self.transformer.h:
-            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
-                nn.init.uniform_(lin.weight, -bound, bound)
+            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc, block.mlp.c_gate):
+                if lin is not None:
+                    nn.init.uniform_(lin.weight, -bound, bound)
             nn.init.zeros_(block.attn.c_proj.weight)
             nn.init.zeros_(block.mlp.c_proj.weight)
             if block.attn.ve_gate is not None:
                 nn.init.zeros_(block.attn.ve_gate.weight)  # gate 2·sigmoid(0) = 1
         for ve in self.value_embeds.values():
             nn.init.uniform_(ve.weight, -bound, bound)  # as nanochat: the matrices' init range
+        for m in self.modules():
+            if isinstance(m, RMSNorm) and m.weight is not None:
+                nn.init.ones_(m.weight)
         if self.resid_lambdas is not None:
             self.resid_lambdas.fill_(1.0)
             self.x0_lambdas.zero_()
@@ -296,7 +363,7 @@ class GPT(nn.Module):
     def num_params(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
         if exclude_embedding:  # lookups, not matmuls: they cost no FLOPs
-            n -= self.transformer.wte.weight.numel() + sum(ve.weight.numel() for ve in self.value_embeds.values())
+            n -= (0 if self.config.tie_embeddings else self.transformer.wte.weight.numel()) + sum(ve.weight.numel() for ve in self.value_embeds.values())
         return n
 
     def estimate_flops_per_token(self) -> float:
@@ -334,7 +401,7 @@ class GPT(nn.Module):
 
     def _trunk(self, idx, kv_cache=None, pad_mask=None):
         cos, sin, mask = self._positions(idx, kv_cache, pad_mask)
-        x = x0 = norm(self.transformer.wte(idx))
+        x = x0 = norm(self.transformer.wte(idx)) if self.config.embed_norm else self.transformer.wte(idx)
         for i, block in enumerate(self.transformer.h):
             if self.resid_lambdas is not None:
                 x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
@@ -344,7 +411,7 @@ class GPT(nn.Module):
             real = torch.ones_like(idx, dtype=torch.bool) if pad_mask is None else pad_mask.bool()
             kv_cache.n_real += real.sum(dim=1)
             kv_cache.pos += idx.size(1)
-        return norm(x)
+        return self.norm_f(x)
 
     def hidden(self, idx: torch.Tensor, kv_cache: KVCache | None = None, pad_mask=None) -> torch.Tensor:
         """Final normalised hidden states (B, T, C), e.g. for a reward head."""

@@ -96,6 +96,14 @@ def save_stage_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: To
     return save_checkpoint(directory, model, tokenizer, {**meta, "step": step}, train_state, extra_tensors)
 
 
+def resume_step(out_dir: str | Path) -> int:
+    """The step a re-run in `out_dir` resumes at (0: starts afresh), without loading the state."""
+    from lm.checkpoint import read_meta
+
+    directory = resolve_checkpoint(out_dir, purpose="resume")
+    return int(read_meta(directory).get("step", 0)) if directory is not None else 0
+
+
 def try_resume(out_dir: Path, model: torch.nn.Module, opt, device: torch.device,
                extra_module: torch.nn.Module | None = None) -> tuple[int, dict]:
     """Restore weights + optimizer from the stage's resumable checkpoint, if any; returns (step, state).

@@ -331,7 +331,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
     torch.manual_seed(cfg.seed)
     rm.to(device).train()
     opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
-    start, _ = try_resume(out_dir, rm.gpt, opt, device, extra_module=_HeadView(rm))
+    start, state = try_resume(out_dir, rm.gpt, opt, device, extra_module=_HeadView(rm))
     run = wrap_for_training(rm, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     pairs = [d for d in train if len(d.seqs) == 2]
@@ -339,10 +339,11 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
     if not pairs and not ranks:
         raise ValueError("no reward-model training data survived; check --prefs and the skip counts")
     meta = {"kind": "reward", **(meta or {})}
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = dict(state.get("start") or {})  # step-0 figures, kept with the checkpoint
     if start == 0:
         res["val_accuracy_start"] = pairwise_accuracy(rm, val, pad)
         res["val_by_source_start"] = accuracy_by_source(rm, val, pad)
+    start_state = {"start": {k: res.get(k) for k in ("val_accuracy_start", "val_by_source_start")}}
     t0 = time.time()
     for step in range(start, cfg.steps):
         apply_schedule(opt, cfg, step)
@@ -385,7 +386,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
                 log_fn({"val_accuracy": acc}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             if rt.master:
-                save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, done,
+                save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, done, start_state,
                                       extra_tensors=head_tensors(rm))
             rt.barrier()
     if "val_accuracy" not in res:
@@ -393,7 +394,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
     res["val_by_source"] = accuracy_by_source(rm, val, pad)
     final = out_dir / "final"
     if rt.master:
-        save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, cfg.steps,
+        save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, cfg.steps, start_state,
                               extra_tensors=head_tensors(rm))
         final = save_stage_checkpoint(out_dir / "final", rm.gpt, tokenizer,
                                       {**meta, "val_accuracy": res["val_accuracy"], "n_val": len(val)}, None,

@@ -1,16 +1,19 @@
-"""RL with verifiable rewards: GRPO with a clipped policy-gradient objective.
+"""RL with verifiable rewards: GRPO and the variants the field runs, under TRL's names (docs/RL.md).
 
 Per step: take P prompts, sample k completions each with the inference engine
 (KV cache, tools; tool outputs the engine forced are never trained on), score
-them with a reward function, normalise rewards within each prompt's group
-(advantage = (r - mean) / (std + eps), no value network), then minimise
+them with a reward function, turn rewards into advantages within each prompt's
+group (no value network), then minimise, per response token,
 
-  L = mean over sampled tokens of  -min(ρ·A, clip(ρ, 1-ε, 1+ε)·A) + β·KL
-  ρ = π(t)/π_old(t),   KL = exp(ref - logπ) - (ref - logπ) - 1   (k3 estimator)
+  -min(ρ·A, clip(ρ, 1-ε, 1+ε_high)·A) + β·KL,   ρ = π/π_old (per token, or per sequence: GSPO)
+  KL = exp(ref - logπ) - (ref - logπ) - 1       (k3 estimator; β = 0 loads no reference)
 
-with a token-level mean over the whole batch (long answers are not
-down-weighted per token). `ppo_epochs > 1` reuses a batch, which is where the
-ratio clipping bites. The same loop drives RLHF with a reward model's score.
+averaged as `loss_type` says (grpo, bnpo, dr_grpo, dapo). The pieces — advantages,
+ratios, per-token losses, aggregation, entropy — are lm/policy_gradient.py; this
+file is the loop: rollouts, micro-batched updates (`num_iterations` per batch),
+resume, and the per-step diagnostics (entropy, clip fractions, KL, reward mean/std,
+share of zero-variance groups, completion length, truncated share). The same loop
+drives RLHF with a reward model's score.
 
 Tasks: GSM8K (exact match of the final number) and GENERATED arithmetic of
 adjustable difficulty (small enough for CPU models to show learning).
@@ -34,6 +37,8 @@ from lm.gsm8k import gsm8k_split
 from lm.model import GPT
 from lm.optim import train_step
 from lm.runtime import Runtime, all_reduce_sum, wrap_for_training
+from lm.policy_gradient import (group_normalized_rewards, loss_normalizer, loss_sum, per_token_pg_loss,
+                                response_log_probs, zero_std_fraction)
 from lm.posttrain_loop import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
                     stage_runtime, step_seed, token_logprobs, try_resume)
 from lm.sft_data import arithmetic_problem, arithmetic_question
@@ -81,41 +86,28 @@ RewardFn = Callable[[Sequence[Problem], Sequence[Completion]], list[float]]
 
 
 # --------------------------------------------------------------- objective
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """(P, k) rewards → (P, k) advantages (r - group mean) / (group std + eps), population std."""
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True, unbiased=False)
-    return (rewards - mean) / (std + eps)
+def objective_settings(cfg) -> dict[str, Any]:
+    """The objective's knobs (lm/policy_gradient.py) from a stage config.
 
-
-def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-              clip_eps: float = 0.2, logp_ref: torch.Tensor | None = None,
-              kl_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss (token mean over `mask`) + optional k3 KL to a reference.
-
-    logp, logp_old, logp_ref, mask: (N, T); advantages: (N,).
+    `rl` names them as TRL's GRPOConfig does (conf/posttrain.py RLSettings);
+    `rlhf` keeps PPO's names (clip_eps, kl_coef, ppo_epochs) and the defaults for the rest.
     """
-    mask = mask.float()
-    n_tok = mask.sum().clamp(min=1)
-    ratio = torch.exp(logp - logp_old)
-    adv = advantages[:, None]
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv
-    per_tok = -torch.minimum(unclipped, clipped)
-    stats: dict[str, float] = {}
-    with torch.no_grad():
-        was_clipped = ((ratio > 1 + clip_eps) & (adv > 0)) | ((ratio < 1 - clip_eps) & (adv < 0))
-        stats["clip_frac"] = float((was_clipped.float() * mask).sum() / n_tok)
-        stats["ratio_mean"] = float((ratio * mask).sum() / n_tok)
-    if logp_ref is not None:
-        d = logp_ref - logp
-        kl = torch.exp(d) - d - 1
-        stats["kl"] = float((kl.detach() * mask).sum() / n_tok)
-        if kl_coef:
-            per_tok = per_tok + kl_coef * kl
-    loss = (per_tok * mask).sum() / n_tok
-    stats["pg_loss"] = loss.item()
-    return loss, stats
+    if hasattr(cfg, "loss_type"):
+        return {k: getattr(cfg, k) for k in ("objective", "loss_type", "scale_rewards", "epsilon", "epsilon_high",
+                                             "beta", "num_iterations", "importance_sampling_level",
+                                             "mask_truncated_completions")}
+    return {"objective": "grpo_clip", "loss_type": "dapo", "scale_rewards": "group", "epsilon": cfg.clip_eps,
+            "epsilon_high": None, "beta": cfg.kl_coef, "num_iterations": cfg.ppo_epochs,
+            "importance_sampling_level": "token", "mask_truncated_completions": False}
+
+
+def reference_model(model: GPT, beta: float) -> GPT | None:
+    """A frozen copy of the policy to measure KL against, only when the KL term counts (beta > 0)."""
+    if not beta:
+        return None
+    import copy
+
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def build_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Completion], pad_id: int,
@@ -207,6 +199,26 @@ def _eval_metrics(ev: dict[str, Any]) -> dict[str, float]:
     return {f"eval/{a}": b for a, b in ev.items() if isinstance(b, (int, float))}
 
 
+# per-step diagnostic (metric key) ← per-token statistic of lm.policy_gradient.per_token_pg_loss
+DIAGNOSTICS = {"kl": "kl", "clip_frac_low": "clipped_low", "clip_frac_high": "clipped_high", "entropy": "entropy"}
+
+
+TRACED = ("reward_mean", "entropy", "clip_frac", "frac_reward_zero_std")
+
+
+def trace_summary(trace: list[dict[str, float]]) -> dict[str, float]:
+    """Each traced diagnostic averaged over the first and the last tenth of the steps: `entropy_start`,
+    `entropy_end`, `reward_mean_start`, ... (an entropy that falls to ~0 is a collapsed policy)."""
+    if not trace:
+        return {}
+    w = max(1, len(trace) // 10)
+    out: dict[str, float] = {"steps": len(trace), "window": w}
+    for key in TRACED:
+        for part, rows in (("start", trace[:w]), ("end", trace[-w:])):
+            out[f"{key}_{part}"] = sum(r[key] for r in rows) / len(rows)
+    return out
+
+
 def _logprobs(model, inputs: torch.Tensor, targets: torch.Tensor, chunks: list[slice]) -> torch.Tensor:
     return torch.cat([token_logprobs(model, inputs[c], targets[c]) for c in chunks])
 
@@ -222,9 +234,11 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
     run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     pad = tokenizer.encode_special("<|pad|>")
     k = cfg.samples_per_prompt
+    ob = objective_settings(cfg)
     meta = {"kind": kind, **(meta or {})}
     history: list[dict[str, float]] = list(state.get("history", []))
     stop_reason = state.get("stop_reason")
+    trace: list[dict[str, float]] = list(state.get("trace", []))  # per-step diagnostics, for the stage's summary
     if start == 0 and evaluate is not None:
         with rt.autocast():
             ev = evaluate(model, 0)
@@ -245,46 +259,73 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
         t_gen = time.time() - t_gen
         model.train()
         rewards = torch.tensor(reward_fn([problems[c.prompt_index] for c in comps], comps), dtype=torch.float32)
-        adv = group_advantages(rewards.view(len(problems), k)).flatten()
+        r = rewards.view(len(problems), k)
+        # no_baseline trains on the raw reward; the others on the group-normalised advantage
+        adv = (rewards if ob["objective"] == "no_baseline"
+               else group_normalized_rewards(r, ob["scale_rewards"]).flatten())
+        truncated = torch.tensor([c.finish_reason != "stop" for c in comps])
         inputs, targets, tmask = build_batch(prompts, comps, pad, model.config.sequence_len)
+        if ob["mask_truncated_completions"]:  # an answer cut off mid-way is not judged as if it were complete
+            tmask = tmask & ~truncated[:, None]
+            targets[~tmask] = -1
         inputs, targets, tmask, adv_d = inputs.to(device), targets.to(device), tmask.to(device), adv.to(device)
         chunks = micro_batches(list(range(len(comps))), getattr(cfg, "device_batch_size", None))
         chunks = [slice(c[0], c[-1] + 1) for c in chunks]
+        clipped = ob["objective"] == "grpo_clip"
+        iterations = max(1, ob["num_iterations"])
         with torch.no_grad(), rt.autocast():
-            logp_old = _logprobs(model, inputs, targets, chunks)
+            # One update per batch: π_old is the policy itself (ratio 1, TRL's shortcut), no extra forward.
+            logp_old = _logprobs(model, inputs, targets, chunks) if clipped and iterations > 1 else None
             logp_ref = _logprobs(ref_model, inputs, targets, chunks) if ref_model is not None else None
         apply_schedule(opt, cfg, step)
         n_tok = float(tmask.sum())
-        for _ in range(max(1, cfg.ppo_epochs)):
-            acc = {"kl": 0.0, "clip_frac": 0.0}
+        normalizer = sum(loss_normalizer(tmask[c], ob["loss_type"], cfg.max_new_tokens) for c in chunks)
+        for _ in range(iterations):
+            acc = dict.fromkeys(DIAGNOSTICS, 0.0)
 
             def loss_fn(c: slice) -> torch.Tensor:
-                logp = token_logprobs(run, inputs[c], targets[c])
-                loss, st = grpo_loss(logp, logp_old[c], adv_d[c], tmask[c], cfg.clip_eps,
-                                     None if logp_ref is None else logp_ref[c], cfg.kl_coef)
-                n = float(tmask[c].sum())
-                for key in acc:
-                    acc[key] += st.get(key, 0.0) * n
-                return loss * n  # grpo_loss is a token mean; train_step wants the sum
+                out = response_log_probs(run, inputs[c], targets[c], return_entropy=True)
+                logp, mask = out["log_probs"], tmask[c]
+                old = logp.detach() if logp_old is None else logp_old[c]
+                per_tok, st = per_token_pg_loss(ob["objective"], logp, adv_d[c], mask, old, ob["epsilon"],
+                                                ob["epsilon_high"], ob["importance_sampling_level"],
+                                                None if logp_ref is None else logp_ref[c], ob["beta"])
+                st = {"entropy": out["entropy"], **st}
+                m_f = mask.float()
+                for key, src in DIAGNOSTICS.items():  # token sums here, token means over the step below
+                    if src in st:
+                        acc[key] += float((st[src] * m_f).sum())
+                return loss_sum(per_tok, mask, ob["loss_type"])
 
-            res = train_step(opt, run, chunks, loss_fn, cfg.grad_clip, normalizer=n_tok, autocast=rt.autocast)
+            res = train_step(opt, run, chunks, loss_fn, cfg.grad_clip, normalizer=normalizer, autocast=rt.autocast)
         gen_tokens = sum(len(c.tokens) for c in comps)
-        r = rewards.view(len(problems), k)
-        tot = all_reduce_sum([float(rewards.sum()), float((r > 0.5).sum()), float((r > 0.5).any(dim=1).sum()),
-                              float(gen_tokens), float(len(comps)), float(len(problems)), n_tok,
-                              acc["kl"], acc["clip_frac"]], rt)
-        r_sum, n_correct, n_any, g_tok, n_comp, n_prob, tok_all, kl_sum, clip_sum = tot
-        m = {"reward_mean": r_sum / n_comp, "pass@1": n_correct / n_comp, f"pass@{k}": n_any / n_prob,
-             "response_len": g_tok / n_comp, "kl": kl_sum / max(tok_all, 1.0), "clip_frac": clip_sum / max(tok_all, 1.0),
+        group_std = r.std(dim=1, unbiased=True) if k > 1 else torch.zeros(len(problems))
+        tot = all_reduce_sum([float(rewards.sum()), float((rewards ** 2).sum()), float((r > 0.5).sum()),
+                              float((r > 0.5).any(dim=1).sum()), float(gen_tokens), float(len(comps)),
+                              float(len(problems)), n_tok, acc["kl"], acc["clip_frac_low"], acc["clip_frac_high"],
+                              acc["entropy"], float(group_std.sum()), zero_std_fraction(r) * len(problems),
+                              float(truncated.sum())], rt)
+        (r_sum, _, n_correct, n_any, g_tok, n_comp, n_prob, tok_all, kl_sum, low_sum, high_sum, ent_sum, std_sum,
+         n_zero_std, n_trunc) = tot
+        per_tok_mean = lambda x: x / max(tok_all, 1.0)  # noqa: E731
+        m = {"reward_mean": r_sum / n_comp, "reward_std": std_sum / n_prob, "frac_reward_zero_std": n_zero_std / n_prob,
+             "pass@1": n_correct / n_comp, f"pass@{k}": n_any / n_prob,
+             "response_len": g_tok / n_comp, "truncated_frac": n_trunc / n_comp,
+             "entropy": per_tok_mean(ent_sum), "clip_frac": per_tok_mean(low_sum + high_sum),
+             "clip_frac_low": per_tok_mean(low_sum), "clip_frac_high": per_tok_mean(high_sum),
              "loss": res["loss"], "grad_norm": res["grad_norm"],
              "completions": n_comp, "update_skipped": res["skipped"], "gen_tokens_per_s": g_tok / max(t_gen, 1e-9), "gen_s": t_gen,
              "step_time_s": time.time() - t0}
+        if ref_model is not None:  # beta = 0 loads no reference: there is no KL to report
+            m["kl"] = per_tok_mean(kl_sum)
         done = steps_done = step + 1
+        trace.append({"step": done, **{key: m[key] for key in TRACED}})
         if log_fn:
             log_fn(m, done)
         if rt.master and done % cfg.log_every == 0:
-            log.info("%s step %d/%d reward %.3f kl %.4f clip %.3f gen %.0f tok/s", kind, done, cfg.steps,
-                     m["reward_mean"], m["kl"], m["clip_frac"], m["gen_tokens_per_s"])
+            log.info("%s step %d/%d reward %.3f entropy %.3f kl %.4f clip %.3f gen %.0f tok/s", kind, done,
+                     cfg.steps, m["reward_mean"], m["entropy"], m.get("kl", 0.0), m["clip_frac"],
+                     m["gen_tokens_per_s"])
         if evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             with rt.autocast():
                 ev = evaluate(model, done)
@@ -303,14 +344,15 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             if rt.master:
                 save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done,
-                                      {"history": history, "stop_reason": stop_reason})
+                                      {"history": history, "stop_reason": stop_reason, "trace": trace})
             rt.barrier()
     final_step = steps_done
-    result: dict[str, Any] = {"history": history, "stop_reason": stop_reason, "steps_done": final_step}
+    result: dict[str, Any] = {"history": history, "stop_reason": stop_reason, "steps_done": final_step,
+                              "diagnostics": trace_summary(trace)}
     final = out_dir / "final"
     if rt.master:
         save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, final_step,
-                              {"history": history, "stop_reason": stop_reason})
+                              {"history": history, "stop_reason": stop_reason, "trace": trace})
         final = save_stage_checkpoint(out_dir / "final", model, tokenizer,
                                       {**meta, "stop_reason": stop_reason, "history": history}, None, final_step)
     rt.barrier()
@@ -334,10 +376,7 @@ def train_rl(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path, meta: d
             return rng.sample(train, cfg.prompts_per_step)
     else:
         raise ValueError(f"unknown RL task {cfg.task!r}; choose arithmetic or gsm8k")
-    ref = None
-    if cfg.kl_coef > 0:
-        import copy
-        ref = copy.deepcopy(model)
+    ref = reference_model(model, cfg.beta)
 
     def evaluate(m: GPT, step: int) -> dict[str, Any]:
         return evaluate_pass(m, tokenizer, eval_set, cfg.eval_samples, cfg.max_new_tokens, cfg.temperature,
@@ -345,6 +384,7 @@ def train_rl(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path, meta: d
 
     res = train_grpo(model, tokenizer, cfg, out_dir, sample, verifiable_reward_fn(tokenizer), ref, evaluate,
                      meta={"task": cfg.task, **(meta or {})}, log_fn=log_fn, kind="rl")
+    res["reference_model"] = ref is not None
     h = res["history"]
     if h:
         res["pass@1_before"], res["pass@1_after"] = h[0]["pass@1"], h[-1]["pass@1"]

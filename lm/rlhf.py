@@ -13,6 +13,7 @@ and stops when the mean KL to the reference exceeds `kl_max`.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -21,16 +22,19 @@ from typing import Any
 
 import torch
 
+from core.atomic import write_text
 from lm.chat import ChatError, ChatRenderer
 from lm.engine import Completion
 from lm.model import GPT
 from lm.reward import RewardModel, load_preferences, score_sequences
 from lm.rl import Problem, train_grpo
-from lm.posttrain_loop import LogFn, step_seed
+from lm.posttrain_loop import LogFn, resume_step, step_seed
 from lm.sft_data import SkipStats
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+MONITOR_ROWS = "monitor_rows.json"  # the hacking monitor's per-step inputs, for an exact resume
 
 
 def load_prompts(paths: Sequence[str], tokenizer: Tokenizer, max_prompt_len: int, stats: SkipStats,
@@ -136,6 +140,17 @@ def train_rlhf(policy: GPT, tokenizer: Tokenizer, rm: RewardModel, prompts: list
 
     monitor = HackingMonitor(cfg.kl_max, cfg.eval_every, cfg.divergence_patience,
                              "rm2" if check_rm is not None else "length")
+    # The monitor's windows span steps: its rows are kept beside the checkpoints, and a resumed
+    # run replays those up to the checkpoint's step, so it judges (and reports) as if never stopped.
+    rows_path = Path(out_dir) / MONITOR_ROWS
+    seen: list[dict[str, float]] = []
+    start = resume_step(out_dir)
+    if start and rows_path.exists():
+        for row in json.loads(rows_path.read_text()):
+            if row["step"] <= start:
+                m = {k: v for k, v in row.items() if k != "step"}
+                monitor(m, row["step"])
+                seen.append(row)
 
     def logged(m: dict[str, float], step: int) -> None:
         m = {**m, **last}
@@ -143,7 +158,10 @@ def train_rlhf(policy: GPT, tokenizer: Tokenizer, rm: RewardModel, prompts: list
             log_fn(m, step)
 
     def mon(m: dict[str, float], step: int) -> str | None:
-        return monitor({**m, **last}, step)
+        row = {**m, **last}
+        seen.append({"step": step, **row})
+        write_text(rows_path, json.dumps(seen))  # before the step's checkpoint: never behind it
+        return monitor(row, step)
 
     res = train_grpo(policy, tokenizer, cfg, out_dir, sample, reward_fn, ref, None, mon,
                      meta={"kind": "rlhf", **(meta or {})}, log_fn=logged, kind="rlhf")

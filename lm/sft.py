@@ -15,6 +15,7 @@ import torch
 
 from lm.model import GPT
 from lm.optim import train_step
+from lm.policy_gradient import masked_normalize, response_log_probs
 from lm.posttrain_loop import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer,
                                micro_batches, rank_share, save_stage_checkpoint, stage_runtime, try_resume)
 from lm.runtime import Runtime, wrap_for_training
@@ -25,6 +26,18 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------- SFT
+def sft_microbatch_loss(log_probs: torch.Tensor, response_mask: torch.Tensor, normalize_constant: float = 1.0,
+                        gradient_accumulation_steps: int = 1) -> torch.Tensor:
+    """One SFT micro-batch's loss: −Σ log p over response tokens / normalize_constant / accumulation steps.
+
+    Backpropagating it for every micro-batch of a step accumulates the step's
+    gradient. The loop passes the constant 1 and lets lm.optim.train_step divide
+    by the step's response-token count (over all micro-batches and ranks), so the
+    update is the token mean however the rows are split.
+    """
+    return -masked_normalize(log_probs, response_mask, normalize_constant) / gradient_accumulation_steps
+
+
 @torch.no_grad()
 def evaluate_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
                   max_batches: int | None, device: torch.device, dtype: str = "float32") -> float:
@@ -65,19 +78,22 @@ def _train_sft(model, tokenizer, data, cfg, out_dir, meta, log_fn, rt: Runtime) 
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start, _ = try_resume(out_dir, model, opt, device)
+    start, state = try_resume(out_dir, model, opt, device)
     run = wrap_for_training(model, rt, getattr(cfg, "compile", False))
     X, Y = data.train
     Xv, Yv = data.val
     meta = {"kind": "sft", **(meta or {}), "data": data.stats}
-    metrics: dict[str, Any] = {}
+    # The figure measured before training travels with the checkpoint: a resumed run reports it too.
+    metrics: dict[str, Any] = dict(state.get("start") or {})
     if start == 0:
         metrics["val_loss_start"] = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
         if log_fn:
             log_fn({"val_loss": metrics["val_loss_start"]}, 0)
+    start_state = {"start": {"val_loss_start": metrics.get("val_loss_start")}}
 
     def loss_fn(rows: torch.Tensor) -> torch.Tensor:
-        return run(X[rows].to(device), targets=Y[rows].to(device), loss_reduction="sum")
+        y = Y[rows].to(device)
+        return sft_microbatch_loss(response_log_probs(run, X[rows].to(device), y)["log_probs"], y >= 0)
 
     t0 = time.time()
     for step in range(start, cfg.steps):
@@ -102,13 +118,13 @@ def _train_sft(model, tokenizer, data, cfg, out_dir, meta, log_fn, rt: Runtime) 
                 log_fn({"val_loss": vl}, done)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             if rt.master:
-                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done)
+                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done, start_state)
             rt.barrier()
     if "val_loss" not in metrics:
         metrics["val_loss"] = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
     final = out_dir / "final"
     if rt.master:
-        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps)
+        save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, cfg.steps, start_state)
         final = save_stage_checkpoint(out_dir / "final", model, tokenizer, {**meta, **metrics}, None, cfg.steps)
     rt.barrier()
     metrics["checkpoint"] = str(final)

@@ -208,6 +208,32 @@ def default_tools(calculator: bool = True, python: bool = False,
     return ToolRegistry(tools=tools, default="calculator" if calculator else None)
 
 
+def checkpoint_tools(meta: dict, max_hops: int = 4) -> list[str]:
+    """The tools a checkpoint was trained to call, in the registry's order.
+
+    SFT records them (`meta["persona"]["tools"]`, tasks/posttrain.py); the stages after
+    it (rl, dpo, rlhf) keep the SFT model's tools, so their parents are followed
+    (`meta["parent"]["path"]`, up to `max_hops`). A checkpoint with no record anywhere
+    (pretrain, older or GENERATED ones) gets the calculator, what every tool-using
+    conversation before personas taught.
+    """
+    import json
+
+    for _ in range(max_hops + 1):
+        persona = meta.get("persona") if isinstance(meta, dict) else None
+        if isinstance(persona, dict) and isinstance(persona.get("tools"), list):
+            return [t for t in TOOL_NAMES if t in persona["tools"]]
+        parent = meta.get("parent") if isinstance(meta, dict) else None
+        path = parent.get("path") if isinstance(parent, dict) else None
+        try:
+            meta = json.loads((Path(path) / "config.json").read_text()) if path else None
+        except (OSError, ValueError):
+            meta = None
+        if meta is None:
+            break
+    return ["calculator"]
+
+
 def tools_from_names(names: Iterable[str], search: str | Path | Callable[[str], str] | None = None) -> ToolRegistry:
     """The registry for a list of tool names (`serve.tools`, `chat --tools`); unknown names are an error."""
     names = set(names)

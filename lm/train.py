@@ -47,13 +47,16 @@ from conf.settings import load_settings
 from core.run_root import resolve_checkpoint
 from lm.checkpoint import CheckpointError, load_train_state, load_weights, read_meta, save_checkpoint
 from lm.data import TokenBatchLoader, eval_batches
-from lm.model import GPT, GPTConfig
+from lm.model import GPT, GPTConfig, OPTION_DEFAULTS
 from lm.optim import build_optimizer, set_lr
 # Device/dtype/torchrun set-up lives in lm/runtime.py (the only copy).
 from lm.runtime import autocast_context, dist_env, peak_flops_for, setup_runtime
 from lm.schedule import lr_multiplier, wd_multiplier
 from lm.tokens import TokenShards, token_bytes
 from lm.tracking import JsonlLogger, MLflowLogger, MultiLogger, TrainLogger
+
+# the stock-architecture options PretrainSettings declares (head_size comes from head_dim there)
+GPT_OPTIONS = tuple(k for k in OPTION_DEFAULTS if k != "head_size")
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +312,8 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
     mcfg = GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, aspect_ratio=cfg.aspect_ratio,
                                 head_dim=cfg.head_dim, kv_ratio=cfg.kv_ratio, rope_base=cfg.rope_base,
                                 softcap=cfg.softcap, qk_norm=cfg.qk_norm, value_embeds=cfg.value_embeds,
-                                resid_scalars=cfg.resid_scalars)
+                                resid_scalars=cfg.resid_scalars,
+                                **{k: getattr(cfg, k) for k in GPT_OPTIONS})
     model = GPT(mcfg).to(device)
     optimizer = build_optimizer(model, optimizer=cfg.optimizer, lr=cfg.lr, embedding_lr=cfg.embedding_lr,
                                 muon_lr=cfg.muon_lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,19 @@ def val_tokens(tokens_dir: str | Path | None, max_tokens: int) -> np.ndarray | N
     return np.concatenate(parts).astype(np.int64)
 
 
-def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = None) -> dict[str, Any]:
-    """Every metric of one model (checkpoint dir or MLflow URI); `samples` holds its generations."""
+def eval_parts(cfg: EvalConfig) -> list[str]:
+    """The parts `evaluate_model` runs for this config, in order (a unit of evaluate's progress)."""
+    wanted = suites(cfg.suite)
+    return ([p for p in ("basic", "core", "chat") if p in wanted] + (["honesty"] if cfg.honesty_n else [])
+            + (["search"] if cfg.search_n and cfg.search_index else []))
+
+
+def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = None,
+                   on_part: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every metric of one model (checkpoint dir or MLflow URI); `samples` holds its generations.
+
+    `on_part(name)` is called after each part of `eval_parts(cfg)` (progress).
+    """
     import torch
 
     from lm.engine import load_engine
@@ -81,17 +93,19 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
     engine, meta = load_engine(model, device=cfg.device)
     out: dict[str, Any] = {"model": str(model), "kind": meta.get("kind"), "step": meta.get("step"),
                            "params": engine.model.num_params()}
-    wanted = suites(cfg.suite)
-    if "basic" in wanted:
-        basic_metrics(engine, model, cfg, tokens_dir, out)
-    if "core" in wanted:
-        out.update(core_metrics(engine, cfg))
-    if "chat" in wanted:
-        out.update(chat_metrics(engine, cfg))
-    if cfg.honesty_n:
-        out.update(honesty_metrics(engine, meta, cfg))
-    if cfg.search_n and cfg.search_index:
-        out.update(search_metrics(engine, cfg))
+    for part in eval_parts(cfg):
+        if part == "basic":
+            basic_metrics(engine, model, cfg, tokens_dir, out)
+        elif part == "core":
+            out.update(core_metrics(engine, cfg))
+        elif part == "chat":
+            out.update(chat_metrics(engine, cfg))
+        elif part == "honesty":
+            out.update(honesty_metrics(engine, meta, cfg))
+        elif part == "search":
+            out.update(search_metrics(engine, cfg))
+        if on_part is not None:
+            on_part(part)
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -210,11 +224,18 @@ def search_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
             "search_cited": r["cite_rate"], "search_retrieved": r["retrieved_rate"], "search_n": r["n"], "search": r}
 
 
+def _model_cfg(cfg: EvalConfig, name: str) -> EvalConfig:
+    """e.g. the base model gets `core`, chat models `chat` (cfg.suite_by_model; default cfg.suite)."""
+    suite = cfg.suite_by_model.get(name, cfg.suite)
+    return cfg if suite == cfg.suite else cfg.model_copy(update={"suite": suite})
+
+
 def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, tokens: str | Path | None = None,
-                 main: str | None = None) -> dict[str, Any]:
+                 main: str | None = None, progress: Any = None) -> dict[str, Any]:
     """Evaluate each named model; write OUT/eval.json and OUT/samples.jsonl; return the results.
 
     A model that fails to load or evaluate is recorded with its error (the others still run).
+    `progress.update(n)` (tasks/progress.StageProgress) is told the parts done, of `evaluation_units`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,16 +243,27 @@ def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, token
     samples = []
     todo = [(n, u) for n, u in models.items() if u]
     t0 = time.perf_counter()
+    done = 0
+
+    def part_done(part: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress.update(done)
+
     for i, (name, uri) in enumerate(todo, 1):
         # a progress line per model: the per-metric lines below can be tens of seconds apart on CPU
         log.info("evaluate %d/%d: %s (%s) ...", i, len(todo), name, uri)
+        mcfg = _model_cfg(cfg, name)
+        before = done
         try:
-            # e.g. the base model gets `core`, chat models `chat` (cfg.suite_by_model; default cfg.suite)
-            suite = cfg.suite_by_model.get(name, cfg.suite)
-            r = evaluate_model(uri, cfg if suite == cfg.suite else cfg.model_copy(update={"suite": suite}), tokens)
+            r = evaluate_model(uri, mcfg, tokens, on_part=part_done)
         except Exception as e:  # one bad model must not hide the others' results
             log.error("evaluating %s (%s) failed: %s", name, uri, e)
             results[name] = {"model": str(uri), "error": f"{type(e).__name__}: {e}"}
+            done = before
+            for part in eval_parts(mcfg):  # its parts are over, done or not
+                part_done(part)
             continue
         for s in r.pop("samples", []):
             samples.append({"model": name, **s})
@@ -248,10 +280,20 @@ def run_evaluate(models: dict[str, str], out: str | Path, cfg: EvalConfig, token
 
 
 # ------------------------------------------------------------------ Prefect wrappers
+def evaluation_units(models: dict[str, str], cfg: EvalConfig) -> int:
+    """How many parts `run_evaluate` does: each model's `eval_parts` (evaluate's progress total)."""
+    return sum(len(eval_parts(_model_cfg(cfg, n))) for n, u in models.items() if u)
+
+
 def evaluate_task(models: dict[str, str], out: str, cfg: dict[str, Any], tokens: str | None = None,
                   main: str | None = None) -> dict[str, Any]:
-    """Prefect task: `run_evaluate` (config passed as a dict so the cache key hashes)."""
-    return prefect_task(run_evaluate, name="evaluate-models", retries=0)(models, out, EvalConfig(**cfg), tokens, main)
+    """Prefect task: `run_evaluate`, with a progress line every 10 % in the flow run's log."""
+    from tasks.progress import StageProgress
+
+    ecfg = EvalConfig(**cfg)
+    progress = StageProgress("evaluate", evaluation_units(models, ecfg), unit="part")
+    return prefect_task(run_evaluate, name="evaluate-models", retries=0, no_cache=True)(
+        models, out, ecfg, tokens, main, progress)
 
 
 def report_task(root: str, out: str, evaluation: dict[str, Any] | None = None) -> str:

@@ -92,6 +92,7 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
     manifest = {"stage": "rl", "parent": _parent(meta, model), "task": cfg.task, "checkpoint": res["checkpoint"],
                 "pass@1_before": res.get("pass@1_before"), "pass@1_after": res.get("pass@1_after"),
                 "pass@1_paired": res.get("pass@1_paired"),  # after − before on the same prompts, paired bootstrap
+                "diagnostics": res.get("diagnostics"),  # entropy, reward, clip fraction: first/last tenth of steps
                 "eval_history": res["history"], "stop_reason": res["stop_reason"], "config": cfg.model_dump()}
     return manifest
 

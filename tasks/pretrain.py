@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_pretrain(tokens: str, out: str, config: dict[str, Any], resume: bool = False,
-                 mlflow_run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+                 mlflow_run_id: str | None = None, tracking_uri: str | None = None,
+                 progress: Callable[[dict[str, float], int], None] | None = None) -> dict[str, Any]:
     """Train on `tokens` into `out` with a PretrainSettings dict; returns the run summary.
 
     `mlflow_run_id` + `tracking_uri` name the MLflow run to log to; pass the URI
     explicitly, since a Ray worker or torchrun child does not share the
-    driver's `mlflow.set_tracking_uri`.
+    driver's `mlflow.set_tracking_uri`. `progress(metrics, step)` also gets every
+    metrics record (one process only: tasks/progress.StageProgress).
     """
-    from lm.tracking import MLflowLogger
+    from lm.tracking import CallbackLogger, MLflowLogger, MultiLogger
     from conf.pretrain import PretrainSettings
     from lm.train import train
 
@@ -43,6 +46,8 @@ def run_pretrain(tokens: str, out: str, config: dict[str, Any], resume: bool = F
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.nproc_per_node <= 1:
         logger = MLflowLogger(mlflow_run_id, tracking_uri) if mlflow_run_id else None
+        if progress is not None:
+            logger = MultiLogger(logger, CallbackLogger(progress))
         return train(cfg, tokens, out_dir, resume=resume, logger=logger)
     return _run_torchrun(tokens, out_dir, cfg, resume, mlflow_run_id, tracking_uri)
 
@@ -75,5 +80,12 @@ def _run_torchrun(tokens: str, out_dir: Path, cfg, resume: bool, mlflow_run_id: 
 @task(name="pretrain-train", retries=0, log_prints=True)
 def pretrain_task(tokens: str, out: str, config: dict[str, Any], resume: bool = False,
                   mlflow_run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
-    """Prefect wrapper of `run_pretrain` (on Ray, the flow asks for GPUs via remote_options)."""
-    return run_pretrain(tokens, out, config, resume=resume, mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri)
+    """Prefect wrapper of `run_pretrain` (on Ray, the flow asks for GPUs via remote_options).
+
+    Step progress goes to this run's Prefect log and a progress artifact (tasks/progress.py).
+    """
+    from tasks.progress import StageProgress
+
+    progress = StageProgress("pretrain", int(config.get("max_steps") or 0))
+    return run_pretrain(tokens, out, config, resume=resume, mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri,
+                        progress=progress)

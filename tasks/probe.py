@@ -12,6 +12,7 @@ lm/refusal_data.py turns the counts into conversations. `sft` mixes them in
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 CONVERSATIONS = "refusal_sft.GENERATED.jsonl"
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
+PARTIAL = "replies.partial.json"  # replies of the batches done so far: a killed probe resumes from them
 
 
 def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
@@ -50,9 +52,8 @@ def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         log.info("probe: %d/%d questions (%.0fs)", done, total, time.perf_counter() - t0)
 
-    replies = triviaqa.ask(engine, questions, style, samples=cfg.samples, temperature=cfg.temperature,
-                           top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                           seed=cfg.seed, shots=shots, progress=progress)
+    replies = _ask_resumable(engine, questions, style, shots, cfg, out / PARTIAL,
+                             _probe_key(model, meta, style, cfg), progress)
     results = []
     for q, rs in zip(questions, replies):
         verdicts = [triviaqa.grade(r, q["aliases"]) for r in rs]
@@ -61,6 +62,7 @@ def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
     records = probe_conversations(results, cfg.min_correct)
     write_text(out / RESULTS, "".join(json.dumps(r) + "\n" for r in results))
     write_text(out / CONVERSATIONS, "".join(json.dumps(r) + "\n" for r in records))
+    (out / PARTIAL).unlink(missing_ok=True)  # the finished files hold it all now
     all_verdicts = [v for r in results for v in r["verdicts"]]
     n_answers = sum(r["kind"] == "answer" for r in records)
     n_refusals = sum(r["kind"] == "refusal" for r in records)
@@ -74,6 +76,41 @@ def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
     log.info("probe: %d answered right at least once (answers kept), %d never (refusals), %d left out",
              n_answers, n_refusals, manifest["n_left_out"])
     return manifest
+
+
+def _probe_key(model, meta: dict, style: str, cfg) -> str:
+    """What the replies depend on: the model (its files' checksums), the prompt style and the config."""
+    ident = {"model": str(model), "checksums": meta.get("checksums"), "style": style, "config": cfg.model_dump()}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ask_resumable(engine, questions: list[dict], style: str, shots, cfg, partial: Path, key: str,
+                   progress) -> list[list[str]]:
+    """triviaqa.ask batch by batch, keeping the replies so far in `partial` (atomic rewrite per batch).
+
+    Batch b is sampled with seed `cfg.seed + b` whatever ran before it, so a probe killed
+    mid-way and re-run asks only the batches it lacks and ends with the same replies.
+    """
+    from lm import triviaqa
+
+    replies: list[list[str]] = []
+    if partial.exists():
+        try:
+            kept = json.loads(partial.read_text())
+            if kept.get("key") == key:
+                replies = kept["replies"]
+                log.info("probe: resuming after %d/%d questions from %s", len(replies), len(questions), partial)
+        except (ValueError, KeyError, TypeError):
+            log.warning("probe: ignoring unreadable %s", partial)
+    bs = cfg.batch_size
+    replies = replies[:len(replies) - len(replies) % bs] if len(replies) < len(questions) else replies
+    for start in range(len(replies), len(questions), bs):
+        replies += triviaqa.ask(engine, questions[start:start + bs], style, samples=cfg.samples,
+                                temperature=cfg.temperature, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+                                batch_size=bs, seed=cfg.seed + start // bs, shots=shots)
+        write_text(partial, json.dumps({"key": key, "replies": replies}))
+        progress(len(replies), len(questions))
+    return replies[:len(questions)]
 
 
 def conversations_path(path: str | Path) -> Path:

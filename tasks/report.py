@@ -18,13 +18,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from conf.stages import STAGES
 from core.atomic import write_text
 from tasks.funnel import funnel_plot
 from tasks.report_yardsticks import yardstick_tables
 
 log = logging.getLogger(__name__)
 
-TRAIN_STAGES = ("pretrain", "sft", "rl", "reward", "rlhf", "dpo")
+TRAIN_STAGES = tuple(s.name for s in STAGES if s.trains)  # pretrain, sft, rl, reward, rlhf, dpo
 EVAL_BARS = ("gsm8k_pass@1", "arith_acc_tool", "arith_acc_no_tool", "chat_compliance")
 
 
@@ -70,7 +71,7 @@ def loss_history(run_id: str) -> dict[str, list[tuple[int, float]]]:
 
     client = MlflowClient()
     keys = [k for k in client.get_run(run_id).data.metrics if "loss" in k.lower() or "bpb" in k.lower()
-            or "reward" in k.lower() or (k.startswith("eval/core_inloop/") and not k.endswith("/seconds"))]
+            or "reward" in k.lower() or k == "rl/entropy" or (k.startswith("eval/core_inloop/") and not k.endswith("/seconds"))]
     out = {}
     for k in keys:
         hist = sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
@@ -82,7 +83,7 @@ def loss_history(run_id: str) -> dict[str, list[tuple[int, float]]]:
 # Curve families: each gets its own axis (loss ~7 nats and bpb ~2.8 on one axis
 # hide each other), checked in this order against the metric name.
 FAMILIES = (("core_inloop", "in-loop CORE subset (score, centered mean)"), ("bpb", "bits per byte"),
-            ("loss", "loss"), ("reward", "reward"),
+            ("loss", "loss"), ("reward", "reward"), ("entropy", "policy entropy (nats/token)"),
             ("margin", "margin"), ("acc", "accuracy"))
 SMOOTH_MIN_POINTS = 12  # noisier per-step series (RL reward) also get a moving average
 
@@ -276,6 +277,7 @@ def _rl_lines(root: Path, evaluation: dict[str, Any]) -> list[str]:
                else "no significant change: the paired interval spans 0")
         line += (f"; paired on the same {int(paired.get('n') or n_prompts)} prompts: {d:+.3f} "
                  f"(95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap), {sig}")
+    line += _rl_diagnostics(rl)
     models = evaluation.get("models") or {}
     sft, pol = models.get("sft") or {}, models.get("rl") or {}
     if "arith_acc_no_tool" in sft and "arith_acc_no_tool" in pol:
@@ -291,6 +293,21 @@ def _rl_lines(root: Path, evaluation: dict[str, Any]) -> list[str]:
             "and cannot add a skill: it needs an SFT model that reads the operands, and a 2-layer model trained "
             "for CPU minutes does not learn to copy operands into a calculator call, so the tiny demo's RL runs "
             "without the tool."]
+
+
+def _rl_diagnostics(rl: dict[str, Any]) -> str:
+    """'; loss_type dapo: policy entropy 1.20 → 0.90 nats/token, reward …' from the manifest's diagnostics (lm/rl.py)."""
+    dg = rl.get("diagnostics") or {}
+    if dg.get("entropy_end") is None:
+        return ""
+    cfg = rl.get("config") or {}
+    out = (f"; loss_type {cfg.get('loss_type', '?')}: policy entropy {dg['entropy_start']:.2f} → "
+           f"{dg['entropy_end']:.2f} nats/token, mean reward {dg['reward_mean_start']:.2f} → "
+           f"{dg['reward_mean_end']:.2f}, clipped tokens {dg['clip_frac_end']:.1%} "
+           f"(first → last {int(dg['window'])} of {int(dg['steps'])} steps)")
+    if dg["entropy_end"] < 0.1 * dg["entropy_start"]:
+        out += " — the entropy collapsed: the policy stopped exploring"
+    return out
 
 
 def _mcnemar_clause(sft: dict[str, Any], pol: dict[str, Any]) -> str:

@@ -136,6 +136,10 @@ def fault_of(errors: dict[str, int]) -> str | None:
     return next((k for k in sorted(errors) if k.startswith("remote_")), None)
 
 
+class NotWarc(ValueError):
+    """The file holds no WARC record where one must start."""
+
+
 class CheckpointMismatch(RuntimeError):
     """The record at a checkpoint's offset is not the one it recorded: start the file again."""
 
@@ -210,7 +214,9 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
 
     def error(kind: str, exc: BaseException) -> None:
         errors[kind] = errors.get(kind, 0) + 1
-        log.warning("%s: %s (%s: %s); kept the records before it", src, kind, type(exc).__name__, exc)
+        text = str(exc)
+        text = text if len(text) <= 200 else text[:200] + "…"  # a parser may quote a whole binary line
+        log.warning("%s: %s (%s: %s); kept the records before it", src, kind, type(exc).__name__, text)
 
     offset0 = int(start["offset"]) if start else 0
     n_records = int(start["records"]) if start else 0
@@ -231,6 +237,10 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
     try:
         it = ArchiveIterator(stream, check_digests=False)
         for record in it:
+            if record.format != "warc":
+                # warcio also reads the legacy ARC format, and takes any text line for an ARC header:
+                # crawl2chat reads WARC/WET only, so such a file is not_warc (counted, not guessed at).
+                raise NotWarc(f"not a WARC record (warcio read it as {record.format!r})")
             rid = record.rec_headers.get_header("WARC-Record-ID") or ""
             if verifying:
                 if rid != start.get("record_id"):
@@ -310,7 +320,11 @@ def iter_records(src: str, read: StageCounter, errors: dict[str, int],
     except Exception as e:  # noqa: BLE001 — classified below
         if verifying:  # the checkpoint's offset does not start a readable record
             raise CheckpointMismatch(f"{src}: no record at checkpoint offset {offset0} ({e})") from e
-        if isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):
+        if n_records == 0 and offset0 == 0 and not isinstance(e, (EOFError, zlib.error)):
+            # Not one record could be parsed from the start: this file is no WARC/WET (a named
+            # reason, not the parser's internal error text; a truncated real WARC is EOF/zlib).
+            error("not_warc", e)
+        elif isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):
             error("truncated_gzip" if src.endswith(".gz") else "truncated_file", e)
         elif isinstance(e, (ArchiveLoadFailed, ValueError, KeyError, IndexError, UnicodeError)):
             error("corrupt_record", e)

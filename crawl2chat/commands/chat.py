@@ -2,7 +2,9 @@
 
 Commands inside the chat: /reset, /temp X, /top_p X, /top_k N, /tokens, /system, /tools, /help, /quit.
 Tool calls and their results are printed dimmed (ANSI dim on a terminal) inside the reply:
-`[python: print(1) → 1]`.
+`[python: print(1) → 1]`; no chat markup is ever printed. A conversation longer than the
+context keeps its newest turns (lm.engine.fit_conversation) and says, dimmed, that the
+model no longer sees the oldest ones.
 """
 from __future__ import annotations
 
@@ -11,39 +13,56 @@ import sys
 
 HELP = """commands:
   /reset      start a new conversation
-  /temp X     sampling temperature (0 = greedy)
+  /temp X     sampling temperature: 0 (greedy) or 0.01 to 2
   /top_p X    nucleus sampling mass in (0, 1]; 1 turns it off
   /top_k N    keep the N most likely tokens; 0 turns it off
   /tokens     token counts of the conversation and the context limit
   /system     the system message the model reads first (--system or --persona)
   /tools      the tools the model may call in this chat (--tools)
+  /help       this list
   /quit       leave (Ctrl-D works too)"""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("chat", help="chat with a model in the terminal",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft/latest)")
+    p.add_argument("--model", required=True, help="checkpoint directory or MLflow URI (models:/crawl2chat-sft@latest)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, default=0.7, help="0 (greedy) or 0.01 to 2")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--max-tokens", type=int, default=256, help="cap on the reply length")
     p.add_argument("--context", type=int, default=None,
                    help="tokens the conversation may fill (prompt + reply); default: the length the model was "
-                        "trained on, at most its rotary range (4x that)")
+                        "trained on, at most its rotary range (4x that). Longer conversations drop their oldest turns")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--persona", action="store_true",
                    help="use the persona's system message (the checkpoint's, from SFT; else conf/persona.py's)")
-    p.add_argument("--tools", default="calculator", help="comma list of tools: calculator,python,search ('' none)")
-    p.add_argument("--search-index", default=None, help="index directory for the search tool (crawl2chat index)")
+    p.add_argument("--tools", default=None,
+                   help="comma list of tools: calculator,python,search ('' none); default: the tools the "
+                        "checkpoint was trained to call")
+    p.add_argument("--search-index", default=None,
+                   help="index directory for the search tool (default: the index of the checkpoint's run, if any)")
     p.add_argument("--tool-budget", type=int, default=4, help="tool calls per reply")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
+def check_temperature(v: float) -> str | None:
+    """Why `v` is not a temperature the chat and the API accept (None: it is)."""
+    from lm.engine import MAX_TEMPERATURE, MIN_TEMPERATURE
+
+    if v == 0 or MIN_TEMPERATURE <= v <= MAX_TEMPERATURE:  # NaN fails both
+        return None
+    return f"temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and {MAX_TEMPERATURE:g}"
+
+
 class ChatSession:
-    """Conversation state + settings; `handle(line)` returns what to print (testable without a tty)."""
+    """Conversation state + settings; `reply(text)` yields what the reader saw, `command(line)` what to print.
+
+    Testable without a tty. The conversation is cut to the context by lm.engine's one policy:
+    turns the model can no longer see leave `messages`, and `dropped_note` says so once per reply.
+    """
 
     def __init__(self, engine, temperature=0.7, top_p=None, top_k=50, max_tokens=256, system=None, seed=0,
                  tool_budget=4):
@@ -58,6 +77,9 @@ class ChatSession:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
         self.last_reply_tokens = 0
         self.last_finish: str | None = None
+        self.last_cut: str | None = None
+        self.dropped_turns = 0       # turns the model no longer sees, this conversation
+        self.dropped_note: str | None = None  # set by the reply that dropped turns
 
     def context_note(self) -> str | None:
         """What to tell the user when the last reply was cut off by the context limit (else None)."""
@@ -66,9 +88,10 @@ class ChatSession:
         model = self.engine.model
         trained, most = model.config.sequence_len, model.rotary_len
         limit = self.engine.max_context
-        more = (f", or restart with --context {min(most, 2 * limit)} (this model was trained on {trained}-token "
-                f"contexts and takes up to {most}; replies past {trained} tokens may degrade)") if limit < most else ""
-        return f"(reply cut off: the conversation filled the context of {limit} tokens; /reset to start over{more})"
+        more = (f"; restart with --context {min(most, 2 * limit)} for longer replies (this model was trained on "
+                f"{trained}-token contexts and takes up to {most}; replies past {trained} tokens may degrade)"
+                ) if limit < most else ""
+        return f"(reply cut off: it reached the end of the {limit}-token context{more})"
 
     def command(self, line: str) -> str | None:
         """Run a /command; returns a message, or None to quit."""
@@ -80,10 +103,10 @@ class ChatSession:
                 self.reset()
                 return "(new conversation)"
             if cmd == "/temp":
-                from lm.engine import MIN_TEMPERATURE
                 v = float(arg)
-                if not (v == 0 or MIN_TEMPERATURE <= v <= 100):  # below the floor float32 sampling overflows
-                    return f"(temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 100)"
+                why = check_temperature(v)
+                if why:
+                    return f"({why})"
                 self.temperature = v
                 return f"(temperature = {self.temperature})"
             if cmd == "/top_p":
@@ -94,13 +117,17 @@ class ChatSession:
                 self.top_p = None if v == 1 else v
                 return f"(top_p = {self.top_p or 'off'})"
             if cmd == "/top_k":
-                self.top_k = int(arg) or None
+                v = int(arg)
+                if v < 0:
+                    return "(top_k must be ≥ 0; 0 turns it off)"
+                self.top_k = v or None
                 return f"(top_k = {self.top_k or 'off'})"
             if cmd == "/tokens":
                 from lm.engine import render_prompt
                 n = len(render_prompt(self.engine.tokenizer, self.messages))
+                dropped = f"; turns dropped: {self.dropped_turns}" if self.dropped_turns else ""
                 return (f"(conversation: {n} tokens incl. the reply prompt; last reply: {self.last_reply_tokens}; "
-                        f"context limit: {self.engine.max_context})")
+                        f"context limit: {self.engine.max_context}{dropped})")
             if cmd == "/system":
                 return f"(system: {self.system})" if self.system else "(no system message: --system or --persona)"
             if cmd == "/tools":
@@ -113,80 +140,101 @@ class ChatSession:
         return f"(unknown command {cmd}; /help lists them)"
 
     def reply(self, text: str):
-        """Yield the reply's text pieces as they are generated; the turn is kept in the history."""
-        from lm.engine import render_prompt
+        """Yield the reply as the reader sees it — ("text", piece), ("tool_call"/"tool_result", ToolRun) —
+        while it is generated; the turn is kept in the history. Raises ContextError (a ValueError) when
+        the message alone cannot fit."""
+        from lm.engine import ReplyReader, fit_conversation, reply_suffix
 
+        fitted = fit_conversation(self.engine.tokenizer, [*self.messages, {"role": "user", "content": text}],
+                                  self.engine.max_context, self.max_tokens)
+        # Turns the model can no longer see leave the history for good: the conversation only grows.
+        head = 1 if self.system else 0
+        self.messages = self.messages[:head] + self.messages[head + fitted.dropped_messages:]
         self.messages.append({"role": "user", "content": text})
-        ids = render_prompt(self.engine.tokenizer, self.messages)
-        room = self.engine.max_context - len(ids)
-        if room <= 0:
-            self.messages.pop()
-            raise ValueError(f"the conversation ({len(ids)} tokens) fills the model's context "
-                             f"({self.engine.max_context}); /reset to start over")
-        pieces, n = [], 0
+        self.dropped_turns += fitted.dropped_turns
+        self.dropped_note = None
+        if fitted.dropped_turns:
+            self.dropped_note = (f"(the model no longer sees the oldest {self.dropped_turns} turn"
+                                 f"{'s' if self.dropped_turns > 1 else ''}: its context holds "
+                                 f"{self.engine.max_context} tokens; /reset starts over)")
+        reader, n = ReplyReader(self.engine.tokenizer), 0
         self.turn += 1
-        # The engine caps the reply at the context's room and then says finish_reason="context".
-        self.last_finish = None
-        for ev in self.engine.stream(ids, self.max_tokens, temperature=self.temperature,
-                                     top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn,
-                                     tool_budget=self.tool_budget):
-            n += 1
-            pieces.append(ev.text)
-            if ev.finish_reason:
-                self.last_finish = ev.finish_reason
-            yield ev.text
-        self.last_reply_tokens = n
-        self.messages.append({"role": "assistant", "content": "".join(pieces)})
+        self.last_finish = self.last_cut = None
+        try:
+            for ev in self.engine.stream(fitted.ids, fitted.max_new_tokens, temperature=self.temperature,
+                                         top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn,
+                                         tool_budget=self.tool_budget, min_tokens=1):
+                n += 1
+                yield from reader.feed(ev.token)
+                if ev.finish_reason:
+                    self.last_finish = ev.finish_reason
+                    yield from reader.close(ev.finish_reason)
+                    suffix = reply_suffix(reader)
+                    if suffix:
+                        yield ("note", suffix)
+        except BaseException:
+            self.messages.pop()  # an interrupted turn is not part of the conversation
+            raise
+        self.last_reply_tokens, self.last_cut = n, reader.cut
+        self.messages.append({"role": "assistant", "content": reader.text.strip() or reply_suffix(reader)})
 
 
-class ToolDisplay:
-    """Turns a streamed reply's tool markup into `[call → result]`, dimmed with ANSI codes on a terminal."""
+class ReplyDisplay:
+    """What the terminal prints for a reply's events: text, `[call → result]` and notes, dimmed on a terminal."""
 
     DIM, RESET = "\x1b[2m", "\x1b[0m"
 
     def __init__(self, dim: bool):
         self.dim = dim
-        self.open = False
-        self.marks = {"<|tool_start|>": (self.DIM if dim else "") + "[",
-                      "<|tool_end|>": " → ", "<|output_start|>": "",
-                      "<|output_end|>": "]" + (self.RESET if dim else "") + " "}
+        self.open = False  # a call shown, its result not yet
 
-    def feed(self, piece: str) -> str:
-        """What to print for one streamed piece (special tokens arrive as whole pieces)."""
-        if piece in self.marks:
-            self.open = piece not in ("<|output_end|>",)
-            return self.marks[piece]
-        return piece
+    def _dim(self, s: str) -> str:
+        return f"{self.DIM}{s}{self.RESET}" if self.dim else s
+
+    def show(self, kind: str, value) -> str:
+        if kind == "tool_result":
+            shown = self._dim(f"{value.result}]" if self.open else f"[{value.result}]") + " "
+            self.open = False
+            return shown
+        close = self._dim("…] ") if self.open else ""  # a call no result followed (tools off)
+        self.open = kind == "tool_call"
+        if kind == "text":
+            return close + value if value else ""
+        if kind == "tool_call":
+            return close + self._dim(f"[{value.call} → ")
+        return close + self._dim(value)  # a note
 
     def end(self) -> str:
-        """Close a dimmed span the reply left open (cut off inside a tool call)."""
-        if self.open and self.dim:
-            self.open = False
-            return self.RESET
-        return ""
+        """Close a call left without a result at the end of the reply."""
+        shown, self.open = (self._dim("…]") if self.open else ""), False
+        return shown
+
+    def note(self, text: str) -> str:
+        return self._dim(text)
 
 
 def run(args) -> int:
-    from lm.engine import MIN_TEMPERATURE, MIN_TOP_P, load_engine
+    from crawl2chat.serve.setup import build_tools, choose_tools, persona_system
+    from lm.engine import MIN_TOP_P, load_engine
 
-    if not (args.temperature == 0 or MIN_TEMPERATURE <= args.temperature <= 100):
-        raise ValueError(f"--temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 100")
+    why = check_temperature(args.temperature)
+    if why:
+        raise ValueError(f"--{why}")
     if args.top_p is not None and not MIN_TOP_P <= args.top_p <= 1:
         raise ValueError(f"--top-p must be in [{MIN_TOP_P}, 1]")
-    from lm.chat import Persona
-    from lm.tools import tools_from_names
-
-    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    registry = tools_from_names(tools, args.search_index)
-    engine, meta = load_engine(args.model, device=args.device, max_context=args.context, tools=registry)
+    engine, meta = load_engine(args.model, device=args.device, max_context=args.context, tools=None)
+    choice = choose_tools(args.tools, meta, args.search_index)
+    engine.tools = build_tools(choice)
     system = args.system
     if args.persona and system is None:
-        system = Persona.from_meta(meta, tools).system_message()
+        system = persona_system(meta, choice)
     s = ChatSession(engine, args.temperature, args.top_p, args.top_k, args.max_tokens, system, args.seed,
                     tool_budget=args.tool_budget)
-    show = ToolDisplay(dim=sys.stdout.isatty())
+    show = ReplyDisplay(dim=sys.stdout.isatty())
     print(f"crawl2chat chat — {meta.get('path', args.model)} ({meta.get('kind', 'model')}); "
-          f"context {engine.max_context} tokens; /help for commands")
+          f"context {engine.max_context} tokens; tools: {', '.join(choice.names) or 'none'}; /help for commands")
+    for note in choice.notes:
+        print(show.note(f"(note: {note})"))
     while True:
         try:
             line = input("you> ")
@@ -201,20 +249,25 @@ def run(args) -> int:
                 return 0
             print(msg)
             continue
-        sys.stdout.write("bot> ")
+        events = s.reply(line)
         try:
-            for piece in s.reply(line):
-                sys.stdout.write(show.feed(piece))
+            first = next(events, None)  # fitting happens here: a message too long says so before "bot> "
+            if s.dropped_note:
+                print(show.note(s.dropped_note))
+            sys.stdout.write("bot> ")
+            for ev in ([first] if first is not None else []):
+                sys.stdout.write(show.show(*ev))
+            for ev in events:
+                sys.stdout.write(show.show(*ev))
                 sys.stdout.flush()
         except ValueError as e:
-            print(f"\n({e})")
+            print(show.note(f"({e})"))
             continue
         except KeyboardInterrupt:
-            print("\n(interrupted)")
-            s.messages.pop()
+            events.close()
+            print(show.end() + "\n(interrupted)")
             continue
-        sys.stdout.write(show.end())
-        print()
+        print(show.end())
         note = s.context_note()
         if note:
-            print(note)
+            print(show.note(note))

@@ -44,8 +44,8 @@ def register(subparsers) -> None:
 
 
 # Exit status of a run that finished but lost inputs (unreachable, or cut short by network
-# faults past the retry limits) — unless --allow-partial. 2 is a usage/input error (crawl2chat.cli).
-EXIT_PARTIAL = 3
+# faults past the retry limits) — unless --allow-partial (the one contract: core/errors.py).
+from core.errors import EXIT_PARTIAL  # noqa: E402
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -72,7 +72,8 @@ def resolve_inputs(args: argparse.Namespace, cfg) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import conf
     from conf.curate import CurateConfig
-    from crawl2chat.commands.pipeline import parse_sets
+    from conf.stages import row
+    from crawl2chat.stage_cli import check_preset, stage_overrides
 
     if not args.input and not args.crawl:
         raise ValueError("give --input PATH_OR_URL_OR_GLOB (repeatable) or --crawl CC-MAIN-... --warc-files N")
@@ -84,12 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--limit must be ≥ 1")
     if args.shard_of:
         parse_shard(args.shard_of)  # a typo is an error before any listing is read
-    sets = parse_sets(args.set)
-    if set(sets) - {"curate"}:
-        raise ValueError(f"--set: only curate.KEY=VALUE here, got {sorted(set(sets) - {'curate'})}")
+    check_preset(args.preset)
+    sets = stage_overrides(args, row("curate"))  # an unknown key: exit 2 naming the valid ones
     preset = args.preset or ("tiny" if "tiny" in conf.preset_names() else None)
     cfg = conf.load(CurateConfig, preset, {
-        **sets.get("curate", {}), "ray_address": args.ray_address, "crawl_base_url": args.base_url,
+        **sets, "ray_address": args.ray_address, "crawl_base_url": args.base_url,
         "extractor": args.extractor, "max_warc_files": args.limit})
 
     # Every input is checked before anything starts (no Prefect/Ray/MLflow yet).
@@ -124,4 +124,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.allow_partial:
             print(f"curate: exit {EXIT_PARTIAL} (pass --allow-partial to accept a partial result)")
             return EXIT_PARTIAL
+    if not summary.get("records_read"):
+        from core.errors import Refused
+
+        why = ", ".join(f"{k}: {v}" for k, v in (summary.get("read_errors") or {}).items()) or "no records"
+        raise Refused(f"no input yielded a single WARC record ({why} among {len(inputs)} file(s)); --input must "
+                      "name WARC/WET files (.warc, .warc.gz, .warc.wet.gz)")
     return 0

@@ -34,31 +34,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def parse_sets(items: list[str]) -> dict[str, dict]:
-    """`["pretrain.max_steps=20", ...]` → {"pretrain": {"max_steps": 20}}."""
-    import yaml
-
-    out: dict[str, dict] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        stage, dot, field = key.strip().partition(".")
-        if not sep or not dot or not stage or not field:
-            raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE, e.g. pretrain.max_steps=20")
-        out.setdefault(stage, {})[field] = yaml.safe_load(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    import conf
-    from crawl2chat.commands.curate import EXIT_PARTIAL
+    from core.errors import EXIT_PARTIAL
+    from crawl2chat.stage_cli import check_keys, check_preset, parse_sets
     from flows import pipeline
 
-    if args.preset not in conf.preset_names():
-        raise ValueError(f"unknown preset {args.preset!r}; choose one of {conf.preset_names()}")
+    check_preset(args.preset)
     stages, force = _csv(args.stages), _csv(args.force)
     overrides = parse_sets(args.set)
-    for name in (stages or []) + (force or []) + list(overrides):
-        pipeline.stage(name)  # a typo is an error before anything starts
+    check_keys(overrides)  # an unknown STAGE.KEY is an error before anything starts, naming the valid keys
+    stages = [pipeline.stage(n).name for n in stages] if stages else None  # a typo is an error; eval → evaluate
+    force = [pipeline.stage(n).name for n in force] if force else None
     inputs = None
     if args.input:
         from tasks.warc import expand_inputs

@@ -6,16 +6,28 @@ Routes:
   POST /v1/chat/completions    OpenAI Chat Completions, `stream` true (SSE) or false
   GET  /health                 status, limits, the enabled tools
 
-Tools: the engine's registry (`ServeConfig.tools`) runs every tool call; a
-request narrows it with `tool_choice: "none"` or `tools_enabled: [names]`. The
-reply's content carries the calls and outputs as chat markup
-(`<|tool_start|>…<|tool_end|><|output_start|>…<|output_end|>`), which the web
-page folds under the reply; `role: system` messages are honoured, and
+Tools: the engine's registry (by default the tools the checkpoint was trained to
+call) runs every tool call; a request narrows it with `tool_choice: "none"` or
+`tools_enabled: [names]`. A reply's `content` is only its text, never chat
+markup; its tool calls travel in the extension field `tool_runs`
+(`[{"call", "result"}]` on the message; streamed as a delta `tool_run`), which
+the web page folds under the reply. `role: system` messages are honoured, and
 `ServeConfig.system_prompt` is used for requests that bring none.
 
+Conversation memory (lm.engine.fit_conversation): a history longer than the
+model's context keeps its system message and newest whole turns; the response's
+extension field `context` says how many of the client's messages were left out
+(`dropped_messages`, `dropped_turns`), and the web page draws a line there.
+
+Auth: with an API key (`create_app(..., api_key=...)`) every `/v1/*` request
+needs `Authorization: Bearer <key>` (401 otherwise, compared in constant time,
+checked before the body is read); `/` and `/health` stay open (the page asks
+for the key). docs/SERVING.md has the threat model.
+
 Limits, with OpenAI-style error bodies: body over `max_body_bytes` (Content-Length
-or bytes actually sent) → 413 before any parsing; prompt longer than
-`max_prompt_tokens` → 413; any field outside the range the engine can use (wrong
+or bytes actually sent) → 413 before any parsing; a newest message that cannot
+fit the context or `max_prompt_tokens` → 413 (older turns are dropped, never
+refused); any field outside the range the engine can use (wrong
 type, NaN, temperature/top_p under their floors, seed out of range, non-text
 content part, lone surrogate, max_tokens < 1) → 400 naming the field; more than
 `max_concurrent` requests in flight → 429; past `request_timeout_s` → 504 (or an
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import threading
@@ -49,7 +62,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from starlette.requests import ClientDisconnect
 
 from conf.serve import ServeConfig
-from lm.engine import MIN_TEMPERATURE, MIN_TOP_P, Engine, render_prompt
+from lm.engine import (MAX_TEMPERATURE, MIN_TEMPERATURE, MIN_TOP_P, ContextError, Engine, FittedPrompt, ReplyReader,
+                       fit_conversation, read_reply, reply_suffix, visible_reply)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -77,7 +91,7 @@ class ChatRequest(BaseModel):
     messages: list[Message]
     max_tokens: StrictInt | None = None
     max_completion_tokens: StrictInt | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True, allow_inf_nan=False)
+    temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE, strict=True, allow_inf_nan=False)
     top_p: float | None = Field(None, ge=MIN_TOP_P, le=1.0, strict=True, allow_inf_nan=False)
     top_k: StrictInt | None = Field(None, ge=1, le=1 << 24)
     n: StrictInt = Field(1, ge=1)
@@ -244,9 +258,13 @@ class _SSEResponse(Response):
                 ev = get.result()
                 if ev is _END:
                     break
-                if ev.text:
-                    await self._send(send, self.chunk({"content": ev.text}))
-                finish = ev.finish_reason or finish
+                kind, value = ev
+                if kind == "text" and value:
+                    await self._send(send, self.chunk({"content": value}))
+                elif kind in ("tool_call", "tool_result"):
+                    await self._send(send, self.chunk({"tool_run": {"call": value.call, "result": value.result}}))
+                elif kind == "finish":
+                    finish = value
             if finish is None:  # stopped before the end: say why, the OpenAI way (an error event)
                 err = (APIError(500, "internal error while generating", "server_error") if job.error
                        else _stop_error(job, self.timeout_s))
@@ -266,9 +284,45 @@ class _SSEResponse(Response):
         await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
 
-def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) -> FastAPI:
-    """The FastAPI app serving `engine` under the model id `model_name`; `app.state.shutdown()` stops it."""
+class BearerAuth:
+    """ASGI middleware: every `/v1/*` request must carry `Authorization: Bearer <key>` (else 401).
+
+    Pure ASGI (not BaseHTTPMiddleware), so streaming and disconnect detection are
+    untouched; the check runs before the app reads the body, and compares in
+    constant time (hmac.compare_digest) so response timing says nothing of the key.
+    """
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
+            given = b""
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    given = value
+                    break
+            scheme, _, token = given.partition(b" ")
+            if not (scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)):
+                msg = ("missing API key: send the header Authorization: Bearer <key>" if not given
+                       else "invalid API key")
+                body = json.dumps(APIError(401, msg, code="invalid_api_key").body()).encode()
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app serving `engine` under the model id `model_name`; `app.state.shutdown()` stops it.
+
+    `api_key`: when set, every /v1/* request needs it as a Bearer token (BearerAuth).
+    """
     cfg = cfg or ServeConfig()
+    if api_key is not None and not api_key.strip():
+        raise ValueError("the API key is empty")
     runner = Runner(cfg.max_concurrent, cfg.request_timeout_s)
 
     @contextlib.asynccontextmanager
@@ -277,6 +331,8 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
         runner.shutdown()
 
     app = FastAPI(title="crawl2chat", version="0.1.0", lifespan=lifespan)
+    if api_key is not None:
+        app.add_middleware(BearerAuth, key=api_key.strip())
     app.state.runner = runner
     app.state.shutdown = runner.shutdown
     created = int(time.time())
@@ -297,9 +353,10 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                 "limits": {"max_prompt_tokens": cfg.max_prompt_tokens, "max_tokens": cfg.max_tokens,
                            "default_max_tokens": cfg.default_max_tokens, "max_concurrent": cfg.max_concurrent,
                            "max_body_bytes": cfg.max_body_bytes, "request_timeout_s": cfg.request_timeout_s},
-                "defaults": {"temperature": cfg.temperature},
+                "defaults": {"temperature": cfg.temperature}, "context": engine.max_context,
                 "tools": engine.tools.names if engine.tools is not None else [],
-                "tool_budget": cfg.tool_budget, "system_prompt": cfg.system_prompt is not None}
+                "tool_budget": cfg.tool_budget, "system_prompt": cfg.system_prompt is not None,
+                "auth": api_key is not None}
 
     @app.get("/v1/models")
     async def models():
@@ -330,7 +387,7 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                            code="request_too_large")
         return bytes(body)
 
-    def _prepare(body: bytes) -> tuple[ChatRequest, list[int], dict]:
+    def _prepare(body: bytes) -> tuple[ChatRequest, FittedPrompt, dict]:
         """Parse, validate and tokenize a request (runs in a worker thread)."""
         try:
             data = json.loads(body, parse_constant=_reject_constant)
@@ -361,17 +418,6 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
                 raise APIError(400, f"messages[{i}].content is not valid Unicode (lone surrogate at character "
                                     f"{e.start}); send UTF-8 text") from None
             msgs.append({"role": role, "content": text})
-        chars = sum(len(m["content"]) for m in msgs)
-        if chars > cfg.max_prompt_tokens * 16:  # refuse huge prompts before tokenizing them
-            raise APIError(413, f"prompt of {chars} characters exceeds the limit of {cfg.max_prompt_tokens} tokens",
-                           code="context_length_exceeded")
-        ids = render_prompt(tok, msgs, system=cfg.system_prompt)
-        if len(ids) > cfg.max_prompt_tokens:
-            raise APIError(413, f"prompt is {len(ids)} tokens; the limit is {cfg.max_prompt_tokens}",
-                           code="context_length_exceeded")
-        if len(ids) >= engine.max_context:
-            raise APIError(413, f"prompt is {len(ids)} tokens; the model's context holds {engine.max_context}",
-                           code="context_length_exceeded")
         max_tokens = next((v for v in (req.max_completion_tokens, req.max_tokens) if v is not None),
                           cfg.default_max_tokens)
         if not 1 <= max_tokens <= cfg.max_tokens:
@@ -380,12 +426,26 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
             raise APIError(400, f"n must be at most {cfg.max_n}, got {req.n}")
         if req.stream and req.n != 1:
             raise APIError(400, "streaming supports n=1 only")
-        kw = dict(max_new_tokens=max_tokens,
+        # The one memory policy: oldest whole turns are dropped; only a newest message too long alone is a 413.
+        try:
+            fitted = fit_conversation(tok, msgs, engine.max_context, max_tokens, system=cfg.system_prompt,
+                                      max_prompt_tokens=cfg.max_prompt_tokens)
+        except ContextError as e:
+            raise APIError(413, str(e), code="context_length_exceeded") from None
+        except ValueError as e:
+            raise APIError(400, str(e)) from None
+        kw = dict(max_new_tokens=fitted.max_new_tokens,
                   temperature=cfg.temperature if req.temperature is None else req.temperature,
                   top_k=req.top_k or cfg.top_k, top_p=req.top_p or cfg.top_p,
                   seed=req.seed if req.seed is not None else int(time.time_ns() % 2**31),
-                  tool_budget=cfg.tool_budget, tools=_request_tools(req))
-        return req, ids, kw
+                  tool_budget=cfg.tool_budget, tools=_request_tools(req), min_tokens=1)
+        return req, fitted, kw
+
+    def _context(fitted: FittedPrompt) -> dict:
+        """The extension field `context`: the model's window and what of the conversation it did not see."""
+        return {"tokens": fitted.context, "prompt_tokens": len(fitted.ids),
+                "dropped_messages": fitted.dropped_messages, "dropped_turns": fitted.dropped_turns,
+                "note": fitted.note()}
 
     def _request_tools(req: ChatRequest):
         """The engine's registry, narrowed to what this request asks for (None: no tools)."""
@@ -401,24 +461,37 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await _read_body(request)
-        req, ids, kw = await anyio.to_thread.run_sync(_prepare, body)
+        req, fitted, kw = await anyio.to_thread.run_sync(_prepare, body)
+        ids = fitted.ids
         job = runner.admit()
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         now = int(time.time())
         if req.stream:
             def stream_work():
+                # What the client sees is read here, token by token: text, tool runs, never markup.
                 events = engine.stream(ids, **kw)
+                reader = ReplyReader(tok)
                 try:
                     for ev in events:
-                        job.emit(ev)
+                        for item in reader.feed(ev.token):
+                            job.emit(item)
+                        if ev.finish_reason:
+                            for item in reader.close(ev.finish_reason):
+                                job.emit(item)
+                            job.emit(("text", reply_suffix(reader)))
+                            job.emit(("finish", ev.finish_reason))
                         if job.should_stop():
                             return
                 finally:
                     events.close()
 
+            first = [True]
+
             def chunk(delta: dict, finish: str | None = None) -> str:
                 data = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name,
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                if first[0]:  # the first chunk says what of the conversation the model sees
+                    data["context"], first[0] = _context(fitted), False
                 return f"data: {json.dumps(data)}\n\n"
 
             runner.start(job, stream_work)
@@ -442,12 +515,18 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None) 
         if job.result is None or job.reason is not None:
             raise _stop_error(job, cfg.request_timeout_s)
         comps = job.result
+        choices = []
+        for i, c in enumerate(comps):
+            reader = read_reply(tok, c.tokens, c.finish_reason)
+            choices.append({"index": i, "message": {"role": "assistant", "content": visible_reply(reader),
+                                                    "tool_runs": [{"call": r.call, "result": r.result}
+                                                                  for r in reader.runs]},
+                            "finish_reason": _finish(c.finish_reason)})
         return {
-            "id": rid, "object": "chat.completion", "created": now, "model": model_name,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
-                         "finish_reason": _finish(c.finish_reason)} for i, c in enumerate(comps)],
+            "id": rid, "object": "chat.completion", "created": now, "model": model_name, "choices": choices,
             "usage": {"prompt_tokens": len(ids), "completion_tokens": sum(len(c.tokens) for c in comps),
                       "total_tokens": len(ids) + sum(len(c.tokens) for c in comps)},
+            "context": _context(fitted),
         }
 
     return app

@@ -367,3 +367,22 @@ def test_cli_refuses_missing_input(tmp_path, capsys):
     assert rc == 2 and "matched no files" in capsys.readouterr().err
     rc = main(["curate", "--crawl", "CC-MAIN-2024-10", "--out", str(out)])
     assert rc == 2 and "--warc-files" in capsys.readouterr().err
+
+
+def test_cli_garbage_inputs_are_refused_by_name(prefect_api, ray_cluster, tmp_path, capsys, monkeypatch):
+    """Issue 23, finding 4: files that are no WARC give `not_warc`, and no record at all is exit 2, not 0."""
+    from crawl2chat.cli import main
+
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "notes.txt").write_text("hello world, this is no WARC file\n")
+    (garbage / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    out = tmp_path / "out"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rc = main(["curate", "--input", str(garbage / "*"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "no input yielded a single WARC record" in err and "not_warc: 2" in err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["errors"] == {"not_warc": 2}  # named reasons, no internal exception text
+    assert "Traceback" not in err

@@ -145,7 +145,7 @@ def test_overrides_reach_the_stage_config(tmp_path):
 
 
 def test_cli_set_parses_stage_overrides():
-    from crawl2chat.commands.pipeline import parse_sets
+    from crawl2chat.stage_cli import parse_sets
 
     assert parse_sets(["pretrain.max_steps=20", "curate.languages=[en, fr]", "sft.steps=3"]) == {
         "pretrain": {"max_steps": 20}, "curate": {"languages": ["en", "fr"]}, "sft": {"steps": 3}}

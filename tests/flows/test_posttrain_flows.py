@@ -46,12 +46,16 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
     m_rl = rl("models:/crawl2chat-sft@latest", str(tmp_path / "rl"), task="arithmetic", preset=None,
               mlflow_root=str(tmp_path),
               overrides={**COMMON, "steps": 2, "prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 8,
-                         "eval_prompts": 4, "eval_samples": 2, "eval_every": 2, "kl_coef": 0.1})
+                         "eval_prompts": 4, "eval_samples": 2, "eval_every": 2, "beta": 0.1,
+                         "loss_type": "dr_grpo", "num_iterations": 2})
     run = client.get_run(m_rl["mlflow_run_id"])
     assert run.data.tags["parent_model_name"] == "crawl2chat-sft"
+    assert run.data.params["loss_type"] == "dr_grpo" and run.data.params["beta"] == "0.1"
     for key in ("rl/reward_mean", "rl/pass_at_1", "rl/pass_at_2", "rl/response_len", "rl/kl", "rl/clip_frac",
-                "train/loss"):
+                "train/loss", "rl/entropy", "rl/clip_frac_low", "rl/clip_frac_high", "rl/reward_std",
+                "rl/frac_reward_zero_std", "rl/truncated_frac"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
+    assert json.loads((tmp_path / "rl" / "manifest.json").read_text())["diagnostics"]["entropy_end"] > 0
     assert m_rl["pass@1_before"] is not None
 
     prefs = str(generated_preferences(tmp_path / "generated_pairs.jsonl", 40, seed=0))

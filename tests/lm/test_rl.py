@@ -1,4 +1,7 @@
-"""GRPO: advantages and loss against hand-computed values, rewards, and RL raising pass@1 on GENERATED arithmetic."""
+"""The GRPO loop: rewards, diagnostics, variants, `beta: 0`, and RL raising pass@1 on GENERATED arithmetic.
+
+The losses and advantages against hand-computed values: tests/lm/test_policy_gradient.py.
+"""
 from __future__ import annotations
 
 import math
@@ -9,39 +12,10 @@ import torch
 from conf.posttrain import RLConfig, SFTConfig, data_dir
 from lm.engine import Completion
 from lm.gsm8k import extract_number, gsm8k_split, same_number
-from lm.rl import Problem, build_batch, exact_reward, group_advantages, grpo_loss, train_rl
+from lm.rl import Problem, build_batch, exact_reward, train_rl
 from lm.sft import train_sft
 from lm.sft_data import SkipStats, build_sft_data, load_sources
 from tests.support.posttrain_base import SEQ_LEN, load_base
-
-
-def test_group_advantages_hand_computed():
-    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 1.0]])
-    a = group_advantages(r, eps=1e-4)
-    assert a[0].tolist() == pytest.approx([0.5 / 0.5001, -0.5 / 0.5001, -0.5 / 0.5001, 0.5 / 0.5001])
-    assert a[1].tolist() == [0.0] * 4  # no signal when every sample scores the same
-    std = math.sqrt(0.5)
-    assert a[2].tolist() == pytest.approx([1 / (std + 1e-4), -1 / (std + 1e-4), 0.0, 0.0])
-
-
-def test_grpo_loss_hand_computed():
-    logp_old = torch.zeros(2, 2)
-    logp = torch.log(torch.tensor([[1.5, 0.5], [1.1, 1.0]]))
-    adv = torch.tensor([1.0, -1.0])
-    mask = torch.tensor([[1, 1], [1, 0]])
-    loss, st = grpo_loss(logp, logp_old, adv, mask, clip_eps=0.2)
-    # row 0 (A=+1): min(1.5, 1.2)=1.2 ; min(0.5, 0.8)=0.5 ; row 1 (A=-1): min(-1.1, -1.1)=-1.1 ; 3 tokens
-    assert loss.item() == pytest.approx((-1.2 - 0.5 + 1.1) / 3, rel=1e-6)
-    assert st["clip_frac"] == pytest.approx(1 / 3)
-    # With a reference at logp=0 and β=0.1: k3 KL per token = 1/ρ + log ρ - 1.
-    kl = [1 / 1.5 + math.log(1.5) - 1, 1 / 0.5 + math.log(0.5) - 1, 1 / 1.1 + math.log(1.1) - 1]
-    loss2, st2 = grpo_loss(logp, logp_old, adv, mask, clip_eps=0.2, logp_ref=torch.zeros(2, 2), kl_coef=0.1)
-    assert st2["kl"] == pytest.approx(sum(kl) / 3, rel=1e-6)
-    assert loss2.item() == pytest.approx((-1.2 - 0.5 + 1.1 + 0.1 * sum(kl)) / 3, rel=1e-6)
-    # Gradient flows only through unclipped tokens: the clipped token (ρ=1.5, A>0) gets none.
-    lp = logp.clone().requires_grad_(True)
-    grpo_loss(lp, logp_old, adv, mask, clip_eps=0.2)[0].backward()
-    assert lp.grad[0, 0] == 0 and lp.grad[0, 1] != 0 and lp.grad[1, 0] != 0 and lp.grad[1, 1] == 0
 
 
 def _completion(tok, parts, forced_spans):
@@ -91,7 +65,7 @@ def test_rl_raises_pass_at_1_on_generated_arithmetic(tmp_path):
     train_sft(model, tok, data, SFTConfig(steps=200, batch_size=8, lr=3e-3, eval_every=1000, checkpoint_every=1000,
                                           alpaca_path=None, glaive_path=None), tmp_path / "sft")
     cfg = RLConfig(task="arithmetic", difficulty=0, steps=30, prompts_per_step=8, samples_per_prompt=8,
-                   max_new_tokens=12, lr=1e-3, ppo_epochs=2, eval_prompts=48, eval_samples=8, eval_every=30,
+                   max_new_tokens=12, lr=1e-3, num_iterations=2, eval_prompts=48, eval_samples=8, eval_every=30,
                    log_every=10, checkpoint_every=1000)
     logged = []
     res = train_rl(model, tok, cfg, tmp_path / "rl", log_fn=lambda m, s: logged.append(m))
@@ -103,10 +77,15 @@ def test_rl_raises_pass_at_1_on_generated_arithmetic(tmp_path):
     assert paired["lo"] <= paired["diff"] <= paired["hi"]
     assert all(len(h["per_prompt"]) == 48 for h in res["history"])
     assert all(isinstance(v, (int, float)) for m in logged for v in m.values())
-    keys = {"reward_mean", "pass@1", "pass@8", "response_len", "kl", "clip_frac"}
+    keys = {"reward_mean", "reward_std", "frac_reward_zero_std", "pass@1", "pass@8", "response_len", "truncated_frac",
+            "entropy", "clip_frac", "clip_frac_low", "clip_frac_high"}
     steps = [m for m in logged if "reward_mean" in m]
     assert len(steps) == 30 and all(keys <= set(m) for m in steps)
-    assert any(m["clip_frac"] > 0 for m in steps)  # the second PPO epoch moves the ratio off 1
+    assert all("kl" not in m for m in steps) and res["reference_model"] is False  # beta 0: no reference model
+    assert any(m["clip_frac"] > 0 for m in steps)  # the second iteration moves the ratio off 1
+    assert all(m["clip_frac"] == pytest.approx(m["clip_frac_low"] + m["clip_frac_high"]) for m in steps)
+    assert all(0 < m["entropy"] < math.log(tok.vocab_size) for m in steps)
+    assert all(0 <= m["frac_reward_zero_std"] <= 1 and 0 <= m["truncated_frac"] <= 1 for m in steps)
     assert (tmp_path / "rl" / "final" / "model.safetensors").exists()
 
 
@@ -116,7 +95,7 @@ def test_rl_resume_is_exact(tmp_path):
 
     def cfg(steps):
         return RLConfig(task="arithmetic", difficulty=0, steps=steps, prompts_per_step=2, samples_per_prompt=4,
-                        max_new_tokens=6, lr=1e-3, ppo_epochs=2, kl_coef=0.1, eval_prompts=2, eval_samples=1,
+                        max_new_tokens=6, lr=1e-3, num_iterations=2, beta=0.1, eval_prompts=2, eval_samples=1,
                         eval_every=100, checkpoint_every=2)
 
     m, tok, _ = load_base()
@@ -129,3 +108,23 @@ def test_rl_resume_is_exact(tmp_path):
     a, b = load_weights(tmp_path / "straight" / "final"), load_weights(tmp_path / "resumed" / "final")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("options", [
+    {"loss_type": "grpo", "scale_rewards": "batch", "mask_truncated_completions": True},
+    {"loss_type": "dr_grpo", "importance_sampling_level": "sequence", "epsilon_high": 0.28, "device_batch_size": 2},
+    {"loss_type": "bnpo", "objective": "reinforce_with_baseline", "scale_rewards": "none", "device_batch_size": 2},
+    {"objective": "no_baseline", "beta": 0.05},
+])
+def test_every_variant_runs_the_loop(tmp_path, options):
+    """One cheap step per variant through the real loop: finite loss and the step's diagnostics; a reference
+    model (and a KL metric) exactly when beta > 0."""
+    m, tok, _ = load_base()
+    cfg = RLConfig(task="arithmetic", difficulty=0, steps=1, prompts_per_step=2, samples_per_prompt=2,
+                   max_new_tokens=4, lr=1e-3, num_iterations=2, eval_prompts=1, eval_samples=1, eval_every=100,
+                   checkpoint_every=100, **options)
+    logged = []
+    res = train_rl(m, tok, cfg, tmp_path, log_fn=lambda x, s: logged.append(x))
+    step = next(x for x in logged if "reward_mean" in x)
+    assert math.isfinite(step["loss"]) and 0 <= step["truncated_frac"] <= 1 and step["entropy"] >= 0
+    assert res["reference_model"] is (cfg.beta > 0) and ("kl" in step) is (cfg.beta > 0)

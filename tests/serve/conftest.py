@@ -28,9 +28,9 @@ def toy_model_dir(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_server(engine, cfg: ServeConfig):
+def running_server(engine, cfg: ServeConfig, api_key: str | None = None):
     """Base URL of a uvicorn server for `engine` on 127.0.0.1, stopped on exit."""
-    app = create_app(engine, MODEL_ID, cfg)
+    app = create_app(engine, MODEL_ID, cfg, api_key=api_key)
     srv = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning",
                                         timeout_graceful_shutdown=2))
     t = threading.Thread(target=srv.run, daemon=True)

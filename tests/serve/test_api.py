@@ -47,13 +47,71 @@ def test_streamed_equals_not_streamed(client):
 
 
 @pytest.mark.parametrize("content,needle", [
-    ("word " * 150, "tokens; the limit is 100"),            # counted in tokens
-    ("word " * 5000, "characters exceeds the limit of 100"),  # refused before tokenizing
+    ("word " * 150, "is 151 tokens; the prompt limit is 100"),  # counted in tokens
+    ("word " * 5000, "is over 100 tokens"),                     # refused before tokenizing
 ])
-def test_prompt_too_long_is_413(client, content, needle):
+def test_newest_message_too_long_is_413(client, content, needle):
+    """413 only when the newest message alone cannot fit: older turns never cause one (below)."""
+    history = [{"role": "user", "content": "What is 1+1?"}, {"role": "assistant", "content": "2"}]
     with pytest.raises(openai.APIStatusError) as e:
-        client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": content}])
-    assert e.value.status_code == 413 and needle in str(e.value)
+        client.chat.completions.create(model=MODEL_ID, messages=[*history, {"role": "user", "content": content}])
+    assert e.value.status_code == 413 and needle in str(e.value) and "shorten the message" in str(e.value)
+
+
+def _no_markup(text: str) -> bool:
+    return "<|" not in text and "|>" not in text
+
+
+def test_twelve_turns_with_the_full_history_never_fail(client):
+    """A client that sends the whole history every time (as OpenAI clients do) past the 128-token context:
+    every turn is answered, nothing is refused, no markup, and `context` says what was left out."""
+    history, dropped = [], []
+    for i in range(12):
+        history.append({"role": "user", "content": f"What is {i}+{2 * i + 1}?"})
+        r = client.chat.completions.create(model=MODEL_ID, messages=history, temperature=0, max_tokens=40)
+        reply = r.choices[0].message.content
+        assert reply.strip() and _no_markup(reply), (i, reply)
+        ctx = r.model_extra["context"]
+        assert ctx["tokens"] == 128 and ctx["prompt_tokens"] == r.usage.prompt_tokens <= 128 - 16
+        dropped.append(ctx["dropped_messages"])
+        history.append({"role": "assistant", "content": reply})
+    assert dropped[0] == 0 and dropped[-1] > 0 and dropped == sorted(dropped)  # the oldest go first, for good
+    assert dropped[-1] % 2 == 0  # whole turns: a user message and its reply leave together
+    # streamed, the first chunk carries the same extension field
+    chunks = list(client.chat.completions.create(model=MODEL_ID, messages=history[:-1], temperature=0,
+                                                 max_tokens=40, stream=True))
+    assert chunks[0].model_extra["context"]["dropped_messages"] == dropped[-1]
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+    assert text.strip() and _no_markup(text)
+
+
+def test_tool_calls_come_as_tool_runs_not_markup(client):
+    """The toy answers through its calculator: the call and its result are the extension field `tool_runs`
+    (streamed: `tool_run` deltas), and the content is the answer text alone."""
+    r = client.chat.completions.create(model=MODEL_ID, messages=MSG, temperature=0, max_tokens=40)
+    msg = r.choices[0].message
+    runs = msg.model_extra["tool_runs"]
+    assert runs and runs[0]["call"] and runs[0]["result"] is not None and _no_markup(msg.content)
+    chunks = list(client.chat.completions.create(model=MODEL_ID, messages=MSG, temperature=0, max_tokens=40,
+                                                 stream=True))
+    streamed = [ch.choices[0].delta.model_extra.get("tool_run") for ch in chunks]
+    streamed = [t for t in streamed if t]
+    assert streamed[0] == {"call": runs[0]["call"], "result": None} and streamed[1] == runs[0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_cut_by_max_tokens_is_dropped_and_said(client, stream):
+    """max_tokens=3 ends the reply inside the toy's calculator call: no markup, no half call, a note instead."""
+    r = client.chat.completions.create(model=MODEL_ID, messages=MSG, temperature=0, max_tokens=3, stream=stream)
+    if stream:
+        chunks = list(r)
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+        assert r.choices[0].message.model_extra["tool_runs"] == []
+    assert finish == "length" and _no_markup(text)
+    assert text == "[reply cut off by its token limit inside a tool call; the call was not run]"
 
 
 @pytest.mark.parametrize("kwargs,needle", [

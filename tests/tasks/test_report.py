@@ -130,3 +130,16 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     assert "300 training pairs (margin on them 1.200)" in lines
     # one caveat sentence per stage: every line ends with a sentence after its figures
     assert all(line.rstrip().endswith(".") for line in lines.splitlines())
+
+
+def test_rl_line_quotes_entropy_and_reward_and_the_curves_plot_entropy():
+    from tasks.report import _rl_diagnostics, curve_panels
+
+    rl = {"config": {"loss_type": "dr_grpo"}, "diagnostics": {
+        "steps": 90, "window": 9, "entropy_start": 1.2, "entropy_end": 0.05, "reward_mean_start": 0.3,
+        "reward_mean_end": 0.6, "clip_frac_end": 0.012}}
+    line = _rl_diagnostics(rl)
+    assert "loss_type dr_grpo: policy entropy 1.20 → 0.05 nats/token, mean reward 0.30 → 0.60" in line
+    assert "the entropy collapsed" in line and _rl_diagnostics({}) == ""
+    panels = curve_panels({"rl": {"rl/reward_mean": [(1, 0.1), (2, 0.2)], "rl/entropy": [(1, 1.0), (2, 0.9)]}})
+    assert [t for t, _, _ in panels] == ["rl: reward", "rl: policy entropy (nats/token)"]

@@ -84,6 +84,20 @@ def test_non_warc_garbage_stops_file_without_raising(bad):
     assert len(docs) == 2 and errors == {"corrupt_record": 1}
 
 
+@pytest.mark.parametrize("name,content", [
+    ("notes.txt", b"hello world, this is a text file\nand a second line\n"),  # warcio would read it as ARC
+    ("random.bin", bytes(range(256)) * 20),
+    ("fake.warc.gz", gzip.compress(b"GARBAGE, not a WARC record")),
+    ("not-gzip.warc.gz", b"plain bytes named .gz"),
+])
+def test_a_file_that_is_no_warc_is_counted_as_not_warc(tmp_path, name, content):
+    """Issue 23: a named drop reason, never a parser's internal exception text (was read_error AttributeError)."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    docs, read, errors = read_all(str(path))
+    assert docs == [] and errors == {"not_warc": 1} and read.n_in == 0
+
+
 def test_junk_bodies_are_skipped_by_reason(bad):
     docs, read, errors = read_all(bad["junk"])
     assert len(docs) == 2 and not errors

@@ -1,0 +1,270 @@
+"""Chaos: SIGKILL `crawl2chat pipeline` at random instants; the re-runs must end where an uninterrupted run ends.
+
+    python benchmarks/chaos.py --kills 20 --seed 0            # the figures in docs/CONTRACTS.md
+    python benchmarks/chaos.py --kills 2 --quick              # the short variant (tests/benchmarks)
+
+1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
+2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times, each
+   at a seeded random instant of an attempt (uniform in [--min-delay, --max-delay] seconds
+   after its start), re-run after each kill; after the last kill it runs to completion.
+3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
+   shards; eval.json's figures; the registered model versions (count per model and the
+   sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
+   Prefect flow run left Running, each metric step once per run.
+
+Both runs use their own run root (sqlite MLflow store + registry) and their own PREFECT_HOME
+(each attempt starts the embedded Prefect API, which dies with the process group); one Ray
+head started here serves both (RAY_ADDRESS), so a kill takes the driver, not the cluster.
+Prints kills survived / outputs identical / time lost (chaos wall time − reference wall time).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).parent / "ray")
+
+# Steps shortened so 20 kills fit in minutes on a 2-core CPU machine; small checkpoint intervals
+# so most kills land after a checkpoint (the interesting case), not only during start-up.
+SETS = [
+    "pretrain.max_steps=30", "pretrain.checkpoint_every=10", "pretrain.eval_every=15", "pretrain.eval_tokens=2048",
+    "sft.steps=12", "sft.checkpoint_every=4", "sft.eval_every=6",
+    "rl.steps=6", "rl.checkpoint_every=2", "rl.eval_every=6", "rl.eval_prompts=8", "rl.prompts_per_step=4",
+    "rl.samples_per_prompt=4",
+    "reward.steps=9", "reward.checkpoint_every=3", "reward.eval_every=9",
+    "rlhf.steps=6", "rlhf.checkpoint_every=2", "rlhf.eval_every=3",
+    "dpo.steps=6", "dpo.checkpoint_every=2", "dpo.eval_every=6",
+    "probe.n_questions=8", "probe.batch_size=4",
+    "evaluate.gsm8k_n=2", "evaluate.arithmetic_n=8", "evaluate.core_limit=4", "evaluate.chat_limit=2",
+    "evaluate.honesty_n=4", "evaluate.compliance_n=2", "evaluate.n_samples=1", "evaluate.bpb_max_tokens=2048",
+]
+# --quick: the stages that hold every kind of state (curated shards, token shards, a pretrain and
+# a post-training checkpoint), steps cut further: the short variant the test suite runs.
+QUICK_STAGES = "curate,tokenize,pretrain,sft"
+QUICK_SETS = ["curate.max_warc_files=1", "curate.generated_docs=200", "pretrain.max_steps=12",
+              "pretrain.checkpoint_every=4", "sft.steps=6", "sft.checkpoint_every=2", "sft.eval_every=3"]
+# Figures of eval.json that measure the clock, not the model.
+VOLATILE = ("seconds", "wall", "time", "per_s", "_s\"", "run_id", "date", "created")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def command(root: Path, preset: str, sets: list[str], stages: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "crawl2chat.cli", "pipeline", "--preset", preset, "--out", str(root)]
+    if stages:
+        cmd += ["--stages", stages]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def attempt(cmd: list[str], env: dict[str, str], log: Path, kill_after: float | None, timeout: float) -> tuple[str, float]:
+    """Run `cmd` once in its own process group; ("killed"|"exit <rc>", seconds)."""
+    t0 = time.time()
+    with open(log, "ab") as fh:
+        fh.write(f"\n=== attempt at {time.strftime('%H:%M:%S')} kill_after={kill_after}\n".encode())
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=kill_after if kill_after is not None else timeout)
+            return f"exit {proc.returncode}", time.time() - t0
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver, Prefect API server, torch/compile workers
+            proc.wait()
+            return ("killed" if kill_after is not None else "timeout"), time.time() - t0
+
+
+# ------------------------------------------------------------------ what a run left
+def outputs(root: Path) -> dict[str, str]:
+    """sha256 of the files that must be identical: checkpoints, curated Parquet, tokenizer, token shards."""
+    files: list[Path] = []
+    files += sorted((root / "curate" / "curated").glob("*.parquet"))
+    files += [root / "tokenize" / "tokenizer.json", *sorted((root / "tokenize" / "tokens").glob("*.bin"))]
+    for stage in ("pretrain", "sft", "rl", "reward", "rlhf", "dpo"):
+        for name in ("model.safetensors", "extra.safetensors"):
+            files += sorted((root / stage).glob(f"**/final/{name}")) or []
+    files += [root / "probe" / "refusal_sft.GENERATED.jsonl"]
+    return {str(p.relative_to(root)): sha256(p) for p in files if p.exists()}
+
+
+def _figures(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _figures(v) for k, v in doc.items() if not any(s in k for s in VOLATILE)}
+    if isinstance(doc, list):
+        return [_figures(v) for v in doc]
+    return doc
+
+
+def eval_figures(root: Path) -> str | None:
+    p = root / "evaluate" / "eval.json"
+    if not p.exists():
+        return None
+    return json.dumps(_figures(json.loads(p.read_text())), sort_keys=True).replace(str(root), "<root>")
+
+
+def tracking(root: Path, prefect_home: Path) -> dict[str, Any]:
+    """Registered versions, runs left RUNNING, metric steps logged twice, Prefect flow runs left Running."""
+    db = root / "mlflow.db"
+    out: dict[str, Any] = {"versions": {}, "running_runs": None, "killed_runs": None, "duplicate_steps": None,
+                           "running_flow_runs": None, "crashed_flow_runs": None}
+    if db.exists():
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            for name, version, source, run_id in c.execute(
+                    "select name, version, source, run_id from model_versions where current_stage != 'Deleted_Internal' "
+                    "order by name, version"):
+                out["versions"].setdefault(name, []).append(int(version))
+            out["running_runs"] = c.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+            out["killed_runs"] = c.execute("select count(*) from runs where status = 'KILLED'").fetchone()[0]
+            out["duplicate_steps"] = c.execute(  # `metrics` holds every point of every history
+                "select count(*) from (select run_uuid, key, step from metrics "
+                "group by run_uuid, key, step having count(*) > 1)").fetchone()[0]
+    pdb = prefect_home / "prefect.db"
+    if pdb.exists():
+        with sqlite3.connect(f"file:{pdb}?mode=ro", uri=True) as c:
+            out["running_flow_runs"] = c.execute("select count(*) from flow_run where state_type = 'RUNNING'").fetchone()[0]
+            out["crashed_flow_runs"] = c.execute("select count(*) from flow_run where state_type = 'CRASHED'").fetchone()[0]
+    return out
+
+
+def registered_weights(root: Path) -> dict[str, str]:
+    """sha256 of the weights each model's `@current` version points at (its logged artifact)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    out = {}
+    for rm in client.search_registered_models():
+        try:
+            mv = client.get_model_version_by_alias(rm.name, "current")
+        except Exception:
+            continue
+        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="checkpoint",
+                                                    tracking_uri=f"sqlite:///{root}/mlflow.db")
+        out[rm.name] = sha256(Path(local) / "model.safetensors")
+    return out
+
+
+# ------------------------------------------------------------------------- main
+def start_ray(tmp: Path) -> str:
+    port = random.Random().randrange(21000, 29000)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    subprocess.run([RAY, "start", "--head", "--port", str(port),
+                    "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
+                    "--object-store-memory", str(1 << 30), "--temp-dir", str(tmp)], env=env, check=True,
+                   capture_output=True, timeout=180)
+    return f"127.0.0.1:{port}"
+
+
+def stop_ray() -> None:
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def run(args) -> dict[str, Any]:
+    root = Path(args.out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    sets = SETS + (QUICK_SETS if args.quick else []) + args.set
+    stages = QUICK_STAGES if args.quick and not args.stages else args.stages
+    base_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    base_env.update({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PREFECT_SERVER_ANALYTICS_ENABLED":
+                     "false", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
+    ray_addr = args.ray_address or start_ray(root / "ray")
+    base_env["RAY_ADDRESS"] = ray_addr
+    rng = random.Random(args.seed)
+    result: dict[str, Any] = {"kills": args.kills, "seed": args.seed, "sets": sets, "stages": stages}
+    try:
+        runs = {}
+        for name in ("reference", "chaos"):
+            run_root, home = root / name, root / f"{name}-prefect-home"
+            if not args.keep:
+                subprocess.run(["rm", "-rf", str(run_root), str(home)], check=True)
+            env = {**base_env, "PREFECT_HOME": str(home)}
+            cmd = command(run_root, args.preset, sets, stages)
+            log = root / f"{name}.log"
+            t0, kills, attempts = time.time(), 0, []
+            while True:
+                kill_after = None
+                if name == "chaos" and kills < args.kills:
+                    kill_after = rng.uniform(args.min_delay, args.max_delay)
+                status, secs = attempt(cmd, env, log, kill_after, args.timeout)
+                attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after})
+                print(f"{name}: attempt {len(attempts)}: {status} after {secs:.1f}s", flush=True)
+                if status == "killed":
+                    kills += 1
+                    continue
+                break
+            runs[name] = {"seconds": round(time.time() - t0, 1), "kills": kills, "attempts": attempts,
+                          "final_status": attempts[-1]["status"], "outputs": outputs(run_root),
+                          "eval": eval_figures(run_root), "tracking": tracking(run_root, home),
+                          "registered": registered_weights(run_root)}
+        ref, ch = runs["reference"], runs["chaos"]
+        diff = sorted(k for k in set(ref["outputs"]) | set(ch["outputs"]) if ref["outputs"].get(k) != ch["outputs"].get(k))
+        same = {"files": not diff, "eval": ref["eval"] == ch["eval"],
+                "registered_weights": ref["registered"] == ch["registered"],
+                "version_counts": {k: len(v) for k, v in ref["tracking"]["versions"].items()}
+                == {k: len(v) for k, v in ch["tracking"]["versions"].items()}}
+        result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
+                      time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
+                      tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
+                                         and ch["tracking"]["running_flow_runs"] in (0, None)))
+    finally:
+        if not args.ray_address:
+            stop_ray()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", default=str(REPO / "runs" / "chaos"))
+    p.add_argument("--stages", default=None, help="comma list (default: every stage)")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="more overrides")
+    p.add_argument("--quick", action="store_true", help=f"stages {QUICK_STAGES}, fewer steps (the test's variant)")
+    p.add_argument("--min-delay", type=float, default=15.0, help="earliest kill, seconds into an attempt")
+    p.add_argument("--max-delay", type=float, default=60.0, help="latest kill, seconds into an attempt")
+    p.add_argument("--timeout", type=float, default=3600.0, help="limit of an uninterrupted attempt")
+    p.add_argument("--ray-address", default=None, help="use this Ray cluster (default: start a local head)")
+    p.add_argument("--keep", action="store_true", help="do not clear earlier outputs under --out")
+    p.add_argument("--json", default=None, help="write the result here")
+    args = p.parse_args(argv)
+    res = run(args)
+    ref, ch = res["runs"]["reference"], res["runs"]["chaos"]
+    print(f"kills survived: {res['kills_survived']}/{args.kills} (chaos ended: {ch['final_status']}, "
+          f"{len(ch['attempts'])} attempts; reference: {ref['final_status']})")
+    print(f"outputs identical: files {res['identical']['files']} ({len(ref['outputs'])} files"
+          + (f"; differ: {res['differing_files']}" if res["differing_files"] else "") + f"), eval.json figures "
+          f"{res['identical']['eval']}, registered weights {res['identical']['registered_weights']}, "
+          f"versions per model {res['identical']['version_counts']} "
+          f"(reference {ref['tracking']['versions']}, chaos {ch['tracking']['versions']})")
+    t = ch["tracking"]
+    print(f"tracking: MLflow runs RUNNING {t['running_runs']}, KILLED {t['killed_runs']}, metric steps logged twice "
+          f"{t['duplicate_steps']}; Prefect flow runs Running {t['running_flow_runs']}, Crashed {t['crashed_flow_runs']}")
+    print(f"time lost: {res['time_lost_s']:.1f}s (reference {ref['seconds']:.1f}s, chaos {ch['seconds']:.1f}s)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    ok = (ref["final_status"] == "exit 0" and ch["final_status"] == "exit 0" and all(
+        v for v in res["identical"].values()) and res["tracking_truthful"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
