@@ -45,10 +45,13 @@ chat: setup
 serve: setup
 	$(BIN)/crawl2chat serve --model $(MODEL)
 
+# Prints where to look first (the runs table in MLflow's model-training mode, not its GenAI
+# start page; the comparison of the last two pipeline runs: docs/MLFLOW.md), then serves.
 mlflow-ui: setup
-	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_UI_PORT)  (runs of $(DEMO_OUT)/mlflow.db; Ctrl-C stops it)"
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_OUT))/mlflow.db \
-	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+	@echo "MLflow UI of $(DEMO_OUT)/mlflow.db (Ctrl-C stops it; ready in ~10 s):"
+	@$(BIN)/python -m tasks.headline sqlite:///$(abspath $(DEMO_OUT))/mlflow.db http://127.0.0.1:$(MLFLOW_UI_PORT)
+	@MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_OUT))/mlflow.db \
+	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --workers 1
 
 up: setup
 	$(BIN)/crawl2chat up

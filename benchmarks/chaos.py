@@ -6,15 +6,17 @@
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
 2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times, each
    at a seeded random instant of an attempt (uniform in [--min-delay, --max-delay] seconds
-   after its start), re-run after each kill; after the last kill it runs to completion.
+   after its start; the default window scales with the reference's wall time so the kills
+   reach every stage), re-run after each kill; after the last kill it runs to completion.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
    Prefect flow run left Running, each metric step once per run.
 
 Both runs use their own run root (sqlite MLflow store + registry) and their own PREFECT_HOME
-(each attempt starts the embedded Prefect API, which dies with the process group); one Ray
-head started here serves both (RAY_ADDRESS), so a kill takes the driver, not the cluster.
+(each attempt starts the embedded Prefect API, which dies with the process group). Each attempt
+starts its own local Ray (under RAY_TMPDIR=ROOT/<run>-ray: processes a kill leaves are counted,
+then stopped), or joins `--ray-address` (the test suite's cluster: a kill takes the driver only).
 Prints kills survived / outputs identical / time lost (chaos wall time − reference wall time).
 """
 from __future__ import annotations
@@ -33,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-RAY = str(Path(sys.executable).parent / "ray")
 
 # Steps shortened so 20 kills fit in minutes on a 2-core CPU machine; small checkpoint intervals
 # so most kills land after a checkpoint (the interesting case), not only during start-up.
@@ -52,7 +53,7 @@ SETS = [
 # --quick: the stages that hold every kind of state (curated shards, token shards, a pretrain and
 # a post-training checkpoint), steps cut further: the short variant the test suite runs.
 QUICK_STAGES = "curate,tokenize,pretrain,sft"
-QUICK_SETS = ["curate.max_warc_files=1", "curate.generated_docs=200", "pretrain.max_steps=12",
+QUICK_SETS = ["pretrain.max_steps=12",
               "pretrain.checkpoint_every=4", "sft.steps=6", "sft.checkpoint_every=2", "sft.eval_every=3"]
 # Figures of eval.json that measure the clock, not the model.
 VOLATILE = ("seconds", "wall", "time", "per_s", "_s\"", "run_id", "date", "created")
@@ -162,18 +163,23 @@ def registered_weights(root: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------- main
-def start_ray(tmp: Path) -> str:
-    port = random.Random().randrange(21000, 29000)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    subprocess.run([RAY, "start", "--head", "--port", str(port),
-                    "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
-                    "--object-store-memory", str(1 << 30), "--temp-dir", str(tmp)], env=env, check=True,
-                   capture_output=True, timeout=180)
-    return f"127.0.0.1:{port}"
+def leftovers(mark: str) -> list[int]:
+    """Live processes whose command line names `mark` (this run's Ray temp dir): what a kill left behind."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and mark in " ".join(p.info["cmdline"] or []):
+            out.append(p.pid)
+    return out
 
 
-def stop_ray() -> None:
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+def reap(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run(args) -> dict[str, Any]:
@@ -184,52 +190,63 @@ def run(args) -> dict[str, Any]:
     base_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
     base_env.update({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PREFECT_SERVER_ANALYTICS_ENABLED":
                      "false", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
-    ray_addr = args.ray_address or start_ray(root / "ray")
-    base_env["RAY_ADDRESS"] = ray_addr
+    if args.ray_address:
+        base_env["RAY_ADDRESS"] = args.ray_address
     rng = random.Random(args.seed)
     result: dict[str, Any] = {"kills": args.kills, "seed": args.seed, "sets": sets, "stages": stages}
-    try:
-        runs = {}
-        for name in ("reference", "chaos"):
-            run_root, home = root / name, root / f"{name}-prefect-home"
-            if not args.keep:
-                subprocess.run(["rm", "-rf", str(run_root), str(home)], check=True)
-            env = {**base_env, "PREFECT_HOME": str(home)}
-            cmd = command(run_root, args.preset, sets, stages)
-            log = root / f"{name}.log"
-            t0, kills, attempts = time.time(), 0, []
-            while True:
-                kill_after = None
-                if name == "chaos" and kills < args.kills:
-                    kill_after = rng.uniform(args.min_delay, args.max_delay)
-                status, secs = attempt(cmd, env, log, kill_after, args.timeout)
-                attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after})
-                print(f"{name}: attempt {len(attempts)}: {status} after {secs:.1f}s", flush=True)
-                if status == "killed":
-                    kills += 1
-                    continue
-                break
-            runs[name] = {"seconds": round(time.time() - t0, 1), "kills": kills, "attempts": attempts,
-                          "final_status": attempts[-1]["status"], "outputs": outputs(run_root),
-                          "eval": eval_figures(run_root), "tracking": tracking(run_root, home),
-                          "registered": registered_weights(run_root)}
-        ref, ch = runs["reference"], runs["chaos"]
-        diff = sorted(k for k in set(ref["outputs"]) | set(ch["outputs"]) if ref["outputs"].get(k) != ch["outputs"].get(k))
-        same = {"files": not diff, "eval": ref["eval"] == ch["eval"],
-                "registered_weights": ref["registered"] == ch["registered"],
-                "version_counts": {k: len(v) for k, v in ref["tracking"]["versions"].items()}
-                == {k: len(v) for k, v in ch["tracking"]["versions"].items()}}
-        result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
-                      time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
-                      tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
-                                         and ch["tracking"]["running_flow_runs"] in (0, None)))
-    finally:
-        if not args.ray_address:
-            stop_ray()
+    runs = {}
+    for name in ("reference", "chaos"):
+        run_root, home = root / name, root / f"{name}-prefect-home"
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(run_root), str(home)], check=True)
+        # Without --ray-address each attempt starts its own local Ray, under its own temp dir, so
+        # what a kill leaves of it can be found (and counted) by that path.
+        ray_tmp = root / f"{name}-ray"
+        env = {**base_env, "PREFECT_HOME": str(home), "RAY_TMPDIR": str(ray_tmp)}
+        cmd = command(run_root, args.preset, sets, stages)
+        log = root / f"{name}.log"
+        t0, kills, attempts, stray = time.time(), 0, [], 0
+        while True:
+            kill_after = None
+            if name == "chaos" and kills < args.kills:
+                kill_after = rng.uniform(args.min_delay, max_delay)
+            status, secs = attempt(cmd, env, log, kill_after, args.timeout)
+            attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after})
+            print(f"{name}: attempt {len(attempts)}: {status} after {secs:.1f}s", flush=True)
+            if status == "killed":
+                kills += 1
+                time.sleep(2)  # Ray's own fate-sharing gets a moment to stop what it started
+                left = leftovers(str(ray_tmp))
+                stray = max(stray, len(left))
+                reap(left)
+                continue
+            break
+        runs[name] = {"seconds": round(time.time() - t0, 1), "kills": kills, "attempts": attempts,
+                      "max_processes_left_by_a_kill": stray,
+                      "final_status": attempts[-1]["status"], "outputs": outputs(run_root),
+                      "eval": eval_figures(run_root), "tracking": tracking(run_root, home),
+                      "registered": registered_weights(run_root)}
+        if name == "reference" and runs[name]["final_status"] != "exit 0":
+            raise SystemExit(f"chaos: the uninterrupted run failed ({runs[name]['final_status']}); see {log}")
+        # Default window: the kills' progress (after ~20 s of start-up) spans about one whole run,
+        # so they land in every stage, not only the first ones.
+        max_delay = args.max_delay or args.min_delay + 20 + 2 * runs["reference"]["seconds"] / max(1, args.kills)
+        result["kill_window_s"] = [args.min_delay, round(max_delay, 1)]
+    ref, ch = runs["reference"], runs["chaos"]
+    diff = sorted(k for k in set(ref["outputs"]) | set(ch["outputs"]) if ref["outputs"].get(k) != ch["outputs"].get(k))
+    same = {"files": not diff, "eval": ref["eval"] == ch["eval"],
+            "registered_weights": ref["registered"] == ch["registered"],
+            "version_counts": {k: len(v) for k, v in ref["tracking"]["versions"].items()}
+            == {k: len(v) for k, v in ch["tracking"]["versions"].items()}}
+    result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
+                  time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
+                  tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
+                                     and ch["tracking"]["running_flow_runs"] in (0, None)))
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -239,11 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="more overrides")
     p.add_argument("--quick", action="store_true", help=f"stages {QUICK_STAGES}, fewer steps (the test's variant)")
     p.add_argument("--min-delay", type=float, default=15.0, help="earliest kill, seconds into an attempt")
-    p.add_argument("--max-delay", type=float, default=60.0, help="latest kill, seconds into an attempt")
+    p.add_argument("--max-delay", type=float, default=None,
+                   help="latest kill, seconds into an attempt (default: from the reference's wall time)")
     p.add_argument("--timeout", type=float, default=3600.0, help="limit of an uninterrupted attempt")
-    p.add_argument("--ray-address", default=None, help="use this Ray cluster (default: start a local head)")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: each attempt starts its own)")
     p.add_argument("--keep", action="store_true", help="do not clear earlier outputs under --out")
     p.add_argument("--json", default=None, help="write the result here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     res = run(args)
     ref, ch = res["runs"]["reference"], res["runs"]["chaos"]
@@ -257,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     t = ch["tracking"]
     print(f"tracking: MLflow runs RUNNING {t['running_runs']}, KILLED {t['killed_runs']}, metric steps logged twice "
           f"{t['duplicate_steps']}; Prefect flow runs Running {t['running_flow_runs']}, Crashed {t['crashed_flow_runs']}")
+    print(f"processes a kill left behind (most after one kill): {ch['max_processes_left_by_a_kill']}")
+    print(f"kill window: {res['kill_window_s']} s into each attempt")
     print(f"time lost: {res['time_lost_s']:.1f}s (reference {ref['seconds']:.1f}s, chaos {ch['seconds']:.1f}s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

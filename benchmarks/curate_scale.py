@@ -676,7 +676,8 @@ def run_memory(sizes_mb: list[int]) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="part", required=True)
     o = sub.add_parser("overhead", help="flow orchestration overhead over many small inputs")
@@ -699,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("memory", help="peak RSS of one worker on GENERATED WARCs of these sizes")
     m.add_argument("--sizes-mb", type=int, nargs="+", default=[20, 200])
     sub.add_parser("all", help="each part at its default size")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_flow":  # child processes of `overhead`
         _flow_child(argv[1], argv[2], int(argv[3]), argv[4])

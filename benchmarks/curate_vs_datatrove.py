@@ -34,10 +34,18 @@ PITFALLS) and a 1 s per-page budget (datatrove's; ours counts CPU time and
 retries an over-budget page with a longer budget), and both get tldextract's
 offline public-suffix snapshot. Printed per side: wall seconds, docs/s, CPU
 seconds, the processing time without start-up (sum of per-stage times: our
-funnel's `seconds`, datatrove's per-block time stats), kept documents, and the
+funnel's `seconds`, datatrove's per-block time stats), the processing CPU per core
+(`proc_cpu_s`: the processes' CPU less each side's start-up, measured as its CPU on a
+10-record input; `proc_cpu_vs_datatrove` its ratio to datatrove's), kept documents, and the
 kept-set agreement (Jaccard of WARC-Record-IDs) with datatrove and with our
 plain recipe. Then the WARC reader: warcio (ours today) against fastwarc on
 the same files — same records? how much faster?
+
+Ours then runs the corpus-level stages of the default curate that datatrove's recipe
+lacks (quality classifier, exact line dedup, PII) on its kept documents, timed apart
+(`post_cpu_s`). Then the four quality filters alone, ours against datatrove's blocks on
+the same real English documents (`filters`). `mix.default_gate` names the run with the
+default config.
 
 If benchmarks/minhash_vs_datatrove.py exists, its `run(docs)` is then called
 on the documents we kept from the mix (MinHash stages vs datatrove's MinhashDedup*).
@@ -142,8 +150,23 @@ def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> di
         texts += t.column("text").to_pylist()
     proc_cpu = time.process_time() - cpu0
     proc = sum(sum(s.get("seconds", {}).values()) for s in stats)
+    # The corpus-level stages of the default curate after the per-WARC recipe (datatrove's
+    # FineWeb recipe has none of them): quality classifier, exact line dedup, PII. MinHash is
+    # benchmarked on its own (minhash_vs_datatrove.py). CPU timed apart: `post_cpu_s`.
+    from tasks.finalize import finalize_shard
+    from tasks.line_dedup import count_duplicates, shard_pass
+    cpu1 = time.process_time()
+    post_stats = []
+    shards = [str(out / f"shard-{i}.parquet") for i in range(len(warcs))]
+    passes = [shard_pass(sh, i, None, f"{sh}.h.npy", f"{sh}.s.npy", cfg) for i, sh in enumerate(shards)]
+    count_duplicates([f"{sh}.h.npy" for sh in shards], out / "dups", 1, map_fn=lambda f, c: [f(*a) for a in c])
+    for i, sh in enumerate(shards):
+        post_stats.append(finalize_shard(sh, i, None, str(out / f"final-{i}.parquet"), cfg, str(out / "dups"), 1,
+                                         f"{sh}.s.npy", cfg.quality_threshold))
+    post_cpu = time.process_time() - cpu1
     return {"kept_urls": urls, "kept_ids": ids, "kept_texts": texts, "stats": stats, "proc_s": proc,
-            "proc_cpu_s": proc_cpu}
+            "proc_cpu_s": proc_cpu, "post_cpu_s": post_cpu, "post_stats": post_stats,
+            "post_docs": sum(p["documents"] for p in passes)}
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
@@ -295,8 +318,37 @@ def gate_stress(warcs: list[Path], kept_ids: set[str], levels: tuple[int, ...] =
 
 
 # --------------------------------------------------------------------------- one input set
+def head_warc(src: Path, n_records: int, out: Path) -> Path:
+    """The first `n_records` records of a per-record-gzip WARC (raw bytes copied): the start-up input."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    spans = []
+    with open(src, "rb") as f:
+        it = ArchiveIterator(f)
+        for _ in it:
+            spans.append((it.get_record_offset(), it.get_record_length()))
+            if len(spans) >= n_records:
+                break
+    raw = src.read_bytes()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(b"".join(raw[o:o + n] for o, n in spans))
+    return out
+
+
+def startup_cpu(tiny: Path, work: Path) -> dict[str, float]:
+    """Whole-process CPU seconds of each side on a tiny input (a few records): its start-up
+    (imports, UT1 list, fastText, spaCy), subtracted from every run to get processing CPU."""
+    out: dict[str, float] = {}
+    for side, job in (("datatrove", ["datatrove", str(work / "tiny_dt"), str(tiny.parent), tiny.name]),
+                      ("ours", ["ours", str(work / "tiny_ours"), "trafilatura", "plain", str(tiny)])):
+        Path(job[1]).mkdir(parents=True, exist_ok=True)
+        _, cpu, outs = _timed([job])
+        out[side] = round(cpu - outs[0].get("post_cpu_s", 0.0), 2)
+    return out
+
+
 def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Path, dt_glob: str,
-            work: Path, resiliparse: bool) -> dict[str, Any]:
+            work: Path, resiliparse: bool, startup: dict[str, float]) -> dict[str, Any]:
     """All sides on one input set; the figures, with the kept sets under '_kept'."""
     from conf.curate import CurateConfig
 
@@ -323,12 +375,21 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
         kept = {i for o in outs for i in o["kept_ids"]}
         proc = sum(o["proc_s"] for o in outs)
         proc_cpu = sum(o.get("proc_cpu_s", 0.0) for o in outs)
+        side = "datatrove" if name == "datatrove" else "ours"
+        # processing CPU per core: the whole processes' CPU less each process's start-up (its
+        # CPU on a tiny input) and, for ours, less the corpus-level stages timed apart
+        post = sum(o.get("post_cpu_s", 0.0) for o in outs)
+        proc_cpu_net = cpu - len(jobs) * startup[side] - post
         results[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "docs_per_s": round(pages / wall, 1),
                          "proc_s": round(proc, 2), "proc_docs_per_s": round(pages / proc, 1) if proc else None,
-                         "proc_cpu_s": round(proc_cpu, 2) if proc_cpu else None,
+                         "proc_cpu_s": round(proc_cpu_net, 2), "startup_cpu_s": round(len(jobs) * startup[side], 2),
+                         "inproc_cpu_s": round(proc_cpu, 2) if proc_cpu else None,
+                         "post_cpu_s": round(post, 2) if side == "ours" else None,
+                         "post_docs": sum(o.get("post_docs", 0) for o in outs) if side == "ours" else None,
                          "kept": len(kept), "load_avg": round(load, 1), "_kept": kept, "_outs": outs}
     ref, plain = results["datatrove"], results["ours"]
     for r in results.values():
+        r["proc_cpu_vs_datatrove"] = round(ref["proc_cpu_s"] / r["proc_cpu_s"], 2) if r["proc_cpu_s"] > 0 else None
         r["speed_vs_datatrove"] = round(ref["wall_s"] / r["wall_s"], 2)
         r["cpu_vs_datatrove"] = round(ref["cpu_s"] / r["cpu_s"], 2)
         r["proc_vs_datatrove"] = round(ref["proc_s"] / r["proc_s"], 2) if r["proc_s"] else None
@@ -340,12 +401,43 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     from tasks.funnel import merge_stats
     one_core = results["ours_gate" if default_gate == "gate" else "ours"]
     two = results.get("ours_2core")
-    return {"label": label, "pages": pages, "gated": gated, "runs": results, "default_gate": default_gate,
+    default_run = "ours_gate" if default_gate == "gate" else "ours"
+    return {"label": label, "pages": pages, "gated": gated, "runs": results, "default_gate": default_run,
+            "startup_cpu_s": startup,
+            "post_funnel": merge_stats(s for o in results[default_run]["_outs"] for s in o.get("post_stats", [])),
             "one_vs_two_cores": round(_jaccard(one_core["_kept"], two["_kept"]), 4) if two else None,
             "only_plain": sorted(plain["_kept"] - results["ours_gate"]["_kept"])[:5],
             "ours_funnel": merge_stats(plain["_outs"][0]["stats"]),
             "gate_funnel": merge_stats(gate_stats), "readers": compare_readers(warcs),
             "gate_stress": gate_stress(warcs, plain["_kept"])}
+
+
+def filters_alone(n_docs: int = 400) -> dict[str, Any]:
+    """The four quality filters alone, ours (tasks/quality.py) vs datatrove's blocks, on the same
+    real English documents (data/ C4 + Wikipedia windows, as the demo curates): CPU seconds
+    after a warm-up (both sides' spaCy loaded, our chunk cache empty), equal decisions count."""
+    from data.build_warc import load_english
+    from tasks.quality import _CACHE, check_text, datatrove_check_text
+
+    docs = ["\n\n".join(d) for d in load_english()][:n_docs]
+    check_text("Warm-up text for the quality filters. " * 20)
+    datatrove_check_text("Warm-up text for the quality filters. " * 20)
+    _CACHE.clear()  # cold chunk cache: the first documents pay spaCy for every new chunk, as a worker does
+    out: dict[str, Any] = {"docs": len(docs), "chars_mean": round(sum(map(len, docs)) / len(docs))}
+    c0 = time.process_time()
+    ours = [check_text(t) for t in docs]
+    c1 = time.process_time()
+    ref = [datatrove_check_text(t) for t in docs]
+    c2 = time.process_time()
+    ours_warm = [check_text(t) for t in docs]  # the same documents again: a worker's steady state
+    c3 = time.process_time()
+    out.update({"ours_warm_cpu_s": round(c3 - c2, 3), "ours_warm_docs_per_s": round(len(docs) / (c3 - c2), 1),
+                "cpu_ratio_warm": round((c2 - c1) / (c3 - c2), 2), "same_warm": ours_warm == ours})
+    out.update({"ours_cpu_s": round(c1 - c0, 3), "datatrove_cpu_s": round(c2 - c1, 3),
+                "ours_docs_per_s": round(len(docs) / (c1 - c0), 1), "datatrove_docs_per_s": round(len(docs) / (c2 - c1), 1),
+                "cpu_ratio": round((c2 - c1) / (c1 - c0), 2), "same_decisions": sum(a == b for a, b in zip(ours, ref)),
+                "load_avg": round(os.getloadavg()[0], 1)})
+    return out
 
 
 def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True,
@@ -362,9 +454,14 @@ def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True,
     real = [Path(shutil.copy(SAMPLES / n, real_dir / n)) for n in REAL_WARCS]
     res: dict[str, Any] = {"docs": n_docs, "warc": str(warc), "cpus": os.cpu_count(),
                            "load_avg_before": round(os.getloadavg()[0], 1)}
-    res["mix"] = run_set("mix", [warc], [[h] for h in halves], mix_dir, warc.name, work, resiliparse)
+    print("  measuring start-up (each side on the first 10 records) ...", flush=True)
+    startup = startup_cpu(head_warc(warc, 10, work / "tiny_in" / "tiny.warc.gz"), work)
+    res["startup_cpu_s"] = startup
+    res["mix"] = run_set("mix", [warc], [[h] for h in halves], mix_dir, warc.name, work, resiliparse, startup)
     # three small files: no 2-core split (start-up would be all it measures)
-    res["real"] = run_set("real", real, [], real_dir, "*.warc.gz", work, resiliparse)
+    res["real"] = run_set("real", real, [], real_dir, "*.warc.gz", work, resiliparse, startup)
+    print("  quality filters alone, ours vs datatrove's blocks ...", flush=True)
+    res["filters"] = filters_alone()
     res["load_avg_after"] = round(os.getloadavg()[0], 1)
 
     hook = REPO / "benchmarks" / "minhash_vs_datatrove.py"
@@ -405,12 +502,12 @@ def report(res: dict[str, Any]) -> str:
                 else "real sample WARCs in data/samples")
         lines += ["", f"== {label}: {what}; {s['pages']} records read, {s['gated']} pages skipped by the gate",
                   f"{'run':<17}{'wall s':>8}{'docs/s':>8}{'× dt':>6}{'CPU s':>8}{'× dt':>6}{'proc s':>8}"
-                  f"{'docs/s':>8}{'× dt':>6}{'pCPU s':>8}{'kept':>6}{'J dt':>8}{'agree':>8}{'load':>6}"]
+                  f"{'docs/s':>8}{'× dt':>6}{'pCPU s':>8}{'× dt':>6}{'kept':>6}{'J dt':>8}{'agree':>8}{'load':>6}"]
         for name, r in s["runs"].items():
             lines.append(f"{name:<17}{r['wall_s']:>8.1f}{r['docs_per_s']:>8.1f}{r['speed_vs_datatrove']:>6.2f}"
                          f"{r['cpu_s']:>8.1f}{r['cpu_vs_datatrove']:>6.2f}{r['proc_s']:>8.1f}"
                          f"{r['proc_docs_per_s'] or 0:>8.1f}{r['proc_vs_datatrove'] or 0:>6.2f}"
-                         f"{r.get('proc_cpu_s') or 0:>8.1f}{r['kept']:>6}"
+                         f"{r.get('proc_cpu_s') or 0:>8.1f}{r.get('proc_cpu_vs_datatrove') or 0:>6.2f}{r['kept']:>6}"
                          f"{r['jaccard_vs_datatrove']:>8.4f}{r['agreement_vs_plain']:>8.4f}{r['load_avg']:>6.1f}")
         r = s["runs"]
         gate_cpu = (f"{round(r['ours']['proc_cpu_s'] / r['ours_gate']['proc_cpu_s'], 2)}×"
@@ -432,14 +529,42 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"gate stress: the {gs['pages']} pages kept without the gate, with 1 / 2 / 4 KB-ish snippets "
                      f"of another language as site boilerplate: gate would lose "
                      + " / ".join(str(v) for k, v in gs.items() if k.endswith("_lost")))
+        d = r[s["default_gate"]]
+        lines.append(f"processing CPU per core (whole-process CPU less start-up {s['startup_cpu_s']} s per "
+                     f"process, measured on a 10-record input): default run {s['default_gate']} "
+                     f"{d['proc_cpu_vs_datatrove']}× datatrove's, kept-set Jaccard {d['jaccard_vs_datatrove']}; "
+                     f"the corpus-level stages datatrove's recipe lacks (quality classifier, line dedup, "
+                     f"PII) took {d['post_cpu_s']} CPU s more on {d['post_docs']} documents")
+        lines += ["", f"Corpus-level stages after the per-WARC recipe ({label}, default run):",
+                  funnel_table(s["post_funnel"])]
         lines += ["", f"Our funnel ({label}, plain):", funnel_table(s["ours_funnel"]),
                   "", f"Our funnel ({label}, gate):", funnel_table(s["gate_funnel"])]
+    if "filters" in res:
+        f = res["filters"]
+        lines += ["", f"Quality filters alone on {f['docs']} real English documents ({f['chars_mean']} characters "
+                      f"on average; load {f['load_avg']}): ours {f['ours_cpu_s']} CPU s ({f['ours_docs_per_s']} "
+                      f"docs/s per core), datatrove's blocks {f['datatrove_cpu_s']} CPU s "
+                      f"({f['datatrove_docs_per_s']} docs/s): {f['cpu_ratio']}× less CPU with a cold chunk cache, "
+                      f"{f['cpu_ratio_warm']}× warm ({f['ours_warm_docs_per_s']} docs/s); same decision and "
+                      f"reason on {f['same_decisions']}/{f['docs']}"]
     if "minhash" in res:
         m = res["minhash"]
         lines += ["", f"MinHash on {m.get('docs')} kept docs: datatrove {m.get('datatrove_s')} s, ours "
                       f"{m.get('ours_s')} s, speed-up {m.get('speedup')}× (CPU {m.get('speedup_cpu')}×), "
                       f"removed-set Jaccard {m.get('removed_jaccard')}"]
     return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--docs", type=int, default=2000, help="records in the GENERATED language-mix WARC")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="keep inputs/outputs here (default: a temp dir)")
+    ap.add_argument("--no-minhash", action="store_true", help="skip the MinHash comparison")
+    ap.add_argument("--resiliparse", action="store_true", help="also time our recipe with resiliparse")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,13 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], argv[4] == "gate")
         print(json.dumps(res))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--docs", type=int, default=2000, help="records in the GENERATED language-mix WARC")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default=None, help="keep inputs/outputs here (default: a temp dir)")
-    ap.add_argument("--no-minhash", action="store_true", help="skip the MinHash comparison")
-    ap.add_argument("--resiliparse", action="store_true", help="also time our recipe with resiliparse")
-    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap = build_parser()
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         work = Path(args.workdir or tmp)

@@ -42,7 +42,8 @@ def _timed(fn, device):
     return out, time.perf_counter() - t
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--depth", type=int, default=4)
@@ -52,6 +53,11 @@ def main() -> None:
     ap.add_argument("--tasks", default="hellaswag_zeroshot,arc_easy,piqa,winogrande")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--json", default=None)
+    return ap
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

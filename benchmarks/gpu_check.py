@@ -369,7 +369,8 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "runs" / "gpu_check"),
                     help="output folder (default $OUT, else runs/gpu_check/)")
@@ -382,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
                     "kept out of --out, which gets only the JSON and summary)")
     ap.add_argument("--peak-flops", type=float, default=None, help="device peak FLOP/s (default: by GPU name)")
     ap.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # child process: run one step
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

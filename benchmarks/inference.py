@@ -97,7 +97,8 @@ def batched_tps(engine: Engine, prompt_len: int, batch: int, n: int, vocab: int,
     return sum(len(c.tokens) for c in comps) / (time.perf_counter() - t)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", action="store_true", help="run the gpt2 shape in bf16 on CUDA")
     ap.add_argument("--sizes", nargs="+", default=None, help=f"model shapes among {list(SIZES)}")
@@ -106,6 +107,11 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     ap.add_argument("--batch-prompt", type=int, default=128, help="prompt length for the batched runs")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return ap
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

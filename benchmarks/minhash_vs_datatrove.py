@@ -237,11 +237,17 @@ def run(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--docs", type=int, default=2000, help="number of GENERATED documents (default 2000)")
     p.add_argument("--dup-fraction", type=float, default=0.1, help="share of planted near-duplicates")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     from loguru import logger
 

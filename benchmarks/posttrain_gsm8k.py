@@ -85,7 +85,8 @@ def pretrain(cfg, tokens: str, out: Path) -> str:
     return summary["final_dir"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--base", help="base checkpoint directory (skips pretraining)")
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run that checks the wiring (CI)")
     ap.add_argument("--json", help="also write the figures here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     import torch

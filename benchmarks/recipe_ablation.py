@@ -312,7 +312,8 @@ def load_average() -> str:
         return "n/a"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", choices=["issue", "tiny", "gpt2"], default=None,
                    help="issue (CPU default), tiny (the tiny preset's shape) or gpt2 (GPU default)")
@@ -338,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-branch", action="store_true",
                    help="train every variant from step 0, even one that differs from an earlier one only in its "
                         "lr/wd schedule (by default it starts from that one's state where their schedules part)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
 
     tiny = preset("tiny")

@@ -122,7 +122,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", choices=["arithmetic", "gsm8k"], default="arithmetic")
     ap.add_argument("--preset", default="tiny", help="whose `rl` section the runs use")
@@ -133,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="override an `rl` field for every run (VALUE is YAML), e.g. steps=30")
     ap.add_argument("--work", default="/tmp/rl_variants", help="checkpoints of the runs")
     ap.add_argument("--out", default=None, help="JSON of every run and the comparison")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     import torch

@@ -138,7 +138,8 @@ def _normal_latency(url: str, n: int = 5) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="checkpoint directory (default: the GENERATED toy model, trained here)")
     p.add_argument("--clients", type=int, default=8)
@@ -146,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=5000)
     p.add_argument("--max-concurrent", type=int, default=4, help="the server's limit before 429")
     p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(1.0, min(args.seconds, MAX_SECONDS))

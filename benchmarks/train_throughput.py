@@ -189,7 +189,8 @@ def measure(kind: str, cfg: dict, vocab: int, device: torch.device, steps: int, 
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on CPU (seconds): checks the script runs")
     ap.add_argument("--d20", action="store_true", help="also measure the d20 preset (MFU goal ≥ 50%%)")
@@ -199,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--peak-flops", type=float, default=None, help="device peak FLOP/s (default: by GPU name)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     if args.cpu_smoke:

@@ -5,11 +5,13 @@ the config's defaults, `conf/presets/<preset>.yaml` (its section named by
 `cls.section`), then explicit overrides (CLI flags). Unknown keys are refused so
 a typo in a preset is an error, not a silently ignored setting.
 
-Two ways to declare one, each field once: a pydantic `StageConfig` (curate,
-tokenize, evaluate, serve, …), or a plain settings dataclass (conf/settings.py)
-for the stages a bare GPU box runs — pretraining, post-training — from which
-the pydantic model is derived. pydantic is imported on first use of
-`StageConfig`/`load`, so `import conf` and the settings work without it.
+One way to declare one, each field once: a settings dataclass `<Stage>Settings`
+in conf/<stage>.py (conf/settings.py: a field is a line, `setting(default, ge=…,
+check=…)` for bounds and a validator), from which the pydantic `<Stage>Config`
+the CLI, flows and tasks validate with is derived on first use
+(conf/stage_config.py). pydantic is imported on first use of a derived model,
+`StageConfig` or `load`, so `import conf`, every settings class and every preset
+load without it (lm/, a bare GPU box: `conf.settings.load_settings`).
 """
 from __future__ import annotations
 

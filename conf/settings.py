@@ -1,12 +1,13 @@
 """Stage settings as plain dataclasses: the one declaration of a stage's fields.
 
-The configs a bare GPU box reads — pretraining, post-training and the persona —
-are declared here-style, so lm/ and benchmarks/ load them and their presets on
-torch + pyyaml alone. Where pydantic is installed (the CLI, flows, tasks),
-`conf.stage_config.stage_model` derives the validated `StageConfig` from the
-same declaration: `setting(default, ge=…)` carries pydantic's bounds as field
-metadata, and a `Literal[...]` hint becomes its choices. So a new field is one
-line in one file, and the loop and the stage cannot disagree on it.
+Every stage's config (conf/<stage>.py) and the nested persona are declared
+here-style, so lm/ and benchmarks/ load any of them and their presets on
+torch + pyyaml alone, as a bare GPU box must. Where pydantic is installed (the
+CLI, flows, tasks), `conf.stage_config.stage_model` derives the validated
+`StageConfig` from the same declaration: `setting(default, ge=…)` carries
+pydantic's bounds as field metadata, a `Literal[...]` hint becomes its choices,
+and `setting(…, check=fn)` a validator that both views run. So a new field is
+one line in one file, and the loop and the stage cannot disagree on it.
 """
 from __future__ import annotations
 
@@ -23,11 +24,22 @@ PRESET_DIR = Path(__file__).parent / "presets"
 LEGACY_SECTIONS = {"eval": "evaluate"}
 
 
-def setting(default: Any, **bounds: Any) -> Any:
-    """A dataclass field with pydantic's bounds (ge, gt, le, lt, min_length, max_length) as metadata."""
+# Field metadata key of a setting's validator (the other keys are pydantic's bounds).
+CHECK = "check"
+
+
+def setting(default: Any, check: Callable[[Any], Any] | None = None, **bounds: Any) -> Any:
+    """A dataclass field with pydantic's bounds (ge, gt, le, lt, min_length, max_length) as metadata.
+
+    check: a function of the value that returns it (perhaps normalised, e.g. a path
+    resolved) or raises ValueError naming what is wrong. The settings run it on every
+    instance they build and the derived pydantic model as a field validator, so a rule
+    is declared once, beside its field, for both views.
+    """
+    metadata = {**bounds, CHECK: check} if check else bounds
     if isinstance(default, (list, dict)):  # a fresh copy per instance, as pydantic gives
-        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=bounds)
-    return field(default=default, metadata=bounds)
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 S = TypeVar("S", bound="Settings")
@@ -54,6 +66,16 @@ class Settings:
                 v = nested.from_dict(v)
             kwargs[k] = v
         return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        # Every way in (from_dict, load_settings, a direct call) runs each field's check.
+        for f in fields(self):  # type: ignore[arg-type]
+            check = f.metadata.get(CHECK)
+            if check is not None:
+                try:
+                    setattr(self, f.name, check(getattr(self, f.name)))
+                except ValueError as e:
+                    raise ValueError(f"{self.section or type(self).__name__}.{f.name}: {e}") from None
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
         """The values as a dict — pydantic's name for it, so tasks/ read either kind of config."""

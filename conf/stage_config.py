@@ -12,9 +12,9 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from conf.settings import Settings, preset_values
+from conf.settings import CHECK, Settings, preset_values
 
 
 class StrictConfig(BaseModel):
@@ -59,16 +59,22 @@ def stage_model(settings: type[Settings], name: str) -> type[BaseModel]:
 def _build(settings: type[Settings], name: str) -> type[BaseModel]:
     hints = typing.get_type_hints(settings)
     defs: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]
         kind = hints[f.name]
+        bounds = {k: v for k, v in f.metadata.items() if k != CHECK}
         if isinstance(kind, type) and issubclass(kind, Settings):
             kind = stage_model(kind, kind.__name__.replace("Settings", "Config"))
-            defs[f.name] = (kind, Field(default_factory=kind, **f.metadata))
+            defs[f.name] = (kind, Field(default_factory=kind, **bounds))
         elif f.default_factory is not MISSING:
-            defs[f.name] = (kind, Field(default_factory=f.default_factory, **f.metadata))
+            # A list/dict default as a plain default (pydantic copies it per instance), so the
+            # field and its schema show the value, as a hand-written model's `= []` would.
+            defs[f.name] = (kind, Field(f.default_factory(), **bounds))
         else:
-            defs[f.name] = (kind, Field(f.default, **f.metadata))
+            defs[f.name] = (kind, Field(f.default, **bounds))
+        if f.metadata.get(CHECK):
+            checks[f"_check_{f.name}"] = field_validator(f.name)(staticmethod(f.metadata[CHECK]))
     if settings.section:
         defs = {"section": (str, settings.section), **defs}
     return create_model(name, __base__=StageConfig if settings.section else StrictConfig,
-                        __module__=settings.__module__, __doc__=settings.__doc__, **defs)
+                        __module__=settings.__module__, __doc__=settings.__doc__, __validators__=checks, **defs)

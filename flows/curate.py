@@ -2,8 +2,9 @@
 
 The DAG (every box is a Prefect task; the work runs on Ray):
 
-    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands·P ─▶ cluster ×1 ─▶ finalize ×N
-    (filter one WARC)   (signatures)   (pairs)        (components)  (drop dups, PII)
+    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands·P ─▶ cluster ×1 ─▶ line_pass ×N ─▶ line_count ×1 ─▶ finalize ×N
+    (filter one WARC)   (signatures)   (pairs)        (components)  (line hashes,   (lines in ≥ 2    (drop dups and
+                                                                     quality scores) docs, P Ray tasks) low quality, lines, PII)
 
 Scale knobs (conf/curate.py; none changes the output): `inputs_per_task` puts
 several inputs in one task (process_batch = process + minhash, finalize_batch),
@@ -18,6 +19,8 @@ Layout under the output root `OUT`:
     OUT/work/minhash/<shard>.npz         signatures
     OUT/work/lsh/band_NNN.npy            candidate pairs per band (band_NNN-part_PPPP-of-MMMM.npy if P > 1)
     OUT/work/cluster/duplicates.parquet  duplicate clusters (a directory of Parquet parts if P > 1)
+    OUT/work/lines/<shard>.{hashes,scores}.npy  line hashes, quality scores (tasks/line_dedup.py)
+    OUT/work/lines/duplicates/           duplicated line hashes by hash range
     OUT/work/finalize/*.stats.json       sidecars of the final shards
     OUT/work/prefect-results/            Prefect's persisted task results (cache)
     OUT/curated/<shard>.parquet          FINAL shards (schema in docs/CONTRACTS.md)
@@ -47,8 +50,8 @@ from conf.curate import CurateConfig
 from core.atomic import write_json
 from flows import runtime
 from tasks.curate import (
-    InputUnavailable, cluster_task, finalize_batch_task, finalize_task, lsh_task, minhash_task, process_batch_task,
-    process_warc_task,
+    InputUnavailable, cluster_task, finalize_batch_task, finalize_task, line_count_task, line_pass_task, lsh_task,
+    minhash_task, process_batch_task, process_warc_task,
 )
 from tasks.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
 from tasks.progress import StageProgress
@@ -57,7 +60,8 @@ from tasks.remote import RetryPolicy, remote_stat
 log = logging.getLogger(__name__)
 
 # Fields that change how the run is executed, not what it produces.
-_COMPUTE_ONLY = {"ray_address", "max_warc_files", "dedup_docs_per_partition", "inputs_per_task"}
+_COMPUTE_ONLY = {"ray_address", "max_warc_files", "dedup_docs_per_partition", "inputs_per_task",
+                 "line_dedup_hashes_per_partition"}
 # How a file is read (retries, timeouts, checkpoints): the tasks need them, but
 # they do not change the output, so they stay out of the cache keys.
 _READ_POLICY = {"remote_retries", "remote_backoff_s", "remote_backoff_max_s", "remote_read_timeout_s",
@@ -123,6 +127,8 @@ def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
         metrics[f"funnel.{name}.kept"] = st["kept"]
         for reason, n in st.get("dropped", {}).items():
             metrics[f"dropped.{name}.{clean(reason)}"] = n
+        if "lines_removed" in st:  # line_dedup: lines taken out of documents that stay
+            metrics[f"funnel.{name}.lines_removed"] = st["lines_removed"]
     for kind, n in stats.get("errors", {}).items():
         metrics[f"errors.{clean(kind)}"] = n
     for stage, sec in stats.get("seconds", {}).items():  # wall time per stage (tasks/steps.py)
@@ -284,11 +290,53 @@ def _finalize_in_batches(k: int, names: list[str], fargs: dict[int, tuple]) -> d
     futs = []
     for lo in range(0, len(ok), k):
         idx = ok[lo:lo + k]
-        cols = list(zip(*(fargs[i] for i in idx)))  # (parquet_in, index, dedup, out, sidecar, cfg, key)
+        cols = list(zip(*(fargs[i] for i in idx)))  # (parquet_in, index, dedup, out, sidecar, cfg, key, lines)
         name = f"finalize-{names[idx[0]]}" + (f"-and-{len(idx) - 1}-more" if len(idx) > 1 else "")
         futs.append((idx, finalize_batch_task.with_options(task_run_name=name).submit(
-            list(cols[0]), idx, cols[2][0], list(cols[3]), list(cols[4]), cols[5][0], list(cols[6]))))
+            list(cols[0]), idx, cols[2][0], list(cols[3]), list(cols[4]), cols[5][0], list(cols[6]), list(cols[7]))))
     return {i: st for idx, f in futs for i, st in zip(idx, f.result())}
+
+
+def _line_pass(cfg: CurateConfig, ok: list[int], names: list[str], ppaths: list[str], pkeys: list[str],
+               dedup_path: str | None, ckey: str, chash: str, task_cfg: dict[str, Any], work: Path,
+               results: Path) -> tuple[dict[int, dict[str, Any]], str]:
+    """line_pass ×N (hashes + scores), the classifier's cut, line_count ×1; returns finalize's `lines`
+    argument per shard and a key for everything they depend on."""
+    from tasks.line_dedup import n_partitions
+    from tasks.quality_classifier import share_cutoff
+
+    if not ok or not (cfg.line_dedup or cfg.quality_classifier):
+        return {}, "no-line-pass"
+    logger = get_run_logger()
+    lines = work / "lines"
+    lines.mkdir(parents=True, exist_ok=True)
+    outs, futs = {}, {}
+    for i in ok:
+        hp = str(lines / f"{names[i]}.hashes.npy") if cfg.line_dedup else None
+        sp = str(lines / f"{names[i]}.scores.npy") if cfg.quality_classifier else None
+        k = _key("line_pass", pkeys[i], ckey, chash)
+        outs[i] = (hp, sp, k)
+        futs[i] = _opts(line_pass_task, f"line-pass-{names[i]}", hp or sp, results).submit(
+            ppaths[i], i, dedup_path, hp, sp, task_cfg, k)
+    passes = {i: f.result() for i, f in futs.items()}
+    cut = None
+    if cfg.quality_classifier:
+        cut = (share_cutoff([passes[i]["histogram"] for i in ok], cfg.quality_keep_share)
+               if cfg.quality_keep_share else cfg.quality_threshold)
+        logger.info("quality classifier: documents scoring under %.3f are dropped", cut)
+    ldir, n_parts, lkey = None, 1, "no-line-dedup"
+    if cfg.line_dedup:
+        total = sum(passes[i]["hashes"] for i in ok)
+        n_parts = n_partitions(total, cfg.line_dedup_hashes_per_partition)
+        ldir = str(lines / "duplicates")
+        lkey = _key("line_count", [outs[i][2] for i in ok], n_parts)
+        lc = _opts(line_count_task, "line-count", str(Path(ldir) / "done.json"), results).submit(
+            [outs[i][0] for i in ok], ldir, n_parts, lkey).result()
+        logger.info("line dedup: %d line hashes, %d in two or more documents (%d partition(s))", total,
+                    lc["duplicate_lines"], n_parts)
+    args = {i: {"lines_dir": ldir, "line_parts": n_parts, "scores_path": outs[i][1], "quality_cut": cut}
+            for i in ok}
+    return args, _key(lkey, [outs[i][2] for i in ok], cut)
 
 
 @flow(name="curate")
@@ -399,11 +447,16 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
                 lpaths, dedup_path, ckey, n_parts, sig_paths, cfg.dedup_jaccard_threshold).result()
             logger.info("cluster: %s", cstats)
 
-        # 3. finalize ×N: drop duplicates, scrub PII, write the final shards
+        # 3. corpus-level quality classifier + exact line dedup: per shard, line hashes and scores
+        #    of the documents dedup kept; then lines in ≥ 2 documents, counted by hash range
+        lines_args, lkey = _line_pass(cfg, ok, names, ppaths, pkeys, dedup_path, ckey, chash, task_cfg, work,
+                                      results)
+
+        # 4. finalize ×N: drop duplicates and low-quality documents, remove lines, scrub PII
         ffuts = {}
         fargs = {i: (ppaths[i], i, dedup_path, str(curated / f"{names[i]}.parquet"),
                      str(work / "finalize" / f"{names[i]}.parquet.stats.json"), task_cfg,
-                     _key("finalize", pkeys[i], ckey, chash)) for i in ok}
+                     _key("finalize", pkeys[i], ckey, lkey, chash), lines_args.get(i)) for i in ok}
         if cfg.inputs_per_task == 1:
             for i in ok:
                 ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fargs[i][3], results).submit(*fargs[i])
@@ -412,7 +465,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
             fin_stats = _finalize_in_batches(cfg.inputs_per_task, names, fargs)
         logger.info("finalized %d shards", len(fin_stats))
 
-        # 4. funnel (stats.json), Prefect artifacts, MLflow
+        # 5. funnel (stats.json), Prefect artifacts, MLflow
         n_docs, wall, manifest = _report(root, srcs, names, ok, failed, proc_stats, fin_stats, cfgd, chash, t_start)
         progress.finish()
         logger.info("curate done: %d documents in %d shards, %.1fs (MLflow run %s)", n_docs, len(ok), wall,

@@ -42,6 +42,7 @@ from conf.stages import StageRow, registered_models
 from core.run_root import read_manifest, resolve_checkpoint
 from core.atomic import write_json
 from flows import runtime
+from tasks.headline import headline_line, headline_metrics, headline_params
 
 log = logging.getLogger(__name__)
 
@@ -313,9 +314,9 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
     summary: dict[str, Any] = {"root": str(root), "preset": preset, "stages": {}}
     import mlflow
 
-    params = {"preset": preset, "root": str(root), "stages": [s.name for s, _ in steps],
-              "inputs": inputs or "default (data/samples/*.warc.gz + curate.generated_docs)",
-              "overrides": overrides}
+    # flat and few (tasks/headline.py): preset, seed, stages, inputs, the settings this run changed
+    params = headline_params(preset, [s.name for s, _ in steps], overrides, inputs)
+    t_run = time.perf_counter()
     with runtime.mlflow_run(FLOW_NAME, root, params=params, tags={"preset": preset}) as parent:
         # One store for the parent and every stage run, each nested under this one: explicit
         # state the stage subflows see (runtime.tracking_context), not the process environment.
@@ -323,9 +324,10 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
             for i, (st, action) in enumerate(steps, 1):
                 at = f"stage {i}/{len(steps)} {st.name}"  # in the run's logs: `prefect flow-run logs UUID`
                 if action == "skip":
-                    logger.info("%s: output complete (%s); skipped", at, st.manifest(root))
                     mlflow.set_tag(f"stage.{st.name}", "skipped")
                     summary["stages"][st.name] = {"status": "skipped", "headline": _log_headline(root, st)}
+                    logger.info("%s: output complete (%s); skipped%s", at, st.manifest(root),
+                                headline_line(st.name, summary["stages"][st.name]["headline"]))
                     _note_loss(logger, at, st.name, summary["stages"][st.name], lost_inputs(root, st))
                     continue
                 logger.info("%s: running → %s", at, root / st.name)
@@ -356,14 +358,13 @@ def _run_stages(logger, root: Path, preset: str, inputs: list[str] | None, stage
                     raise StageFailed(f"stage {st.name!r} finished but wrote no complete output "
                                       f"({st.manifest(root)} missing)")
                 mlflow.set_tag(f"stage.{st.name}", "done")
-                mlflow.log_metric(f"{st.name}.wall_seconds", wall)
                 headline = _log_headline(root, st)
                 summary["stages"][st.name] = {"status": "done", "wall_seconds": round(wall, 2),
                                               "headline": headline, "result": _brief(result)}
                 _note_loss(logger, at, st.name, summary["stages"][st.name], loss)
-                logger.info("%s: done in %.1fs%s", at, wall,
-                            "".join(f"; {k} {v:.4g}" for k, v in _key_numbers(headline)))
+                logger.info("%s: done in %.1fs%s", at, wall, headline_line(st.name, headline))
         mlflow.set_tag("current_stage", "finished")
+        mlflow.log_metric("pipeline.wall_minutes", (time.perf_counter() - t_run) / 60)
         summary.update(mlflow_run_id=parent.info.run_id, mlflow_experiment_id=parent.info.experiment_id,
                        mlflow_tracking_uri=mlflow.get_tracking_uri())
         write_json(root / "pipeline.json", {**summary, **runtime.flow_run_info()})
@@ -387,59 +388,11 @@ def _note_loss(logger, at: str, name: str, entry: dict[str, Any], loss: dict[str
                    at, describe_loss(loss), name)
 
 
-# Numbers in a stage's output that say nothing about the run (ids, formats).
-NOT_HEADLINE = {"bos_id", "format_version", "world_size", "eval_seconds"}
-NOT_NESTED = {"config", "data", "parent", "splits"}  # settings and bookkeeping, not results
-
-
-def headline_metrics(root: Path, st: Stage) -> dict[str, float]:
-    """The numbers a stage's output records, as `<stage>.<key>` (evaluate: `evaluate.<model>.<key>`).
-
-    Read from what the stage wrote (its manifest; evaluate's eval.json), so a
-    skipped stage reports the same numbers as when it ran, and two `llm-pipeline`
-    runs compare stage by stage on the parent run alone.
-    """
-    import math
-    import re
-
-    def numbers(d: dict[str, Any], nested: bool = True) -> dict[str, float]:
-        """Top-level numbers, and one level into dicts of results (DPO's `val.margin`); not configs."""
-        out = {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k not in NOT_HEADLINE and math.isfinite(float(v))}
-        for k, v in d.items():
-            if nested and isinstance(v, dict) and k not in NOT_NESTED:
-                out.update({f"{k}.{kk}": vv for kk, vv in numbers(v, nested=False).items()})
-        return out
-
-    def read(path: Path) -> dict[str, Any]:
-        try:
-            data = json.loads(path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    if st.name == "evaluate":
-        models = read(root / "evaluate" / "eval.json").get("models") or {}
-        vals = {f"{m}.{k}": v for m, d in models.items() if isinstance(d, dict) for k, v in numbers(d).items()}
-    else:
-        vals = numbers(read(st.manifest(root)))
-    # MLflow metric names: letters, digits, _ - . / and space ("pass@1" → "pass_at_1")
-    return {re.sub(r"[^\w\-./ ]", "_", f"{st.name}.{k}".replace("@", "_at_")): v for k, v in vals.items()}
-
-
-KEY_NUMBERS = ("documents", "n_tokens", "bpb", "acc", "margin", "pass", "compliance")
-
-
-def _key_numbers(headline: dict[str, float], n: int = 4) -> list[tuple[str, float]]:
-    """The few headline numbers worth a log line (quality first, sizes second)."""
-    return [(k, v) for k, v in headline.items() if any(w in k for w in KEY_NUMBERS)][:n]
-
-
 def _log_headline(root: Path, st: Stage) -> dict[str, float]:
     """Log the stage's headline numbers on the active (parent) MLflow run; return them."""
     import mlflow
 
-    vals = headline_metrics(root, st)
+    vals = headline_metrics(root, st.name)
     if vals:
         mlflow.log_metrics(vals)
     return vals

@@ -353,12 +353,6 @@ def _process_dead(tags: dict[str, str]) -> bool:
         return False
     try:
         import psutil
-
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return True
-        started = tags.get(PID_START_TAG)
-        return bool(started) and f"{proc.create_time():.2f}" != started  # the pid was reused
     except ImportError:
         try:
             os.kill(pid, 0)
@@ -367,8 +361,16 @@ def _process_dead(tags: dict[str, str]) -> bool:
             return True
         except PermissionError:
             return False
-    except Exception:  # psutil.NoSuchProcess
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        started = tags.get(PID_START_TAG)
+        return bool(started) and f"{proc.create_time():.2f}" != started  # the pid was reused
+    except psutil.NoSuchProcess:
         return True
+    except psutil.Error:  # access denied: alive as far as we can tell
+        return False
 
 
 def crash_prefect_flow_run(flow_run_id: str, message: str) -> None:

@@ -41,12 +41,18 @@ def _stage_runs(mlflow_uri: str, flow_run_id: str) -> tuple[str, list[str]]:
     return exp.experiment_id, [r.info.run_id for r in (train or children)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow-run", required=True, help="Prefect flow run id of an llm-pipeline run")
     ap.add_argument("--prefect-ui", default=None, help="default: PREFECT_API_URL without /api")
     ap.add_argument("--mlflow", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow server URL")
     ap.add_argument("--out", default="docs/img")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     api = os.environ.get("PREFECT_API_URL", "")
     prefect_ui = (args.prefect_ui or api.removesuffix("/api")).rstrip("/")

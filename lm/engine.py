@@ -396,7 +396,8 @@ def fit_conversation(tokenizer: Tokenizer, messages: Sequence[dict], context: in
     for i in range(head):
         n = count(i, hard - used)
         if n is None or used + n > hard:
-            raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens))
+            raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens,
+                                                head > 0))
         used += n
     kept = len(turns)
     for k in range(len(turns) - 1, -1, -1):
@@ -411,7 +412,8 @@ def fit_conversation(tokenizer: Tokenizer, messages: Sequence[dict], context: in
             n += m
         if n is None or used + n > limit:
             if k == len(turns) - 1:
-                raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens))
+                raise ContextError(_too_long(used + n if n is not None else None, context, hard, max_prompt_tokens,
+                                                head > 0))
             break
         used += n
         kept = k
@@ -422,13 +424,13 @@ def fit_conversation(tokenizer: Tokenizer, messages: Sequence[dict], context: in
                         dropped_messages=dropped, dropped_turns=kept, context=context)
 
 
-def _too_long(n: int | None, context: int, hard: int, max_prompt_tokens: int | None) -> str:
-    size = f"{n} tokens" if n is not None else f"over {hard} tokens"
+def _too_long(n: int | None, context: int, hard: int, max_prompt_tokens: int | None, system: bool) -> str:
+    what = f"the newest message{' with the system message' if system else ''} is "
+    what += f"{n} tokens" if n is not None else f"over {hard} tokens"
     if max_prompt_tokens is not None and hard == max_prompt_tokens:
-        return (f"the newest message (with the system message) is {size}; the prompt limit is "
-                f"{max_prompt_tokens} tokens: shorten the message")
-    return (f"the newest message (with the system message) is {size}; the model's context holds {context} "
-            f"tokens and the reply needs {context - hard}: shorten the message")
+        return f"{what}; the prompt limit is {max_prompt_tokens} tokens: shorten the message"
+    return (f"{what}; the model's context holds {context} tokens and the reply needs {context - hard}: "
+            f"shorten the message")
 
 
 @dataclass

@@ -104,7 +104,7 @@ CHAT_TEMPLATE = (
 
 # ------------------------------------------------------------------ export
 def stock_architecture(cfg: GPTConfig) -> str | None:
-    """"qwen3" or "llama" when `cfg` computes exactly that transformers architecture, else None (custom code)."""
+    """`qwen3` or `llama` when `cfg` computes exactly that transformers architecture, else None (custom code)."""
     if cfg.mlp != "swiglu" or cfg.softcap or cfg.embed_norm or cfg.value_embeds or cfg.resid_scalars:
         return None
     return "qwen3" if cfg.qk_norm else "llama"
@@ -124,14 +124,14 @@ def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
     if cfg.tie_embeddings:
         out.pop("lm_head.weight", None)
     out.setdefault("model.norm.weight", torch.ones(cfg.n_embd))
+    qk_norms = ("attn.q_norm.weight", "attn.k_norm.weight")
     for i in range(cfg.n_layer):
         for ours_name, hf_name in LAYER_MAP.items():
-            if hf_name.startswith("self_attn.q_norm") or hf_name.startswith("self_attn.k_norm"):
-                if not cfg.qk_norm:
-                    continue
+            if ours_name in qk_norms and not cfg.qk_norm:
+                continue  # Llama
             w = ours.get(f"transformer.h.{i}.{ours_name}")
             if w is None:  # a norm without a learned gain: a gain of ones is the same function
-                w = torch.ones(cfg.head_dim if "_norm" in hf_name and "self_attn" in hf_name else cfg.n_embd)
+                w = torch.ones(cfg.head_dim if ours_name in qk_norms else cfg.n_embd)
             if ours_name in ROTARY_SWAPPED:
                 w = swap_rotary_halves(w, cfg.head_dim)
             out[f"model.layers.{i}.{hf_name}"] = w.clone()
@@ -146,12 +146,12 @@ def hf_config_dict(cfg: GPTConfig, arch: str, tok: Tokenizer) -> dict[str, Any]:
         "model_type": arch, "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd,
         "intermediate_size": cfg.mlp_width, "num_hidden_layers": cfg.n_layer,
         "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
-        "hidden_act": "silu", "max_position_embeddings": 4 * cfg.sequence_len,
+        "hidden_act": "silu", "max_position_embeddings": cfg.sequence_len,
         "rms_norm_eps": cfg.norm_eps or FP32_EPS, "tie_word_embeddings": cfg.tie_embeddings,
         "rope_parameters": {"rope_type": "default", "rope_theta": float(cfg.rope_base)},
         "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0, "use_cache": True,
         "bos_token_id": sp("<|bos|>"), "eos_token_id": sp("<|assistant_end|>"), "pad_token_id": sp("<|pad|>"),
-        "dtype": "float32", "crawl2chat": {"sequence_len": cfg.sequence_len},
+        "dtype": "float32",
     }
 
 
@@ -286,7 +286,7 @@ def export_hf(model: GPT, tok: Tokenizer, out: str | Path, meta: dict[str, Any] 
                                "AutoModelForCausalLM": "modeling_crawl2chat.Crawl2ChatForCausalLM"},
                   "gpt": cfg.to_dict(), "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd,
                   "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
-                  "max_position_embeddings": 4 * cfg.sequence_len, "tie_word_embeddings": cfg.tie_embeddings,
+                  "max_position_embeddings": cfg.sequence_len, "tie_word_embeddings": cfg.tie_embeddings,
                   "bos_token_id": sp("<|bos|>"), "eos_token_id": sp("<|assistant_end|>"),
                   "pad_token_id": sp("<|pad|>"), "use_cache": False, "dtype": "float32"}
     if meta:
@@ -342,7 +342,7 @@ def gpt_config_from_hf(directory: Path, hf: dict[str, Any], max_context: int = 8
         n_kv_head=int(hf.get("num_key_value_heads") or n_head), n_embd=hidden, softcap=0.0,
         rope_base=float(theta), qk_norm=mt == "qwen3", mlp="swiglu", mlp_hidden=int(hf["intermediate_size"]),
         norm_weights=True, norm_eps=float(hf.get("rms_norm_eps", 1e-6)), embed_norm=False,
-        tie_embeddings=bool(hf.get("tie_word_embeddings", mt == "llama" and False)),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         head_size=0 if head_dim * n_head == hidden else head_dim)
 
 
@@ -416,22 +416,28 @@ def load_transformers_dir(directory: str | Path, meta: dict[str, Any], device: s
     except Exception as e:  # a slow-only or non-byte-level tokenizer
         raise CheckpointError(f"{tok_path}: {e}; crawl2chat needs a byte-level BPE tokenizer (as Llama-3, "
                               "SmolLM2 and Qwen3 have)") from None
-    cfg = gpt_config_from_hf(directory, meta)
+    try:
+        cfg = gpt_config_from_hf(directory, meta)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / 'config.json'}: missing or bad field {e}; it is not a complete "
+                              "transformers config") from None
+    rows = cfg.vocab_size
+    cfg.vocab_size = tok.vocab_size
+    try:  # before any weight is read
+        from lm.checkpoint import default_max_memory_bytes
+
+        cfg.validate(max_memory_bytes or default_max_memory_bytes())
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / 'config.json'}: {e}") from None
     state = from_hf_state(_read_hf_weights(directory), cfg, mt)
-    rows = state["transformer.wte.weight"].size(0)
     if tok.vocab_size != rows:
         state["transformer.wte.weight"] = resize_rows(state["transformer.wte.weight"], tok.vocab_size, base_vocab)
         if not cfg.tie_embeddings:
             state["lm_head.weight"] = resize_rows(state["lm_head.weight"], tok.vocab_size, base_vocab)
     if cfg.tie_embeddings:
         state["lm_head.weight"] = state["transformer.wte.weight"]
-    cfg.vocab_size = tok.vocab_size
-    try:
-        from lm.checkpoint import default_max_memory_bytes
-
-        cfg.validate(max_memory_bytes or default_max_memory_bytes())
-    except ValueError as e:
-        raise CheckpointError(f"{directory / 'config.json'}: {e}") from None
     with torch.device("meta"):
         model = GPT(cfg)
     model.to_empty(device=device)

@@ -207,11 +207,12 @@ class Tokenizer:
         """Bytes of every token id (special tokens: their UTF-8 text); index = id."""
         if self._id_bytes is None:
             table = []
+            added = self.hf.get_added_tokens_decoder()  # ours, and an imported base model's own (lm/hf.py)
             for i in range(self.vocab_size):
                 piece = self.hf.id_to_token(i)
                 if piece is None:
                     raise ValueError(f"tokenizer has a hole at id {i}: ids must be 0..vocab_size-1")
-                if i in self._special_ids:
+                if i in self._special_ids or i in added:
                     table.append(piece.encode("utf-8"))
                 else:
                     table.append(bytes(CHAR_TO_BYTE[c] for c in piece))

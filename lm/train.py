@@ -485,7 +485,8 @@ def config_from_args(args: argparse.Namespace) -> PretrainSettings:
     return PretrainSettings.from_dict(values)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented commands with it)."""
     p = argparse.ArgumentParser(prog="python -m lm.train", description=__doc__.split("\n")[0])
     p.add_argument("--tokens", required=True, help="tokenize output dir (or its tokens/ folder)")
     p.add_argument("--out", required=True, help="run directory for checkpoints and metrics")
@@ -495,6 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--resume", action="store_true", help="continue from <out>/latest exactly")
     p.add_argument("--mlflow-run-id", help="log metrics to this MLflow run (rank 0)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(args)

@@ -190,14 +190,42 @@ def cluster_task(pair_paths: list[str], out_path: str, key: str, n_parts: int = 
     return run_once("cluster", out_path, sidecar_for(out_path), key, compute)
 
 
+@task(name="line_pass", **_PERSIST, retries=1, retry_delay_seconds=1)
+def line_pass_task(parquet_in: str, shard_index: int, dedup_path: str | None, hashes_out: str | None,
+                   scores_out: str | None, cfg: dict[str, Any], key: str) -> dict[str, Any]:
+    """Line hashes + quality scores of one shard's documents that near-duplicate removal kept."""
+    from tasks.line_dedup import shard_pass
+
+    marker = hashes_out or scores_out
+    return run_once(f"line/score pass shard {shard_index}", marker, sidecar_for(marker), key,
+                    lambda: shard_pass(parquet_in, shard_index, dedup_path, hashes_out, scores_out, _cfg(cfg)))
+
+
+@task(name="line_count", **_PERSIST, retries=1, retry_delay_seconds=1)
+def line_count_task(hash_paths: list[str], out_dir: str, n_parts: int, key: str) -> dict[str, int]:
+    """Lines in ≥ 2 documents, counted by hash range: one Ray task per partition (tasks/line_dedup.py)."""
+    from tasks.line_dedup import count_duplicates
+
+    marker = str(Path(out_dir) / "done.json")
+
+    def compute() -> dict[str, int]:
+        stats = count_duplicates(hash_paths, out_dir, n_parts)
+        write_text(marker, json.dumps(stats))
+        return stats
+
+    return run_once("line count", marker, sidecar_for(marker), key, compute)
+
+
 @task(name="finalize", **_PERSIST, retries=1, retry_delay_seconds=1)
 def finalize_task(parquet_in: str, shard_index: int, dedup_path: str | None, out_path: str,
-                  sidecar: str, cfg: dict[str, Any], key: str) -> dict[str, Any]:
-    """Drop duplicates, scrub PII → one final curated Parquet shard; returns its funnel."""
+                  sidecar: str, cfg: dict[str, Any], key: str, lines: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Drop duplicates and low-quality documents, remove duplicated lines, scrub PII → one final
+    curated Parquet shard; returns its funnel. `lines`: {lines_dir, line_parts, scores_path,
+    quality_cut} from the line/score pass (None: both stages off)."""
     from tasks.finalize import finalize_shard
 
     stats = run_once(f"finalize shard {shard_index}", out_path, sidecar, key,
-                     lambda: finalize_shard(parquet_in, shard_index, dedup_path, out_path, _cfg(cfg)))
+                     lambda: finalize_shard(parquet_in, shard_index, dedup_path, out_path, _cfg(cfg), **(lines or {})))
     _logger().info("finalize shard %d: %d documents in %s", shard_index, _kept(stats), out_path)
     return stats
 
@@ -242,7 +270,8 @@ def process_batch_task(srcs: list[str], out_paths: list[str], cfg: dict[str, Any
 @task(name="finalize_batch", **_BATCH)
 def finalize_batch_task(parquet_ins: list[str], shard_indices: list[int], dedup_path: str | None,
                         out_paths: list[str], sidecars: list[str], cfg: dict[str, Any],
-                        keys: list[str]) -> list[dict[str, Any]]:
+                        keys: list[str], lines: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
     """finalize of several shards, one after another; returns their funnels in order."""
-    return [finalize_task.fn(p, i, dedup_path, o, s, cfg, k)
-            for p, i, o, s, k in zip(parquet_ins, shard_indices, out_paths, sidecars, keys)]
+    lines = lines or [None] * len(parquet_ins)
+    return [finalize_task.fn(p, i, dedup_path, o, s, cfg, k, ln)
+            for p, i, o, s, k, ln in zip(parquet_ins, shard_indices, out_paths, sidecars, keys, lines)]

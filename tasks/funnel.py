@@ -8,7 +8,7 @@ Format (what `process_warc` returns, what `stats.json` holds)::
 
 A stage may carry extra integer counters in `"ignored"` (e.g. WARC request /
 metadata records, which are not documents). Stages merge by name, in the order
-they first appear, so later stages (minhash_dedup, pii) merge the same way.
+they first appear, so later stages (minhash_dedup, quality_classifier, line_dedup, pii) merge the same way.
 
 Outside `stages`, because they vary from run to run while the stages must not:
 `"seconds"` {stage: wall seconds} (tasks/steps.py) and `"retried"` {what: n}
@@ -89,7 +89,7 @@ def merge_stats(stats_list: Iterable[dict[str, Any]]) -> dict[str, Any]:
             for key in ("ignored", "replaced"):
                 if st.get(key):
                     _add_counts(m.setdefault(key, {}), st[key])
-            for key in ("docs_changed",):
+            for key in ("docs_changed", "lines_removed"):
                 if key in st:
                     m[key] = m.get(key, 0) + int(st[key])
         _add_counts(errors, stats.get("errors", {}))

@@ -1,4 +1,5 @@
-"""PII scrubbing: e-mail addresses, public IP addresses and phone numbers → placeholders.
+"""PII scrubbing: e-mail addresses, public IP addresses, US social security numbers, payment
+card numbers, street addresses and phone numbers → placeholders.
 
 E-mail and IPv4 regexes are datatrove's (`PIIFormatter`), with guards it lacks:
 - e-mail: the top-level label must be alphabetic and not an image/file
@@ -20,6 +21,23 @@ Phone numbers (datatrove has none), in this order:
 3. national with a trunk 0: `020 7946 0958`, `0800 123 4567` (10–11 digits);
 4. after a keyword (tel, phone, fax, mobile, call …): any 7–15 digit number
    with separators (`Tel: 555-0143`).
+US social security numbers (`123-45-6789` form; `-`, space or `.` the same both times; a bare
+9-digit run only after "SSN"/"social security"): the SSA's rules, as presidio-analyzer's
+UsSsnRecognizer validates them — no area 000, 666 or 900–999, no group 00, no serial 0000,
+not one digit repeated, not the published sample numbers (123-45-6789, 078-05-1120, 219-09-9999).
+
+Payment cards: 13–19 digits, bare or in groups split by one kind of separator, a known issuer
+prefix (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay) and a valid Luhn check digit.
+
+Street addresses (US, UK, Canadian forms): a house number (`221B`, `10-12`), one to four
+capitalised words and a street type (`Street`, `St`, `Avenue`, `Rd`, `Close`, `Crescent` …),
+an optional direction/unit, then — taken into the same placeholder when present — the town
+and a US state + ZIP code, a Canadian province + postal code (`ON M5V 2T6`) or a UK postcode
+(`SW1A 2AA`). Measured before choosing (docs/CURATION.md): pyap 0.3.1 missed
+"1600 Pennsylvania Avenue NW, Washington, DC 20500" and took ~28 ms per 1,000 characters
+(~140 ms a web page, more than the rest of curation); presidio-analyzer has no address
+recognizer, and its SSN/card rules are the ones above.
+
 Not matched, by design: bare digit runs without separators or prefix (IDs,
 ISBN-13, order numbers), dates (2024-01-15, 15/01/2024, 12.03.2021), times,
 prices, versions, decimals, years, number ranges.
@@ -31,7 +49,8 @@ import re
 from functools import lru_cache
 from typing import Any, Callable
 
-PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP>", "phone": "<PHONE>"}
+PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP>", "ssn": "<SSN>", "card": "<CARD>", "address": "<ADDRESS>",
+                "phone": "<PHONE>"}
 KINDS = tuple(PLACEHOLDERS)
 
 _FILE_EXTENSIONS = frozenset(
@@ -143,6 +162,84 @@ def _replace(text: str, pattern: re.Pattern[str], placeholder: str,
     return pattern.sub(sub, text), count
 
 
+# --- US social security numbers ----------------------------------------------------------------
+_SSN = re.compile(r"(?<![\w\-./,])(?P<a>\d{3})(?P<s>[-. ])(?P<g>\d{2})(?P=s)(?P<n>\d{4})(?![\w]|[.\-/,:]\d)")
+_SSN_KEYWORD = re.compile(r"(?i:\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:.]?\s*)"
+                  r"(?P<num>\d{9})\b")
+_SAMPLE_SSNS = frozenset({"123456789", "078051120", "219099999"})
+
+
+def valid_ssn(digits: str) -> bool:
+    """The SSA's structure rules: area not 000/666/9xx, group not 00, serial not 0000; no sample numbers."""
+    if len(digits) != 9 or not digits.isdigit() or digits in _SAMPLE_SSNS or len(set(digits)) == 1:
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _ssn_ok(m: re.Match[str], text: str) -> bool:
+    num = m.group("num") if "num" in m.re.groupindex else m.group("a") + m.group("g") + m.group("n")
+    return valid_ssn(num)
+
+
+# --- payment cards ------------------------------------------------------------------------------
+_CARD = re.compile(r"(?<![\w\-./,+])\d{4}(?P<s>[ -]?)\d{2,6}(?:(?P=s)\d{1,6}){1,3}(?![\w]|[.\-/,:]\d)")
+_CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9][1-9]|[3-6]\d\d|7[01]\d|720)|3[47]|6(?:011|5|4[4-9]|2)|35|3(?:0[0-5]|[68])")
+
+
+def luhn_ok(digits: str) -> bool:
+    """Luhn (mod 10) check digit of a card number."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_ok(m: re.Match[str], text: str) -> bool:
+    digits = re.sub(r"\D", "", m.group(0))
+    if not m.group("s") and len(digits) not in (15, 16):  # bare 17–19 digit runs are mostly IDs (tweets …)
+        return False
+    return (13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) is not None and len(set(digits)) > 1
+            and luhn_ok(digits))
+
+
+# --- street addresses (US, UK, Canada) ------------------------------------------------------------
+_STREET_TYPES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Terr?|"
+    "Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Way|Close|Crescent|Cres|Gardens|Gdns|Grove|Gr|Mews|"
+    "Row|Walk|Hill|Trail|Trl|Plaza|Alley|Broadway|Expressway|Freeway|Pike|Loop|Path|Crossing|Green|Rue")
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
+    "NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR")
+_CA_PROVINCES = "AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT"
+_TAIL = (r"(?:,?[ \t]+(?:[A-Z][A-Za-z.'\-]+[ \t]?){1,3})?,?[ \t]+(?:"
+         r"(?:" + _US_STATES + r")[ \t]+\d{5}(?:-\d{4})?"                      # US: state + ZIP
+         r"|(?:" + _CA_PROVINCES + r")[ \t]+[A-CEGHJ-NPR-TVXY]\d[A-CEGHJ-NPR-TV-Z][ \t]?\d[A-CEGHJ-NPR-TV-Z]\d"  # CA
+         r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[ABD-HJLNP-UW-Z]{2}"                 # UK postcode
+         r")(?:,?[ \t]+(?:USA|U\.S\.A\.|United States|Canada|UK|United Kingdom|England))?\b")
+_ADDRESS = re.compile(
+    r"(?<![\w\-./,#])\d{1,6}[A-Za-z]?(?:-\d{1,6})?,?[ \t]+"           # house number (221B, 10-12)
+    r"(?:(?:N|S|E|W|North|South|East|West)\.?[ \t]+)?"
+    r"(?:(?:[A-Z][a-z'’\-]+|\d{1,3}(?:st|nd|rd|th)|[A-Z])[ \t]+){1,4}"    # street name words
+    r"(?:" + _STREET_TYPES + r")\b\.?"
+    r"(?:[ \t]+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?"
+    r"(?:,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.?[ \t]*#?[\w\-]+)?"
+    r"(?:" + _TAIL + r")?")
+
+
+def _address_ok(m: re.Match[str], text: str) -> bool:
+    # "in 1999 Main Street" is a year, not a house number, unless a postcode/ZIP follows
+    num = re.match(r"\d+", m.group(0)).group(0)
+    tail = re.search(r"\d{5}|[A-Z]\d[A-Z] ?\d[A-Z]\d|\d[A-Z]{2}\b", m.group(0)[len(num):])
+    return tail is not None or not (len(num) == 4 and num[:2] in ("18", "19", "20"))
+
+
+_HAS_STREET_TYPE = re.compile(r"\d[^\n]{0,60}\b(?:" + _STREET_TYPES + r")\b")
+
+
 @lru_cache(maxsize=1)
 def _rules() -> dict[str, list[tuple[re.Pattern[str], Callable[..., bool], str | int]]]:
     email, ipv4 = _datatrove_patterns()
@@ -150,6 +247,9 @@ def _rules() -> dict[str, list[tuple[re.Pattern[str], Callable[..., bool], str |
         "email": [(re.compile(email), _valid_email, 0)],
         "ip": [(re.compile(r"(?<![\w.])" + ipv4 + r"(?![\w]|\.\d)"), _valid_ipv4, 0),
                (_IPV6, _valid_ipv6, 0)],
+        "ssn": [(_SSN, _ssn_ok, 0), (_SSN_KEYWORD, _ssn_ok, "num")],
+        "card": [(_CARD, _card_ok, 0)],
+        "address": [(_ADDRESS, _address_ok, 0)],
         "phone": [(_INTERNATIONAL, _phone_ok(8, 15), 0),
                   (_NORTH_AMERICAN, _phone_ok(10, 11), 0),
                   (_NATIONAL, _phone_ok(10, 11), 0),
@@ -158,11 +258,12 @@ def _rules() -> dict[str, list[tuple[re.Pattern[str], Callable[..., bool], str |
 
 
 def scrub_pii(text: str, cfg: Any = None) -> tuple[str, dict[str, int]]:
-    """Replace e-mails, public IPs and phone numbers in `text` by `<EMAIL>`, `<IP>`, `<PHONE>`.
+    """Replace PII in `text` by placeholders (`<EMAIL>`, `<IP>`, `<SSN>`, `<CARD>`, `<ADDRESS>`, `<PHONE>`).
 
-    `cfg` needs `pii_email`, `pii_ip`, `pii_phone` (bools; missing → True).
+    `cfg` needs `pii_<kind>` for each kind (bools; missing → True).
     Returns the scrubbed text and the number of replacements per kind.
-    E-mails go first (their local parts hold digits), then IPs, then phones.
+    E-mails go first (their local parts hold digits), then IPs, SSNs, cards, addresses
+    (their ZIP codes would otherwise look like parts of numbers), then phones.
     """
     counts = dict.fromkeys(KINDS, 0)
     if not text:
@@ -172,6 +273,8 @@ def scrub_pii(text: str, cfg: Any = None) -> tuple[str, dict[str, int]]:
             continue
         # cheap pre-checks skip the regexes on most documents
         if kind == "email" and "@" not in text:
+            continue
+        if kind == "address" and not _HAS_STREET_TYPE.search(text):
             continue
         for pattern, valid, group in rules:
             if pattern is _IPV6 and ":" not in text:

@@ -1,6 +1,6 @@
 """`process_warc`: one WARC file → one filtered Parquet shard + its funnel + dropped samples.
 
-The per-file half of the curation stage (FineWeb's recipe, datatrove blocks):
+The per-file half of the curation stage (FineWeb's recipe; quality filters equal to datatrove's blocks):
 read → URL filter → [language gate] → extract → language ID → Gopher repetition
 → Gopher quality → C4 (no terminal-punctuation rule) → FineWeb quality. Each
 stage after `read` is a step (`step(page) -> page | Drop(reason)`) run by
@@ -28,7 +28,7 @@ from core.atomic import atomic_path
 from tasks.extract import extract_with_retry
 from tasks.funnel import STAGE_ORDER, StageCounter
 from tasks.langid import gate_verdict, identify
-from tasks.quality import QUALITY_STAGES, load_quality_filters, verdict
+from tasks.quality import QUALITY_STAGES, QualityDoc, load_quality_filters, verdict
 from tasks.remote import RetryPolicy
 from tasks.shard_checkpoint import (ShardCheckpoint, counter_state, restore_counter, restore_runner,
                                     runner_state)
@@ -66,7 +66,7 @@ class Page:
     text: str              # the page's HTML until `extract`, its main text after
     language: str = ""
     language_score: float = 0.0
-    doc: Any = None        # datatrove Document for the quality filters (C4 edits its text)
+    doc: Any = None        # tasks.quality.QualityDoc for the quality filters (C4 edits its text)
 
 
 class ExtractStep:
@@ -98,8 +98,6 @@ def build_steps(cfg: CurateConfig) -> list:
     A switched-off stage stays in the list as a pass-through, so every funnel
     has the same rows.
     """
-    from datatrove.data import Document
-
     blocker = load_url_blocker(cfg.use_ut1_adult, cfg.soft_banned_threshold,
                                tuple(resolve_list_path(p) for p in cfg.url_blocklist_files))
     quality = dict(load_quality_filters(cfg.gopher_repetition, cfg.gopher_quality, cfg.c4, cfg.fineweb))
@@ -118,7 +116,7 @@ def build_steps(cfg: CurateConfig) -> list:
         page.language, page.language_score, reason = identify(page.text, cfg.languages, cfg.language_threshold)
         if reason:
             return Drop(reason)
-        page.doc = Document(text=page.text, id=page.rec.id, metadata={"url": page.rec.url})
+        page.doc = QualityDoc(page.text)  # one tokenization shared by the four quality filters
         return page
 
     def quality_step(name: str) -> FnStep:

@@ -40,7 +40,7 @@ def format_duration(seconds: float) -> str:
 
 
 def _num(v: float) -> str:
-    if abs(v) >= 100:
+    if abs(v) >= 100 or float(v).is_integer():
         return f"{v:,.0f}"
     return f"{v:.4g}" if abs(v) < 10 else f"{v:.1f}"
 
@@ -106,6 +106,7 @@ class StageProgress:
         self.lines: list[str] = []
         self.done = start
         self._artifact_id = None
+        self._first: tuple[float, int] | None = None  # (time, units done) of the first report
         self._last_pct = -1
         if artifact and run_logger is not None:  # in a Prefect run
             self._artifact_id = self._create_artifact()
@@ -118,6 +119,8 @@ class StageProgress:
         """Record `done` units (absolute, not a delta) and the figures of the moment."""
         self.figures.update({k: v for k, v in figures.items() if _finite(v)})
         self.done = max(self.done, int(done))
+        if self._first is None:
+            self._first = (self.clock(), self.done)
         if self.done >= self.mark or self.done >= self.total:
             if self.lines and self.done >= self.total and self.lines[-1].endswith("done"):
                 return  # the end is said once (a loop may call again at the last step with val metrics)
@@ -126,11 +129,13 @@ class StageProgress:
         self._update_artifact()
 
     def eta(self) -> float | None:
-        """Seconds left at the rate since this object was made (None before the first unit)."""
-        n = self.done - self.start
+        """Seconds left at the rate since the first report (a resumed loop's first report comes late),
+        or since this object was made while there is one report only; None before any unit."""
+        t0, d0 = self._first if self._first and self.done > self._first[1] else (self.t0, self.start)
+        n = self.done - d0
         if n <= 0:
             return None
-        return (self.clock() - self.t0) / n * max(0, self.total - self.done)
+        return (self.clock() - t0) / n * max(0, self.total - self.done)
 
     def finish(self) -> None:
         """The work is over: the artifact goes to 100 %; a loop that stopped early says where."""

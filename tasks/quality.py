@@ -57,10 +57,25 @@ def _datatrove_sets() -> tuple[frozenset[str], tuple[str, ...], frozenset[str]]:
 
 @functools.lru_cache(maxsize=1)
 def _spacy_english():
-    """The pipeline whose tokenizer datatrove's English word splitter uses (`spacy.blank("en")`)."""
+    """The pipeline whose tokenizer datatrove's English word splitter uses (`spacy.blank("en")`).
+
+    Without lexical attribute getters: the tokenizer's splits depend only on its affix rules
+    and special cases, while computing a new string's attributes (shape, like_num, …) was
+    most of the time spent on new chunks; the one attribute we need, is_punct, is computed
+    with spaCy's own function (`_is_punct`).
+    """
     import spacy
 
-    return spacy.blank("en")
+    nlp = spacy.blank("en")
+    nlp.vocab.lex_attr_getters = {}
+    return nlp
+
+
+@functools.lru_cache(maxsize=1)
+def _is_punct_fn():
+    from spacy.lang.lex_attrs import is_punct
+
+    return is_punct
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,9 +98,10 @@ def _summarise(tokens: list[tuple[str, bool]]) -> _Chunk:
     punct, _, sent_punct = _datatrove_sets()
     words = tuple(t for t, _ in tokens)
     classes = "".join("S" if t in sent_punct else ("Q" if p else "N") for t, p in tokens)
-    nonsym = [w for w in words if any(ch not in punct for ch in w)]
-    return _Chunk(words, classes, len(nonsym), sum(map(len, nonsym)),
-                  sum(1 for w in words if any(c.isalpha() for c in w)),
+    nonsym = [w for w in words if not punct.issuperset(w)]
+    # an ASCII word has a letter iff case changes it; others are checked character by character
+    n_alpha = sum(1 for w in words if (w.lower() != w.upper() if w.isascii() else any(c.isalpha() for c in w)))
+    return _Chunk(words, classes, len(nonsym), sum(map(len, nonsym)), n_alpha,
                   frozenset(w for w in words if w in _GOPHER_STOP_WORDS))
 
 
@@ -102,17 +118,19 @@ def _tokenize_chunks(chunks: list[str]) -> list[_Chunk]:
         # strings are freed) without that word: every such call after the first does.
         joined = " ".join(c.replace("IS_ALPHA", "") if "IS_ALPHA" in c else c for c in missing)
         # as datatrove: strings made inside the zone are freed after it (no vocabulary growth)
+        is_punct = _is_punct_fn()
         with nlp.memory_zone():
             per_chunk: list[list[tuple[str, bool]]] = [[]]
             for t in tok(joined):
-                per_chunk[-1].append((t.text, t.is_punct))
+                text = t.text
+                per_chunk[-1].append((text, is_punct(text)))
                 if t.whitespace_:
                     per_chunk.append([])
         if len(per_chunk) > len(missing) and not per_chunk[-1]:
             per_chunk.pop()
         if len(per_chunk) != len(missing):  # a chunk that was all "IS_ALPHA" has no tokens: one by one
             with nlp.memory_zone():
-                per_chunk = [[(t.text, t.is_punct) for t in tok(c.replace("IS_ALPHA", ""))] for c in missing]
+                per_chunk = [[(t.text, is_punct(t.text)) for t in tok(c.replace("IS_ALPHA", ""))] for c in missing]
         for c, toks in zip(missing, per_chunk):
             cache[c] = _summarise(toks)
     return [cache[c] for c in chunks]

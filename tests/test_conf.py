@@ -1,14 +1,22 @@
 """Config loading: presets merge over defaults; typos are refused."""
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 from pydantic import ValidationError
 
 import conf
+from conf.settings import Settings, setting
 
 
-class DemoConfig(conf.StageConfig):
-    section: str = "demo_stage"
-    steps: int = 10
+@dataclass
+class DemoSettings(Settings):  # declared as every stage's config is (conf/settings.py)
+    section: ClassVar[str] = "demo_stage"
+    steps: int = setting(10, ge=1)
     lr: float = 1e-3
+
+
+DemoConfig = conf.stage_model(DemoSettings, "DemoConfig")
 
 
 def test_overrides_win_and_none_is_ignored():
@@ -48,7 +56,10 @@ def test_conf_lists_the_tools_lm_has():
 
 
 def test_conf_loads_every_preset_without_the_rest_of_the_project():
-    """conf/ is a leaf: with lm, tasks, flows and crawl2chat unimportable, every stage config still loads."""
+    """conf/ is a leaf: with lm, tasks, flows and crawl2chat unimportable, every stage config still loads.
+
+    And every config is declared one way: as settings, its pydantic model derived (no hand-written one).
+    """
     import subprocess
     import sys
     from pathlib import Path
@@ -59,11 +70,14 @@ def test_conf_loads_every_preset_without_the_rest_of_the_project():
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
         "import conf\n"
         "mods = [importlib.import_module('conf.' + m.name) for m in pkgutil.iter_modules(conf.__path__)]\n"
-        "classes = [c for m in mods for c in vars(m).values() if isinstance(c, type)\n"
-        "           and issubclass(c, conf.StageConfig) and c is not conf.StageConfig]\n"
-        "from conf.settings import Settings\n"  # and the models derived from settings dataclasses
-        "classes += [conf.stage_model(c, c.__name__) for m in mods for c in vars(m).values()\n"
-        "            if isinstance(c, type) and issubclass(c, Settings) and c.section]\n"
+        "from conf.settings import Settings\n"
+        "from conf.stage_config import _MODELS\n"
+        "classes = [conf.stage_model(c, c.__name__) for m in mods for c in vars(m).values()\n"
+        "           if isinstance(c, type) and issubclass(c, Settings) and c.section]\n"
+        "written = [c for m in mods for c in vars(m).values() if isinstance(c, type)\n"
+        "           and issubclass(c, conf.StrictConfig) and c not in (conf.StageConfig, conf.StrictConfig)\n"
+        "           and c not in _MODELS.values()]\n"
+        "assert not written, f'declare configs as settings dataclasses (conf/settings.py): {written}'\n"
         "n = 0\n"
         "for preset in conf.preset_names():\n"
         "    for cls in classes:\n"
@@ -72,4 +86,4 @@ def test_conf_loads_every_preset_without_the_rest_of_the_project():
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert int(r.stdout.strip()) >= 4 * 12  # 6 pydantic-declared + 6 settings-derived configs, 4 presets
+    assert int(r.stdout.strip()) >= 4 * 12  # 12 configs (11 stages + serve), 4 presets

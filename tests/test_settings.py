@@ -1,8 +1,8 @@
 """Settings dataclasses (conf/settings.py) and the pydantic configs derived from them: one declaration.
 
-The pretraining, post-training and persona configs are declared once, as plain dataclasses
-that lm/ and the GPU box read without pydantic; the stages' pydantic models are derived
-from them. These tests hold the two views to one another and to the presets.
+Every stage's config (and serve's, and the nested persona) is declared once, as a plain
+dataclass that lm/ and the GPU box read without pydantic; the stages' pydantic models are
+derived from it. These tests hold the two views to one another and to the presets.
 """
 import dataclasses
 import pickle
@@ -16,15 +16,23 @@ import pytest
 from pydantic import ValidationError
 
 import conf
+from conf.curate import CurateConfig, CurateSettings
+from conf.evaluate import EvalConfig, EvalSettings
+from conf.index import IndexConfig, IndexSettings
 from conf.persona import PersonaConfig, PersonaSettings
 from conf.posttrain import (DPOConfig, DPOSettings, RewardConfig, RewardSettings, RLConfig, RLHFConfig, RLHFSettings,
                             RLSettings, SFTConfig, SFTSettings)
 from conf.pretrain import PretrainConfig, PretrainSettings
+from conf.probe import ProbeConfig, ProbeSettings
+from conf.serve import ServeConfig, ServeSettings
 from conf.settings import load_settings
+from conf.tokenize import TokenizeConfig, TokenizeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [(PretrainSettings, PretrainConfig), (SFTSettings, SFTConfig), (RLSettings, RLConfig),
-         (RewardSettings, RewardConfig), (RLHFSettings, RLHFConfig), (DPOSettings, DPOConfig)]
+         (RewardSettings, RewardConfig), (RLHFSettings, RLHFConfig), (DPOSettings, DPOConfig),
+         (CurateSettings, CurateConfig), (TokenizeSettings, TokenizeConfig), (EvalSettings, EvalConfig),
+         (IndexSettings, IndexConfig), (ProbeSettings, ProbeConfig), (ServeSettings, ServeConfig)]
 
 
 @pytest.mark.parametrize("settings,model", PAIRS, ids=lambda c: c.__name__)
@@ -38,11 +46,12 @@ def test_the_pydantic_model_has_the_settings_fields_defaults_and_section(setting
 
 @pytest.mark.parametrize("settings,model", PAIRS, ids=lambda c: c.__name__)
 def test_both_loaders_read_every_preset_alike(settings, model):
+    over = {"seed": 3} if "seed" in model.model_fields else {}
     for name in conf.preset_names():
-        plain = load_settings(settings, name, {"seed": 3})
-        validated = conf.load(model, name, {"seed": 3, "steps": None})
+        plain = load_settings(settings, name, over)
+        validated = conf.load(model, name, {**over, "steps": None})
         assert plain.model_dump() == validated.model_dump(exclude={"section"}), name
-        assert plain.seed == 3
+        assert getattr(plain, "seed", 3) == 3
 
 
 def test_bounds_and_choices_are_carried_to_the_pydantic_model():
@@ -59,6 +68,40 @@ def test_bounds_and_choices_are_carried_to_the_pydantic_model():
     assert isinstance(cfg.persona, PersonaConfig) and cfg.persona.maker == PersonaSettings().maker
     with pytest.raises(ValidationError):  # validate_assignment, as every StageConfig
         cfg.lr = "fast"
+
+
+def test_bounds_of_the_stage_configs_are_carried_too():
+    for model, bad in ((TokenizeConfig, {"vocab_size": 100}), (CurateConfig, {"extractor": "lynx"}),
+                       (IndexConfig, {"top_k": 21}), (ProbeConfig, {"temperature": 0}),
+                       (ServeConfig, {"port": 70000}), (EvalConfig, {"honesty_shots": 9})):
+        with pytest.raises(ValidationError):
+            model(**bad)
+
+
+def test_a_field_check_runs_in_both_views():
+    """`setting(..., check=fn)`: the settings run it on every instance, the pydantic model as a field validator."""
+    for bad in ({"suite": "basic,bogus"}, {"suite": ""}, {"suite_by_model": {"sft": "chat,zz"}}):
+        with pytest.raises(ValidationError, match="unknown suite"):
+            EvalConfig(**bad)
+        with pytest.raises(ValueError, match=f"evaluate.{next(iter(bad))}: unknown suite"):
+            EvalSettings.from_dict(bad)
+    with pytest.raises(ValueError, match="unknown suite"):
+        load_settings(EvalSettings, "tiny", {"suite": "nope"})
+    cfg = EvalConfig(suite="basic,core")
+    with pytest.raises(ValidationError):  # validate_assignment runs it too
+        cfg.suite = "nope"
+    assert EvalSettings(suite_by_model={"sft": "chat"}).suite_by_model == {"sft": "chat"}
+
+
+def test_curate_blocklist_paths_resolve_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # presets name bundled files relative to the repo
+    rel = "data/samples/blocklists/ut1_malware_urls.txt"
+    want = [str(REPO / rel), "https://example.org/list.txt"]
+    assert CurateConfig(url_blocklist_files=[rel, want[1]]).url_blocklist_files == want
+    assert CurateSettings.from_dict({"url_blocklist_files": [rel, want[1]]}).url_blocklist_files == want
+    plain = load_settings(CurateSettings, "small").url_blocklist_files
+    assert plain == conf.load(CurateConfig, "small").url_blocklist_files and want[0] in plain
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in plain)
 
 
 def test_unknown_keys_are_refused_by_both():
@@ -81,10 +124,11 @@ def test_nested_and_list_defaults_are_fresh_per_instance():
 
 def test_a_derived_config_pickles_by_name():
     """Ray and Prefect ship configs to workers by pickling: the lazily built class must be found by name."""
-    cfg = conf.load(SFTConfig, "tiny")
-    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)):
-        again = loads(dumps(cfg))
-        assert type(again) is SFTConfig and again == cfg and again.hash() == cfg.hash()
+    for model in (SFTConfig, CurateConfig, EvalConfig):
+        cfg = conf.load(model, "tiny")
+        for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)):
+            again = loads(dumps(cfg))
+            assert type(again) is model and again == cfg and again.hash() == cfg.hash()
 
 
 def test_settings_load_where_pydantic_is_not_installed():
@@ -102,6 +146,23 @@ def test_settings_load_where_pydantic_is_not_installed():
         cfg = config_from_args(ns)
         assert (cfg.seed, cfg.max_steps, cfg.optimizer) == (5, 7, "muon"), cfg
         assert load_settings(SFTSettings, "tiny").persona.name
+        # every stage's config (and serve's) is a settings class: each loads every preset
+        import importlib, pkgutil
+        from conf.settings import Settings
+        from conf.stages import STAGES
+        mods = [importlib.import_module("conf." + m.name) for m in pkgutil.iter_modules(conf.__path__)
+                if m.name != "stage_config"]
+        classes = {c.section: c for m in mods for c in vars(m).values()
+                   if isinstance(c, type) and issubclass(c, Settings) and c.section}
+        assert set(classes) == {r.name for r in STAGES} | {"serve"}, sorted(classes)
+        for preset in conf.preset_names():
+            for c in classes.values():
+                load_settings(c, preset)
+        try:
+            load_settings(classes["evaluate"], None, {"suite": "nope"})
+            raise AssertionError("a bad suite was accepted")
+        except ValueError as e:
+            assert "unknown suite" in str(e)
         sys.path.insert(0, "benchmarks")
         import recipe_ablation
         assert recipe_ablation.preset("tiny")["muon_lr"] == cfg.muon_lr

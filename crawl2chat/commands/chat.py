@@ -161,7 +161,8 @@ class ChatSession:
         self.turn += 1
         self.last_finish = self.last_cut = None
         try:
-            for ev in self.engine.stream(fitted.ids, fitted.max_new_tokens, temperature=self.temperature,
+            # the engine caps the reply at the context's room itself, and then says finish_reason="context"
+            for ev in self.engine.stream(fitted.ids, self.max_tokens, temperature=self.temperature,
                                          top_k=self.top_k, top_p=self.top_p, seed=self.seed + self.turn,
                                          tool_budget=self.tool_budget, min_tokens=1):
                 n += 1

@@ -434,7 +434,7 @@ def create_app(engine: Engine, model_name: str, cfg: ServeConfig | None = None, 
             raise APIError(413, str(e), code="context_length_exceeded") from None
         except ValueError as e:
             raise APIError(400, str(e)) from None
-        kw = dict(max_new_tokens=fitted.max_new_tokens,
+        kw = dict(max_new_tokens=max_tokens,  # the engine caps it at the room the prompt leaves
                   temperature=cfg.temperature if req.temperature is None else req.temperature,
                   top_k=req.top_k or cfg.top_k, top_p=req.top_p or cfg.top_p,
                   seed=req.seed if req.seed is not None else int(time.time_ns() % 2**31),

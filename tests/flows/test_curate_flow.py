@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 CURATED_COLUMNS = ["id", "url", "domain", "date", "warc_file", "text", "language", "language_score",
-                   "dup_cluster_size", "pii_replacements"]
+                   "dup_cluster_size", "quality_score", "pii_replacements"]
 TASK_NAMES = ("process_warc", "minhash", "lsh", "cluster", "finalize")
 
 
@@ -55,7 +55,7 @@ def _task_runs(flow_run_id: str):
 def _assert_funnel_consistent(stats: dict) -> None:
     stages = stats["stages"]
     assert [s["stage"] for s in stages][:2] == ["read", "url_filter"]
-    assert [s["stage"] for s in stages][-2:] == ["minhash_dedup", "pii"]
+    assert [s["stage"] for s in stages][-4:] == ["minhash_dedup", "quality_classifier", "line_dedup", "pii"]
     for st in stages:
         assert st["in"] == st["kept"] + sum(st["dropped"].values()), st
     for prev, nxt in zip(stages, stages[1:]):
@@ -140,7 +140,7 @@ def test_curate_samples_end_to_end(sample_run):
     assert "minhash_dedup" in by_key["curate-funnel-chart"].data
     assert summary["mlflow_run_id"] in by_key["mlflow-curate"].description  # the MLflow link
     names = {tr.name.split("-")[0] for tr in _task_runs(summary["prefect_flow_run_id"])}
-    assert {"process", "minhash", "lsh", "cluster", "finalize"} <= names
+    assert {"process", "minhash", "lsh", "cluster", "line", "finalize"} <= names
 
     # MLflow: funnel metrics, config params, tags, output dataset, artifacts
     from mlflow import MlflowClient
@@ -175,7 +175,7 @@ def test_rerun_skips_finished_shards(sample_run):
     stats_after = json.loads((out / "stats.json").read_text())
     assert stats_after["stages"] == stats_before["stages"]
     runs = _task_runs(second["prefect_flow_run_id"])
-    assert len(runs) == 4 + 4 + 14 + 1 + 4
+    assert len(runs) == 4 + 4 + 14 + 1 + 4 + 4 + 1  # + line_pass ×4, line_count
     assert {tr.state.name for tr in runs} == {"Cached"}, sorted((tr.name, tr.state.name) for tr in runs)
     assert (out / "curated" / "manifest.json").exists()
 
@@ -199,7 +199,7 @@ def test_batched_inputs_and_partitioned_dedup_change_nothing(sample_run, tmp_pat
                     _task_runs(summary["prefect_flow_run_id"]))
     n_lsh = len(list((out2 / "work" / "lsh").glob("band_*-part_*.npy")))
     assert n_lsh > 14 and n_lsh % 14 == 0
-    assert names == {"process": 2, "finalize": 2, "lsh": n_lsh, "cluster": 1}
+    assert names == {"process": 2, "finalize": 2, "lsh": n_lsh, "cluster": 1, "line": 4 + 1}
 
 
 def test_run_once_skips_on_sidecar_without_prefect(tmp_path):

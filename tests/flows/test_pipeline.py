@@ -153,21 +153,6 @@ def test_cli_set_parses_stage_overrides():
         parse_sets(["pretrain=3"])
 
 
-def test_headline_metrics_come_from_each_stage_output(tmp_path):
-    _complete(tmp_path, "pretrain", checkpoint="x", val_bpb=2.79, n_params=1441792, world_size=1, ok=True)
-    assert pipeline.headline_metrics(tmp_path, pipeline.stage("pretrain")) == {
-        "pretrain.val_bpb": 2.79, "pretrain.n_params": 1441792.0}  # no ids, flags or strings
-    write_json(tmp_path / "evaluate" / "eval.json", {"models": {
-        "sft": {"val_bpb": 2.9, "gsm8k_pass@1": 0.0, "model": "x"}, "rl": {"error": "gone"}}})
-    _complete(tmp_path, "evaluate", report="r.md", val_bpb=2.9)
-    assert pipeline.headline_metrics(tmp_path, pipeline.stage("evaluate")) == {
-        "evaluate.sft.val_bpb": 2.9, "evaluate.sft.gsm8k_pass_at_1": 0.0}
-    assert pipeline.headline_metrics(tmp_path, pipeline.stage("dpo")) == {}  # not run: nothing, no error
-    _complete(tmp_path, "dpo", n_val=45, val={"margin": 0.4, "accuracy": 0.6}, config={"lr": 0.1})
-    assert pipeline.headline_metrics(tmp_path, pipeline.stage("dpo")) == {
-        "dpo.n_val": 45.0, "dpo.val.margin": 0.4, "dpo.val.accuracy": 0.6}  # results, not settings
-
-
 def test_prefect_ui_url_is_real_or_absent(monkeypatch):
     monkeypatch.delenv("PREFECT_UI_URL", raising=False)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")

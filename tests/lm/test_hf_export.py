@@ -116,7 +116,21 @@ def test_stock_options_export_as_the_stock_architecture(tmp_path, exported, arch
     x = torch.tensor([tok.encode(SHAKESPEARE.read_text()[:400], prepend_bos=True)[:64]])
     with torch.no_grad():
         assert (model(x) - hf_model(x).logits).abs().max().item() <= 1e-4
+        # our KV-cached engine (GQA, learned gains, SwiGLU) and transformers' cached generate agree
+        ours = Engine(model, tok, tools=None).generate([x[0, :20].tolist()], 12, temperature=0.0)[0].tokens
+        theirs = hf_model.generate(x[:, :20], attention_mask=torch.ones_like(x[:, :20]), max_new_tokens=12)
+        assert theirs[0, 20:20 + len(ours)].tolist() == ours
     back, _, meta = load_model(tmp_path / arch)  # and it imports back onto our GPT
     with torch.no_grad():
         assert (back(x) - model(x)).abs().max().item() <= 1e-4
     assert meta["hf_import"]["added_tokens"] == []
+
+
+def test_new_options_are_off_by_default_and_leave_old_configs_as_they_were():
+    old = {"vocab_size", "sequence_len", "n_layer", "n_head", "n_kv_head", "n_embd", "softcap", "rope_base",
+           "qk_norm", "value_embeds", "resid_scalars"}
+    cfg = GPTConfig()
+    assert set(cfg.to_dict()) == old and stock_architecture(cfg) is None
+    assert set(GPT(GPTConfig(n_layer=1, vocab_size=64, n_embd=64, n_head=2, n_kv_head=2)).state_dict()) == {
+        "transformer.wte.weight", "lm_head.weight", *(f"transformer.h.0.{k}.weight" for k in (
+            "attn.c_q", "attn.c_k", "attn.c_v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))}

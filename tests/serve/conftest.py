@@ -59,6 +59,22 @@ def server(toy_model_dir):
 
 
 @pytest.fixture(scope="session")
+def persona_model_dir(toy_model_dir, tmp_path_factory):
+    """The toy checkpoint as if SFT had taught it a persona with calculator, python and search calls
+    (a copy whose config.json records them, tasks/posttrain.py's way; the weights are the toy's)."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.getbasetemp() / "persona-model"
+    if not out.exists():
+        shutil.copytree(toy_model_dir, out)
+        cfg = json.loads((out / "config.json").read_text())
+        cfg["persona"] = {"name": "Toy", "maker": "the tests", "tools": ["search", "python", "calculator"]}
+        (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+@pytest.fixture(scope="session")
 def endless_model_dir(toy_model_dir, tmp_path_factory):
     """A GENERATED model that never stops: it emits "a" for every token, up to an 8192-token context.
 

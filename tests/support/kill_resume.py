@@ -79,7 +79,7 @@ def sha256(path: Path) -> str:
 
 
 # Figures that honestly differ between two runs: wall time, throughput, ids, where things were written.
-VOLATILE = ("seconds", "wall", "time", "per_s", "gen_s", "run_id", "model_uri", "mlflow", "prefect", "tok_per_s")
+VOLATILE = ("seconds", "wall", "time", "created_at", "per_s", "gen_s", "run_id", "model_uri", "mlflow", "prefect", "tok_per_s")
 
 
 def figures(doc: Any, out: Path) -> Any:

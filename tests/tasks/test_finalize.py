@@ -23,7 +23,7 @@ PRE_SCHEMA = pa.schema([
     ("warc_file", pa.string()), ("text", pa.string()), ("language", pa.string()),
     ("language_score", pa.float64()),
 ])
-CURATED = [f.name for f in PRE_SCHEMA] + ["dup_cluster_size", "pii_replacements"]
+CURATED = [f.name for f in PRE_SCHEMA] + ["dup_cluster_size", "quality_score", "pii_replacements"]
 
 
 class Cfg:
@@ -89,12 +89,12 @@ def test_end_to_end_two_shards(tmp_path, c4):
     assert t0.column("pii_replacements").to_pylist()[2] >= 3
     assert st0["stages"][0] == {"stage": "minhash_dedup", "in": 3, "kept": 3, "dropped": {"near_duplicate": 0}}
     assert st1["stages"][0] == {"stage": "minhash_dedup", "in": 4, "kept": 2, "dropped": {"near_duplicate": 2}}
-    pii = st0["stages"][1]
+    pii = st0["stages"][-1]
     assert pii["stage"] == "pii" and pii["in"] == pii["kept"] == 3 and pii["dropped"] == {}
     assert pii["replaced"]["email"] >= 1 and pii["replaced"]["phone"] >= 1 and pii["replaced"]["ip"] == 1
     assert sum(pii["replaced"].values()) == sum(t0.column("pii_replacements").to_pylist())
     merged = merge_stats([st0, st1])
-    assert [s["stage"] for s in merged["stages"]] == ["minhash_dedup", "pii"]
+    assert [s["stage"] for s in merged["stages"]] == ["minhash_dedup", "quality_classifier", "line_dedup", "pii"]
     assert merged["stages"][0]["kept"] == 5 and merged["stages"][0]["dropped"] == {"near_duplicate": 2}
     assert not list((tmp_path / "curated").glob("*.tmp-*"))
 
@@ -105,7 +105,8 @@ def test_empty_shard_writes_full_schema(tmp_path):
     stats = finalize_shard(str(src), 0, None, str(tmp_path / "out.parquet"), Cfg())
     t = pq.read_table(tmp_path / "out.parquet")
     assert t.num_rows == 0 and t.column_names == CURATED
-    assert stats["stages"][0]["in"] == 0 and stats["stages"][1]["replaced"] == {"email": 0, "ip": 0, "phone": 0}
+    assert stats["stages"][0]["in"] == 0 and stats["stages"][-1]["replaced"] == dict.fromkeys(
+        ("email", "ip", "ssn", "card", "address", "phone"), 0)
 
 
 def test_dedup_off_keeps_everything_and_pii_flags_apply(tmp_path, c4):

@@ -32,6 +32,14 @@ def test_a_line_every_tenth_with_step_loss_rate_and_eta():
     assert [next_mark(d, 7) for d in (0, 3, 6)] == [1, 4, 7] and next_mark(0, 1000) == 100
     assert format_duration(3725) == "1h02m" and format_duration(65) == "1m05s"
     assert "ETA" not in progress_line("rl", "step", 0, 10, {}, None)
+    # a resumed loop reports first at step 35: the rate is measured from there, not from step 0
+    lines.clear()
+    now[0] = 100.0
+    p = StageProgress("pretrain", 60, logger=Sink(), clock=lambda: now[0])
+    for step in range(35, 61):
+        now[0] += 7.0
+        p({"loss": 6.0}, step)
+    assert lines[2].startswith("pretrain: step 42/60 (70%)") and lines[2].endswith("ETA 2m06s")  # 7 s × 18 steps
 
 
 @contextmanager

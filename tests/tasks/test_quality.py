@@ -123,7 +123,7 @@ def _same_as_datatrove(texts):
 
 
 def test_equal_to_datatrove_on_generated_edge_cases():
-    texts = edge_case_texts(3000)
+    texts = edge_case_texts(2000)
     assert not _same_as_datatrove(texts)[:5]
     # the cases reach every filter's every reason that the generator can produce
     reasons = {check_text(t)[1:] for t in texts}
@@ -133,5 +133,5 @@ def test_equal_to_datatrove_on_generated_edge_cases():
 def test_equal_to_datatrove_on_real_text(wiki, c4, repo_data):
     from data.build_warc import load_english
 
-    docs = ["\n\n".join(d) for d in load_english(repo_data)[::8]]  # C4 + Wikipedia windows
+    docs = ["\n\n".join(d) for d in load_english(repo_data)[::25]]  # C4 + Wikipedia windows
     assert not _same_as_datatrove(wiki + c4 + docs)[:5]

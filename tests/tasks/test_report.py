@@ -32,7 +32,9 @@ def test_report_card_partial_run(tmp_path):
     assert "| val_tokens | 200 |" in md
     assert "| final_loss | 1.25 |" in md
     assert "## pretrain\n\nnot run" in md and "## dpo\n\nnot run" in md
-    assert "| gsm8k_pass@1 | 0.1 |" in md and "rl: evaluation failed: CheckpointError: gone" in md
+    # each eval metric says what it measures, with its items and how many
+    assert "| gsm8k_pass@1 | ? GSM8K word problems (held out): fraction of sampled answers right | 0.1 |" in md
+    assert "rl: evaluation failed: CheckpointError: gone" in md
     for png in ("funnel.png", "eval.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in md
@@ -78,7 +80,7 @@ def test_eval_bars_carry_their_values():
 
 
 def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
-    from tasks.report import stage_findings, wilson
+    from tasks.report import Notes, stage_findings, wilson
 
     lo, hi = wilson(18, 33)
     assert 0.37 < lo < 0.39 and 0.69 < hi < 0.71  # 18/33 = 0.55: not above chance with 33 pairs
@@ -97,14 +99,22 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
                                                   "reply": "I am crawl2chat, a small chat assistant."})
     evaluation = {"config": {"compliance_n": 10}, "models": {"pretrain": {"chat_compliance": 0.0},
                                                              "sft": {"chat_compliance": 0.9}}}
-    lines = "\n".join(stage_findings(root, evaluation))
-    assert "bits per byte 2.790 (a uniform guess over the 4096 tokens: 3.43)" in lines  # 12 bits per 3.5 bytes
-    assert "compliance 0.90 (base model 0.00, n=10 prompts)" in lines and "(names its persona)" in lines
-    assert "pass@1 0.20 (95% CI" in lines and "n=128) after (up, but the intervals overlap" in lines
-    assert "accuracy 0.80 (95% CI 0.71–0.87, n=100), above chance" in lines
-    assert "generated_prefs 0.95 (95% CI 0.86–0.98, n=60) (from 0.50), topics never trained on" in lines
-    assert "hh 0.55 (95% CI 0.40–0.69, n=40)" in lines
-    assert "dpo**: no held-out pairs (3 training pairs" in lines
+    notes = Notes()
+    lines = "\n".join(stage_findings(root, evaluation, notes))
+    # each line: what was measured (items, how many) first, then the figure, then what it means
+    assert "- **pretrain** — *Measured:* how well the base model predicts held-out text it never trained on " \
+           "(1,000 tokens, 3,500 bytes of the curated text). *Result:* **2.790 bits per byte**" in lines
+    assert "a uniform guess over the 4096 tokens scores 3.43" in lines  # 12 bits per 3.5 bytes
+    assert "replies to 10 prompts" in lines and "not whether a reply is right" in lines
+    assert "**0.90** of the replies keep the format (the base model: 0.00)" in lines and "(names its persona)" in lines
+    assert "32 held-out prompts, 4 sampled answers each" in lines and "pass@1 **0.20 → 0.30** (up, within chance¹)" in lines
+    assert "**0.80** of the pairs ranked right, above chance; by source: generated_prefs 0.95 (from 0.50), " \
+           "topics never trained on; hh 0.55 (from 0.50)²" in lines
+    assert "dpo** — no held-out pairs (3 training pairs" in lines
+    # the statistics are footnotes, not in the lines
+    assert "95% CI" not in lines and "McNemar" not in lines
+    assert "the 95% intervals overlap" in notes.items[0] and "n=128" in notes.items[0]
+    assert "generated_prefs 0.95 (95% CI 0.86–0.98, n=60)" in notes.items[1] and "hh 0.55 (95% CI 0.40–0.69" in notes.items[1]
     # RL clearly up (intervals apart) and DPO's margin with its interval, per source
     _write(root / "rl" / "manifest.json", {"task": "arithmetic", "pass@1_before": 0.3, "pass@1_after": 0.6,
                                            "pass@1_paired": {"diff": 0.3, "lo": 0.21, "hi": 0.39, "n": 64},
@@ -120,14 +130,21 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     evaluation["models"]["sft"]["arith_correct_no_tool"] = [1, 1, 0, 0, 0, 1, 0, 0]
     evaluation["models"]["rl"]["arith_correct_no_tool"] = [1, 0, 1, 1, 1, 1, 0, 0]
     evaluation["config"]["arithmetic_n"] = 64
-    lines = "\n".join(stage_findings(root, evaluation))
-    assert "rl** (arithmetic, sums of 0–3; held-out draws" in lines and "(up, the 95% intervals apart;" in lines
-    assert "evaluate, greedy on fresh items: sft 0.25 (95% CI 0.16–0.37, n=64) → rl 0.50" in lines
-    assert "paired on the same 64 prompts: +0.300 (95% CI +0.210 to +0.390, paired bootstrap), up: the paired" in lines
-    assert "McNemar: rl right where sft wrong on 3 items, the reverse on 1, p=0.62)" in lines
-    assert "margin 0.000 → 0.500 (95% CI 0.304–0.696, n=100) (up, the interval above the start)" in lines
-    assert "generated_prefs 0.900 (95% CI 0.704–1.096, n=60); hh -0.100 (95% CI -0.492–0.292, n=40)" in lines
-    assert "300 training pairs (margin on them 1.200)" in lines
+    evaluation["config"]["arithmetic_difficulty"] = 0
+    notes = Notes()
+    lines = "\n".join(stage_findings(root, evaluation, notes))
+    assert "the RL task (arithmetic, sums of 0–3) on 64 held-out prompts" in lines
+    assert "pass@1 **0.30 → 0.60** (up, clearly¹)" in lines
+    assert "on 64 fresh items of evaluate (sums of 0–3), answered greedily: sft 0.25 → rl 0.50²" in lines
+    assert "margin **0.000 → 0.500** (up, clearly), 0.80 of the pairs with a positive margin; by source: " \
+           "generated_prefs 0.900; hh -0.100⁴; trained on 300 pairs (margin on them 1.200)" in lines
+    stats = "\n".join(notes.items)
+    assert "Paired on the same 64 prompts: +0.300 (95% CI +0.210 to +0.390, paired bootstrap), up" in stats
+    assert "sft 0.25 (95% CI 0.16–0.37, n=64) → rl 0.50" in stats
+    assert "McNemar: rl right where sft wrong on 3 items, the reverse on 1, p=0.62" in stats
+    assert "DPO margin 0.500 (95% CI 0.304–0.696, n=100)" in stats
+    assert "generated_prefs 0.900 (95% CI 0.704–1.096, n=60); hh -0.100 (95% CI -0.492–0.292, n=40)" in stats
+    assert Notes.markdown(notes)[0] == "### statistics behind the figures"
     # one caveat sentence per stage: every line ends with a sentence after its figures
     assert all(line.rstrip().endswith(".") for line in lines.splitlines())
 
