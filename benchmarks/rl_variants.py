@@ -8,7 +8,8 @@ SFT'd once on GENERATED sums of 0–3 (as tests/lm/test_rl.py does), then RL wit
 `--preset`'s `rl` section for every (variant, seed). GSM8K: a model of the preset's
 pretrain shape (`--shape small`: depth and context of conf/presets/small.yaml) with
 the tiny base's tokenizer, from random init — no pretrained small checkpoint exists
-on a CPU box, so this measures cost and whether any reward signal exists at all.
+on a CPU box, so this measures cost and whether any reward signal exists at all;
+`--model` starts every run from a real SFT checkpoint instead.
 
 Each run's held-out eval (the same prompts and sampling seed before and after
 within a seed) gives per-prompt pass@1; the comparison is the report card's paired
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an `rl` field for every run (VALUE is YAML), e.g. steps=30")
+    ap.add_argument("--model", default=None, help="start every run from this checkpoint (an SFT model, e.g. "
+                    "runs/demo/sft/final) instead of the built-in start")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--work", default="/tmp/rl_variants", help="checkpoints of the runs")
     ap.add_argument("--out", default=None, help="JSON of every run and the comparison")
     return ap
@@ -154,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         k, _, v = item.partition("=")
         sets[k] = yaml.safe_load(v)
     t0 = time.time()
-    if args.task == "arithmetic":
+    if args.model:
+        ckpt = Path(args.model)
+    elif args.task == "arithmetic":
         ckpt = sft_arithmetic(work / "sft")
-        base = preset_values("rl", args.preset, {"task": "arithmetic", **sets})
     else:
         ckpt = small_shape_gsm8k(work, args.shape)
-        base = preset_values("rl", args.preset, {"task": "gsm8k", **sets})
-    base.update(device="cpu", checkpoint_every=10_000, log_every=10_000)
+    base = preset_values("rl", args.preset, {"task": args.task, **sets})
+    base.update(device=args.device, checkpoint_every=10_000, log_every=10_000)
     print(f"start {args.task}: checkpoint {ckpt} ({time.time() - t0:.0f}s); rl {base}", flush=True)
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for v in args.variants.split(","):

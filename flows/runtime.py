@@ -394,6 +394,36 @@ def crash_prefect_flow_run(flow_run_id: str, message: str) -> None:
         log.warning("could not mark Prefect flow run %s Crashed: %s", flow_run_id, e)
 
 
+def crash_abandoned_flow_runs() -> list[str]:
+    """Crash the Running flow runs of this flow with this flow run's very parameters (the same
+    command), started before it: a kill can land before its MLflow run exists, so no
+    `prefect_flow_run_id` tag leads to them. Two runs of one command at once (one output
+    directory) are not supported; the newer one takes over. Best effort; returns their ids."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterState,
+                                                    FlowRunFilterStateType)
+        from prefect.client.schemas.objects import StateType
+        from prefect.runtime import flow_run
+
+        if not flow_run.id:
+            return []
+        with get_client(sync_client=True) as client:
+            me = client.read_flow_run(flow_run.id)
+            running = client.read_flow_runs(
+                flow_filter=FlowFilter(id=FlowFilterId(any_=[me.flow_id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.RUNNING]))))
+        stale = [str(r.id) for r in running if r.id != me.id and r.parameters == me.parameters
+                 and (r.start_time or r.created) and me.start_time and (r.start_time or r.created) < me.start_time]
+    except Exception as e:
+        log.warning("could not look for abandoned Prefect flow runs: %s", e)
+        return []
+    for fid in stale:
+        crash_prefect_flow_run(fid, "abandoned: a later run of the same command started (docs/CONTRACTS.md)")
+    return stale
+
+
 def delete_run_versions(client, run_id: str) -> list[str]:
     """Delete every model version registered from `run_id` (its stage did not finish); returns them."""
     gone = []
@@ -498,6 +528,7 @@ def mlflow_run(stage: str, root: str | Path, params: dict[str, Any] | None = Non
         kwargs["parent_run_id"] = parent_id
     key = key or f"{stage}:{Path(root).resolve()}"
     close_dead_runs(mlflow.MlflowClient(), mlflow.get_experiment_by_name(experiment).experiment_id, key)
+    crash_abandoned_flow_runs()
     all_tags = {"stage": stage, "git_commit": git_commit(), "run_root": str(Path(root).resolve()),
                 KEY_TAG: key, **_process_identity(), **flow_run_info(), **(tags or {})}
     with mlflow.start_run(**kwargs, tags=all_tags) as run:

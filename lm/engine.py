@@ -548,7 +548,7 @@ def reply_suffix(reader: ReplyReader) -> str:
     text = reader.text
     if reader.cut:
         return (" " if text.strip() and not text.endswith(" ") else "") + CUT_NOTES[reader.cut]
-    if not text.strip() and not reader.runs:
+    if not text.strip():  # nothing written, perhaps only tool calls: a client that ignores tool_runs sees this
         return EMPTY_NOTE
     return ""
 

@@ -29,13 +29,13 @@ vocabulary, new rows start at the mean of the existing ones (so a new token
 starts as an average token rather than noise), and the meta records what was
 added (`hf_import`), which every stage's checkpoint keeps as its `parent`.
 
-transformers is imported lazily, only to export: lm/ imports without it.
+Neither way imports transformers: export writes the files itself (safetensors,
+tokenizers), so a GPU box without transformers exports too, and lm/ imports without it.
 """
 from __future__ import annotations
 
 import inspect
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,6 @@ from safetensors.torch import load_file, save_file
 from core.run_root import CheckpointError
 from lm.model import GPT, GPTConfig
 from lm.tokenizer import SPECIAL_TOKENS, Tokenizer
-
-log = logging.getLogger(__name__)
 
 STOCK_MODEL_TYPES = ("llama", "qwen3")
 IMPORTABLE = (*STOCK_MODEL_TYPES, "crawl2chat")

@@ -362,8 +362,9 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------- helpers
     def num_params(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
-        if exclude_embedding:  # lookups, not matmuls: they cost no FLOPs
-            n -= (0 if self.config.tie_embeddings else self.transformer.wte.weight.numel()) + sum(ve.weight.numel() for ve in self.value_embeds.values())
+        if exclude_embedding:  # lookups, not matmuls: they cost no FLOPs (a tied head is a matmul)
+            n -= sum(ve.weight.numel() for ve in self.value_embeds.values())
+            n -= 0 if self.config.tie_embeddings else self.transformer.wte.weight.numel()
         return n
 
     def estimate_flops_per_token(self) -> float:

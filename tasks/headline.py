@@ -166,6 +166,8 @@ def compare_url(ui: str, experiment_id: str, run_ids: list[str]) -> str:
 
 def pipeline_runs(tracking_uri: str, experiment: str = "crawl2chat", n: int = 2) -> tuple[str | None, list[str]]:
     """(experiment id, ids of the newest `n` finished `llm-pipeline` runs, oldest first) in a store."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        return None, []  # asking would create an empty store
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)

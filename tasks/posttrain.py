@@ -23,7 +23,8 @@ LogFn = Callable[[dict[str, float], int], None]
 
 
 def _parent(meta: dict[str, Any], source: str) -> dict[str, Any]:
-    return {"source": str(source), "path": meta.get("path"), "kind": meta.get("kind"), "step": meta.get("step")}
+    return {"source": str(source), "path": meta.get("path"), "kind": meta.get("kind"), "step": meta.get("step"),
+            **({"hf_import": meta["hf_import"]} if "hf_import" in meta else {})}  # tokens a transformers base gained
 
 
 def _device(cfg) -> str:

@@ -72,6 +72,12 @@ def _spacy_english():
 
 
 @functools.lru_cache(maxsize=1)
+def _special_cases() -> frozenset[str]:
+    """The English tokenizer's special-case strings ("cannot", "don't", "a.m.", ...)."""
+    return frozenset(_spacy_english().tokenizer.rules)
+
+
+@functools.lru_cache(maxsize=1)
 def _is_punct_fn():
     from spacy.lang.lex_attrs import is_punct
 
@@ -109,6 +115,16 @@ def _tokenize_chunks(chunks: list[str]) -> list[_Chunk]:
     """Chunks → cached summaries; the new ones go through spaCy in one call, joined by spaces."""
     cache = _CACHE
     missing = [c for c in dict.fromkeys(chunks) if c not in cache]
+    if missing:
+        # Fast path: an ASCII chunk of only letters or only digits that is not one of the
+        # tokenizer's special cases is one token (no English prefix, suffix or infix rule
+        # matches without punctuation or a letter–digit mix, e.g. "10km" splits).
+        rules = _special_cases()
+        simple = [c for c in missing if c.isascii() and (c.isalpha() or c.isdigit()) and c not in rules]
+        for c in simple:
+            cache[c] = _summarise([(c, False)])
+        if simple:
+            missing = [c for c in missing if c not in cache]
     if missing:
         if len(cache) + len(missing) > _CACHE_MAX:
             cache.clear()

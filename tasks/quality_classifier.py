@@ -32,6 +32,7 @@ POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "data" / "quality" / "quality_fasttext.ftz"
 _WS = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # fastText reads NUL and friends as separators
 
 # FineWeb-Edu's annotation prompt, as published with the dataset (Penedo et al., "The FineWeb
 # Datasets", arXiv:2406.17557, appendix; used with Llama-3-70B-Instruct on the first part of
@@ -56,7 +57,7 @@ _EDU_SCORE = re.compile(r"educational score:\s*\**\s*(\d)", re.IGNORECASE)
 
 def prepare(text: str) -> str:
     """What fastText sees: one line, lower case, whitespace collapsed (as in training)."""
-    return _WS.sub(" ", text).strip().lower()
+    return _WS.sub(" ", _CONTROL.sub(" ", text)).strip().lower()
 
 
 # ------------------------------------------------------------------ scoring
@@ -110,24 +111,38 @@ def histogram(scores: np.ndarray) -> list[int]:
 
 
 # ------------------------------------------------------------------ reading training text
-def raw_warc_texts(path: str | Path) -> list[str]:
-    """Raw web text of every HTML page of a WARC: the whole page as text, menus and footers kept
-    (resiliparse with main-content detection off): what a crawl looks like before curation."""
+def warc_texts(path: str | Path, part: str = "boilerplate") -> list[str]:
+    """Text of every HTML page of a WARC: `main` (trafilatura's main text, as curate extracts
+    it), `page` (the whole page as text, resiliparse with main-content detection off) or
+    `boilerplate` (the page's lines that the main text leaves out: menus, footers, cookie and
+    newsletter lines — raw web text without the article, so a page's content is never both
+    a negative here and a curated document later)."""
     from resiliparse.extract.html2text import extract_plain_text
 
+    from tasks.extract import extract_trafilatura
     from tasks.funnel import StageCounter
     from tasks.warc import iter_records
 
     out = []
     for rec in iter_records(str(path), StageCounter("read"), {}):
-        text = rec.text if rec.kind == "text" else extract_plain_text(rec.text, main_content=False)
-        if text and text.strip():
+        if rec.kind == "text":
+            text = rec.text if part != "boilerplate" else ""
+        elif part == "main":
+            text = extract_trafilatura(rec.text) or ""
+        else:
+            full = extract_plain_text(rec.text, main_content=False) or ""
+            if part == "boilerplate":
+                main = {ln.strip() for ln in (extract_trafilatura(rec.text) or "").splitlines() if ln.strip()}
+                full = "\n".join(ln for ln in full.splitlines() if ln.strip() and ln.strip() not in main)
+            text = full
+        if text.strip():
             out.append(text)
     return out
 
 
-def read_texts(path: str | Path) -> list[str]:
-    """Documents of a Parquet (`text` column), JSONL (`text` field), WARC (raw page text) or text file.
+def read_texts(path: str | Path, warc_part: str = "boilerplate") -> list[str]:
+    """Documents of a Parquet (`text` column), JSONL (`text` field), WARC (`warc_texts(path, warc_part)`)
+    or text file.
 
     A text file's documents are separated by blank lines; one without blank lines holds a
     document a line when its lines are long (≥ 100 words on average), else it is cut into
@@ -137,9 +152,9 @@ def read_texts(path: str | Path) -> list[str]:
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")
     if ".warc" in p.name or p.name.endswith((".wet.gz", ".arc.gz")):
-        return raw_warc_texts(p)
+        return warc_texts(p, warc_part)
     if p.is_dir():
-        return [t for f in sorted(p.glob("*.parquet")) for t in read_texts(f)]
+        return [t for f in sorted(p.glob("*.parquet")) for t in read_texts(f, warc_part)]
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -164,12 +179,13 @@ def read_texts(path: str | Path) -> list[str]:
     return docs
 
 
-def windows(docs: list[str], window_words: int) -> list[tuple[int, str]]:
-    """(source document index, window text) of ~window_words words, short docs merged into runs."""
+def windows(docs: list[str], window_words: int, max_per_doc: int = 20) -> list[tuple[int, str]]:
+    """(source document index, window text) of ~window_words words; at most `max_per_doc` windows
+    of one document, so that one long page does not become most of a class."""
     out: list[tuple[int, str]] = []
     for i, d in enumerate(docs):
         words = d.split()
-        for k in range(0, len(words), window_words):
+        for k in range(0, min(len(words), max_per_doc * window_words), window_words):
             chunk = words[k:k + window_words]
             if len(chunk) >= max(8, window_words // 4):
                 out.append((i, " ".join(chunk)))
@@ -206,7 +222,7 @@ def precision_recall(labels: np.ndarray, scores: np.ndarray, threshold: float = 
 
 # ------------------------------------------------------------------ training
 def train_classifier(positives: list[str], negatives: list[str], out_path: str | Path, *,
-                     held_out: float = 0.2, window_words: int = 200, seed: int = 0, epoch: int = 10,
+                     held_out: float = 0.2, window_words: int = 50, seed: int = 0, epoch: int = 10,
                      dim: int = 32, word_ngrams: int = 2, quantize: bool = True) -> dict[str, Any]:
     """Train a fastText hq/lq classifier; write it to `out_path`; return held-out figures.
 
@@ -245,9 +261,17 @@ def train_classifier(positives: list[str], negatives: list[str], out_path: str |
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{lab} {prepare(w)}\n" for lab, w in rows), encoding="utf-8")
-        model = fasttext.train_supervised(input=str(train_file), epoch=epoch, lr=0.5, dim=dim,
-                                          wordNgrams=word_ngrams, minCount=2, bucket=200_000, seed=seed,
-                                          thread=1, verbose=0)
+        lr = 0.1
+        while True:  # fastText can diverge ("Encountered NaN") on a small, uneven set: retry slower
+            try:
+                model = fasttext.train_supervised(input=str(train_file), epoch=epoch, lr=lr, dim=dim,
+                                                  wordNgrams=word_ngrams, minCount=2, bucket=200_000, seed=seed,
+                                                  thread=1, verbose=0)
+                break
+            except RuntimeError as e:
+                if "NaN" not in str(e) or lr < 0.01:
+                    raise
+                lr /= 2
         if quantize:  # ~100× smaller file, to ship in the repository
             model.quantize(input=str(train_file), qnorm=True, retrain=False, cutoff=20_000)
         tmp_model = Path(tmp) / "model.bin"
@@ -262,7 +286,7 @@ def train_classifier(positives: list[str], negatives: list[str], out_path: str |
             "held_out_windows": {"positive": len(pos_test), "negative": len(neg_test)},
             "documents": {"positive": len(positives), "negative": len(negatives)},
             "precision": round(p, 4), "recall": round(r, 4), "auc": round(roc_auc(labels, scores), 4),
-            "threshold": 0.5, "window_words": window_words, "seed": seed, "epoch": epoch, "dim": dim,
+            "threshold": 0.5, "window_words": window_words, "seed": seed, "epoch": epoch, "lr": lr, "dim": dim,
             "word_ngrams": word_ngrams, "quantized": quantize, "bytes": out_path.stat().st_size}
 
 

@@ -71,7 +71,8 @@ def loss_history(run_id: str) -> dict[str, list[tuple[int, float]]]:
 
     client = MlflowClient()
     keys = [k for k in client.get_run(run_id).data.metrics if "loss" in k.lower() or "bpb" in k.lower()
-            or "reward" in k.lower() or k == "rl/entropy" or (k.startswith("eval/core_inloop/") and not k.endswith("/seconds"))]
+            or "reward" in k.lower() or k == "rl/entropy"
+            or (k.startswith("eval/core_inloop/") and not k.endswith("/seconds"))]
     out = {}
     for k in keys:
         hist = sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
@@ -412,7 +413,7 @@ def _rl_lines(root: Path, evaluation: dict[str, Any], notes: Notes | None = None
 
 
 def _rl_diagnostics(rl: dict[str, Any]) -> str:
-    """'; loss_type dapo: policy entropy 1.20 → 0.90 nats/token, reward …' from the manifest's diagnostics (lm/rl.py)."""
+    """'; loss_type dapo: policy entropy 1.20 → 0.90 nats/token, …' from the rl manifest's diagnostics."""
     dg = rl.get("diagnostics") or {}
     if dg.get("entropy_end") is None:
         return ""
@@ -692,7 +693,6 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
         md += [""] + yardstick_tables(models)
         if plot_eval(models, out / "eval.png"):
             md += ["", "![eval](eval.png)"]
-        samples_path = root / "evaluate" / "samples.jsonl"
         samples = _samples(root)
         if samples:
             md += ["", "### samples", "",

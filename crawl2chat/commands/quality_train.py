@@ -2,7 +2,9 @@
 
 Two ways to get labels:
 - positive and negative text (`--positive`/`--negative`, each a Parquet file or folder,
-  JSONL, WARC or .txt, repeatable): reference-quality text against raw web text, DCLM-style;
+  JSONL, WARC or .txt, repeatable): reference-quality text against raw web text, DCLM-style
+  (a WARC gives its pages' main text as a positive, their boilerplate — the lines extraction
+  leaves out — as a negative);
 - the FineWeb-Edu path: `--label-endpoint URL --label-model NAME --unlabelled FILE` asks any
   OpenAI-compatible chat endpoint (a hosted model, or `crawl2chat serve`) to score each
   document with FineWeb-Edu's published annotation prompt; scores ≥ `--edu-threshold`
@@ -32,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint's key")
     p.add_argument("--out", required=True, help="model file to write (.ftz); figures go to <out>.json")
     p.add_argument("--held-out", type=float, default=0.2, help="share of documents held out for the figures")
-    p.add_argument("--window-words", type=int, default=200, help="words per training example")
+    p.add_argument("--window-words", type=int, default=50, help="words per training example")
     p.add_argument("--epoch", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -46,7 +48,7 @@ def run(args) -> int:
     if args.label_endpoint:
         if not args.unlabelled:
             raise Refused("--label-endpoint needs --unlabelled FILE (the documents to label)")
-        docs = [t for path in args.unlabelled for t in read_texts(path)][: args.label_count]
+        docs = [t for path in args.unlabelled for t in read_texts(path, "main")][: args.label_count]
         labels = label_with_endpoint(docs, args.label_endpoint, args.label_model,
                                      api_key=os.environ.get(args.api_key_env))
         scored = [(d, lab["score"]) for d, lab in zip(docs, labels) if lab["score"] is not None]
@@ -64,8 +66,9 @@ def run(args) -> int:
     else:
         if not args.positive or not args.negative:
             raise Refused("give --positive and --negative text, or --label-endpoint with --unlabelled")
-        positives = [t for path in args.positive for t in read_texts(path)]
-        negatives = [t for path in args.negative for t in read_texts(path)]
+        # a WARC given as positive gives its pages' main text; as negative, their boilerplate
+        positives = [t for path in args.positive for t in read_texts(path, "main")]
+        negatives = [t for path in args.negative for t in read_texts(path, "boilerplate")]
     figures = train_classifier(positives, negatives, args.out, held_out=args.held_out,
                                window_words=args.window_words, seed=args.seed, epoch=args.epoch)
     figures["sources"] = {"positive": args.positive or ["(endpoint labels)"],

@@ -7,6 +7,9 @@ Qwen3ForCausalLM / LlamaForCausalLM, with no code in the directory.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -65,6 +68,9 @@ def test_exported_model_computes_our_logits_and_renders_our_chat_ids(exported):
         ours = model(torch.tensor([ids]))
         theirs = hf_model(torch.tensor([ids])).logits
     assert (ours - theirs).abs().max().item() <= 1e-4
+    back, _, _ = load_model(out)  # the export is a --model too
+    with torch.no_grad():
+        assert torch.equal(back(torch.tensor([ids])), ours)
 
     r = ChatRenderer(tok)
     assert _ids(hf_tok.apply_chat_template(CONVERSATION, tokenize=True)) == r.render(CONVERSATION).ids
@@ -134,3 +140,11 @@ def test_new_options_are_off_by_default_and_leave_old_configs_as_they_were():
     assert set(GPT(GPTConfig(n_layer=1, vocab_size=64, n_embd=64, n_head=2, n_kv_head=2)).state_dict()) == {
         "transformer.wte.weight", "lm_head.weight", *(f"transformer.h.0.{k}.weight" for k in (
             "attn.c_q", "attn.c_k", "attn.c_v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))}
+
+
+def test_lm_imports_without_transformers():
+    """The GPU box has no guarantee of transformers: lm/ (lm.hf and the checkpoint loader too) imports without it."""
+    code = ("import sys; sys.modules['transformers'] = None\n"
+            "import lm.hf, lm.checkpoint, lm.engine, lm.model; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

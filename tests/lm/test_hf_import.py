@@ -5,6 +5,8 @@ sft stage (a few steps), chat and export run on each, and the export reloads in 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +82,8 @@ def test_import_sft_chat_export_roundtrip(tmp_path, monkeypatch, capsys, base_to
     manifest = run_sft(str(src), str(tmp_path / "sft"), cfg)
     sft_dir = manifest["checkpoint"]
     assert manifest["parent"]["kind"] == f"hf-{arch}"
+    recorded = json.loads((Path(sft_dir) / "config.json").read_text())["parent"]["hf_import"]
+    assert recorded["added_tokens"] == SPECIAL_TOKENS and recorded["base_vocab_size"] == base_vocab
 
     # chat, greedy, through the command
     monkeypatch.setattr("sys.stdin", io.StringIO("What is 2+3?\n"))

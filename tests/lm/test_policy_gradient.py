@@ -85,7 +85,8 @@ def test_group_normalized_rewards_each_std_and_scale():
     assert zero_std_fraction(r) == pytest.approx(1 / 3)
 
 
-# Two responses, logp_old = 0, so ρ = exp(logp): row 0 (A=+1) ρ = 1.5, 0.5; row 1 (A=−1) ρ = 1.1 and a masked token.
+# Two responses, logp_old = 0, so ρ = exp(logp): row 0 (A=+1) ρ = 1.5, 0.5; row 1 (A=−1) ρ = 1.1, then a masked
+# token.
 LOGP = torch.log(torch.tensor([[1.5, 0.5], [1.1, 1.0]]))
 OLD = torch.zeros(2, 2)
 ADV = torch.tensor([1.0, -1.0])
@@ -101,7 +102,7 @@ def _loss_and_grad(objective, loss_type, adv=ADV, **kw):
 
 
 @pytest.mark.parametrize("loss_type,value,grad", [
-    # per-token −min(ρA, clip(ρ, .8, 1.2)A): −1.2 (clipped, no gradient), −0.5, +1.1; ∂/∂logp of −ρA = −ρA
+    # per token −min(ρA, clip(ρ, .8, 1.2)A): −1.2 (clipped, no gradient), −0.5, +1.1; ∂/∂logp of −ρA = −ρA
     ("dapo", (-1.2 - 0.5 + 1.1) / 3, [[0, -0.5 / 3], [1.1 / 3, 0]]),            # token mean over the batch
     ("bnpo", (-1.2 - 0.5 + 1.1) / 3, [[0, -0.5 / 3], [1.1 / 3, 0]]),            # one micro-batch: the same
     ("grpo", ((-1.2 - 0.5) / 2 + 1.1) / 2, [[0, -0.5 / 4], [1.1 / 2, 0]]),      # mean per sequence, then over 2

@@ -35,3 +35,11 @@ def test_params_are_flat_and_few():
     assert headline_params("tiny", [], {}, ["a.warc.gz"])["seed"] == 0  # the preset's own seed
     assert compare_url("http://127.0.0.1:5001/", "1", ["a", "b"]) == (
         'http://127.0.0.1:5001/#/compare-runs?runs=["a","b"]&experiments=["1"]&workflowType=machine_learning')
+
+
+def test_make_mlflow_ui_before_any_run_says_so_and_creates_nothing(tmp_path):
+    from tasks.headline import ui_links
+
+    db = tmp_path / "mlflow.db"
+    assert "run `make demo` first" in ui_links(f"sqlite:///{db}", "http://127.0.0.1:5001")[0]
+    assert not db.exists()

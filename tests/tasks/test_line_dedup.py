@@ -105,11 +105,11 @@ def test_finalize_runs_classifier_and_line_dedup(tmp_path, c4):
     class Full(Cfg):
         line_dedup_min_chars, line_dedup_min_words, quality_model = 30, 50, None
 
-    from tasks.quality_classifier import raw_warc_texts
+    from tasks.quality_classifier import warc_texts
 
-    # + a real page as a crawl has it (menus, footers): what the shipped classifier learnt to score low
+    # + the boilerplate of a real page (menus, footers): what the shipped classifier learnt to score low
     warc = Path(__file__).resolve().parents[2] / "data" / "samples" / "noncc_wget-2024_dolma_sample-0000.warc.gz"
-    docs = _corpus(c4)[:20] + raw_warc_texts(warc)[:1]
+    docs = _corpus(c4)[:20] + warc_texts(warc, "boilerplate")[:1]
     src = tmp_path / "pre.parquet"
     pq.write_table(shard_table(docs, 0), src)
     hp, sp = str(tmp_path / "h.npy"), str(tmp_path / "s.npy")
