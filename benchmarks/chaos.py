@@ -5,9 +5,10 @@
 
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
 2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times, each
-   at a seeded random instant of an attempt (uniform in [--min-delay, --max-delay] seconds
-   after its start; the default window scales with the reference's wall time so the kills
-   reach every stage), re-run after each kill; after the last kill it runs to completion.
+   at seeded random instants: N instants uniform over the uninterrupted run's work; attempt i
+   is killed its start-up (measured: imports, Prefect API, Ray) plus the gap to instant i after
+   it starts, so the kills reach every stage. Re-run after each kill; after the last kill it runs
+   to completion.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
@@ -76,6 +77,22 @@ def command(root: Path, preset: str, sets: list[str], stages: str | None) -> lis
     return cmd
 
 
+def startup_seconds(log: Path, offset: int, t0: float) -> float | None:
+    """Seconds from an attempt's start to its first stage subflow (its log from `offset`), if it got there."""
+    import datetime
+
+    with open(log, "rb") as fh:
+        fh.seek(offset)
+        for line in fh.read().decode(errors="replace").splitlines():
+            if "Beginning subflow run" in line:
+                try:
+                    stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                except ValueError:
+                    continue
+                return max(0.0, stamp - t0)
+    return None
+
+
 def attempt(cmd: list[str], env: dict[str, str], log: Path, kill_after: float | None, timeout: float) -> tuple[str, float]:
     """Run `cmd` once in its own process group; ("killed"|"exit <rc>", seconds)."""
     t0 = time.time()
@@ -93,16 +110,28 @@ def attempt(cmd: list[str], env: dict[str, str], log: Path, kill_after: float | 
 
 
 # ------------------------------------------------------------------ what a run left
+def parquet_digest(path: Path, root: Path) -> str:
+    """sha256 of a Parquet table's rows, with the run root in its values replaced (the generated
+    WARC input lives under the run root, and curated rows name their WARC file)."""
+    import pyarrow.parquet as pq
+
+    rows = json.dumps(pq.read_table(path).to_pylist(), sort_keys=True, default=str).replace(str(root), "<root>")
+    return hashlib.sha256(rows.encode()).hexdigest()
+
+
 def outputs(root: Path) -> dict[str, str]:
-    """sha256 of the files that must be identical: checkpoints, curated Parquet, tokenizer, token shards."""
-    files: list[Path] = []
-    files += sorted((root / "curate" / "curated").glob("*.parquet"))
-    files += [root / "tokenize" / "tokenizer.json", *sorted((root / "tokenize" / "tokens").glob("*.bin"))]
+    """sha256 of what must be identical: checkpoints, curated Parquet, tokenizer, token shards, probe data.
+
+    Curated shards are keyed by position: their names end in a hash of the input's path."""
+    out = {f"curate/curated/shard-{i}": parquet_digest(p, root)
+           for i, p in enumerate(sorted((root / "curate" / "curated").glob("*.parquet")))}
+    files: list[Path] = [root / "tokenize" / "tokenizer.json", *sorted((root / "tokenize" / "tokens").glob("*.bin"))]
     for stage in ("pretrain", "sft", "rl", "reward", "rlhf", "dpo"):
         for name in ("model.safetensors", "extra.safetensors"):
             files += sorted((root / stage).glob(f"**/final/{name}")) or []
     files += [root / "probe" / "refusal_sft.GENERATED.jsonl"]
-    return {str(p.relative_to(root)): sha256(p) for p in files if p.exists()}
+    out.update({str(p.relative_to(root)): sha256(p) for p in files if p.exists()})
+    return out
 
 
 def _figures(doc: Any) -> Any:
@@ -197,6 +226,13 @@ def run(args) -> dict[str, Any]:
     runs = {}
     for name in ("reference", "chaos"):
         run_root, home = root / name, root / f"{name}-prefect-home"
+        if name == "reference" and args.reuse_reference:  # an earlier run's uninterrupted result, same command
+            runs[name] = json.loads((root / "reference.json").read_text())["runs"]["reference"]
+            runs[name].update(outputs=outputs(run_root), eval=eval_figures(run_root),
+                              tracking=tracking(run_root, home), registered=registered_weights(run_root))
+            gaps, seen_startups = kill_gaps(runs[name], args, rng), [ref_startup(runs[name], args)]
+            result["kill_gaps_s"] = [round(g, 1) for g in gaps]
+            continue
         if not args.keep:
             subprocess.run(["rm", "-rf", str(run_root), str(home)], check=True)
         # Without --ray-address each attempt starts its own local Ray, under its own temp dir, so
@@ -209,9 +245,19 @@ def run(args) -> dict[str, Any]:
         while True:
             kill_after = None
             if name == "chaos" and kills < args.kills:
-                kill_after = rng.uniform(args.min_delay, max_delay)
+                # start-up (imports, Prefect API, Ray) is redone by every attempt: the kill lands that
+                # long plus the gap to the next instant on the uninterrupted run's timeline
+                measured = seen_startups[1:] or seen_startups  # the reference's is only the first guess
+                startup = sum(measured) / len(measured)
+                kill_after = max(args.min_delay, startup + gaps[kills])
+            offset = log.stat().st_size if log.exists() else 0
+            t_att = time.time()
             status, secs = attempt(cmd, env, log, kill_after, args.timeout)
-            attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after})
+            began = startup_seconds(log, offset, t_att)
+            if began is not None and name == "chaos":
+                seen_startups.append(began)
+            attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after,
+                             "startup_s": began})
             print(f"{name}: attempt {len(attempts)}: {status} after {secs:.1f}s", flush=True)
             if status == "killed":
                 kills += 1
@@ -226,23 +272,53 @@ def run(args) -> dict[str, Any]:
                       "final_status": attempts[-1]["status"], "outputs": outputs(run_root),
                       "eval": eval_figures(run_root), "tracking": tracking(run_root, home),
                       "registered": registered_weights(run_root)}
+        if name == "reference":
+            (root / "reference.json").write_text(json.dumps({"runs": {"reference": runs[name]}}, indent=2))
         if name == "reference" and runs[name]["final_status"] != "exit 0":
             raise SystemExit(f"chaos: the uninterrupted run failed ({runs[name]['final_status']}); see {log}")
-        # Default window: the kills' progress (after ~20 s of start-up) spans about one whole run,
-        # so they land in every stage, not only the first ones.
-        max_delay = args.max_delay or args.min_delay + 20 + 2 * runs["reference"]["seconds"] / max(1, args.kills)
-        result["kill_window_s"] = [args.min_delay, round(max_delay, 1)]
+        gaps, seen_startups = kill_gaps(runs["reference"], args, rng), [ref_startup(runs["reference"], args)]
+        result["kill_gaps_s"] = [round(g, 1) for g in gaps]
+    ref, ch = runs["reference"], runs["chaos"]
+    same, diff = identical(runs)
+    result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
+                  time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
+                  tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
+                                     and ch["tracking"]["running_flow_runs"] in (0, None)))
+    return result
+
+
+def ref_startup(ref: dict[str, Any], args) -> float:
+    """The reference's start-up, less its one-time database migrations (a re-run does not redo those)."""
+    began = ref["attempts"][0].get("startup_s") or 60.0
+    return max(args.min_delay, began - args.migrations_s)
+
+
+def kill_gaps(ref: dict[str, Any], args, rng: random.Random) -> list[float]:
+    """Gaps between `--kills` seeded instants, uniform over the uninterrupted run's work (after start-up)."""
+    work = max(1.0, ref["seconds"] - (ref["attempts"][0].get("startup_s") or 60.0))
+    instants = sorted(rng.uniform(0, work) for _ in range(args.kills))
+    return [b - a for a, b in zip([0.0] + instants, instants)]
+
+
+def identical(runs: dict[str, Any]) -> tuple[dict[str, bool], list[str]]:
+    """What is the same in the reference and the chaos run, and which output files differ."""
     ref, ch = runs["reference"], runs["chaos"]
     diff = sorted(k for k in set(ref["outputs"]) | set(ch["outputs"]) if ref["outputs"].get(k) != ch["outputs"].get(k))
     same = {"files": not diff, "eval": ref["eval"] == ch["eval"],
             "registered_weights": ref["registered"] == ch["registered"],
             "version_counts": {k: len(v) for k, v in ref["tracking"]["versions"].items()}
             == {k: len(v) for k, v in ch["tracking"]["versions"].items()}}
-    result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
-                  time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
-                  tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
-                                     and ch["tracking"]["running_flow_runs"] in (0, None)))
-    return result
+    return same, diff
+
+
+def recompare(args) -> dict[str, Any]:
+    """Compare the outputs a finished chaos run left under --out again (its --json has the attempts)."""
+    res = json.loads(Path(args.json).read_text())
+    root = Path(args.out).resolve()
+    for name, r in res["runs"].items():
+        r["outputs"], r["eval"] = outputs(root / name), eval_figures(root / name)
+    res["identical"], res["differing_files"] = identical(res["runs"])
+    return res
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,22 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="comma list (default: every stage)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="more overrides")
     p.add_argument("--quick", action="store_true", help=f"stages {QUICK_STAGES}, fewer steps (the test's variant)")
-    p.add_argument("--min-delay", type=float, default=15.0, help="earliest kill, seconds into an attempt")
-    p.add_argument("--max-delay", type=float, default=None,
-                   help="latest kill, seconds into an attempt (default: from the reference's wall time)")
+    p.add_argument("--min-delay", type=float, default=5.0, help="earliest kill, seconds into an attempt")
+    p.add_argument("--migrations-s", type=float, default=30.0,
+                   help="one-time start-up of a fresh run (database migrations) not redone by a re-run")
     p.add_argument("--timeout", type=float, default=3600.0, help="limit of an uninterrupted attempt")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: each attempt starts its own)")
     p.add_argument("--keep", action="store_true", help="do not clear earlier outputs under --out")
     p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--reuse-reference", action="store_true",
+                   help="take the uninterrupted run an earlier run left under --out (OUT/reference.json)")
+    p.add_argument("--recompare", action="store_true", help="only compare again what a run left under --out "
+                   "(reads and rewrites --json)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    res = run(args)
+    res = recompare(args) if args.recompare else run(args)
     ref, ch = res["runs"]["reference"], res["runs"]["chaos"]
-    print(f"kills survived: {res['kills_survived']}/{args.kills} (chaos ended: {ch['final_status']}, "
+    print(f"kills survived: {res['kills_survived']}/{res['kills']} (chaos ended: {ch['final_status']}, "
           f"{len(ch['attempts'])} attempts; reference: {ref['final_status']})")
     print(f"outputs identical: files {res['identical']['files']} ({len(ref['outputs'])} files"
           + (f"; differ: {res['differing_files']}" if res["differing_files"] else "") + f"), eval.json figures "
@@ -281,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracking: MLflow runs RUNNING {t['running_runs']}, KILLED {t['killed_runs']}, metric steps logged twice "
           f"{t['duplicate_steps']}; Prefect flow runs Running {t['running_flow_runs']}, Crashed {t['crashed_flow_runs']}")
     print(f"processes a kill left behind (most after one kill): {ch['max_processes_left_by_a_kill']}")
-    print(f"kill window: {res['kill_window_s']} s into each attempt")
+    print(f"kill instants: gaps {res.get('kill_gaps_s')} s of work after each attempt's start-up")
     print(f"time lost: {res['time_lost_s']:.1f}s (reference {ref['seconds']:.1f}s, chaos {ch['seconds']:.1f}s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -115,13 +115,13 @@ class CurateSettings(Settings):
     # --- model-based quality classifier (stage quality_classifier; tasks/quality_classifier.py)
     # fastText P(high quality) of every document near-duplicate removal kept, written as the
     # `quality_score` column. quality_model None = the shipped model (data/quality/, trained on
-    # the bundled Wikipedia + C4 text against raw web text of the WARC samples; held-out figures
-    # in docs/CURATION.md). What is dropped: a score under `quality_threshold`, or, when
-    # `quality_keep_share` is set, all but that share of the corpus (highest scores kept).
-    # Default 0.1, not DCLM's top-10 %: the shipped model is trained on ~2,000 windows and
-    # its held-out precision at 0.5 is 0.80, so it is trusted only where it is sure a page is raw
-    # web text (nav/boilerplate pages); a corpus-specific model (`crawl2chat quality-train`)
-    # earns a stricter cut.
+    # the bundled Wikipedia + C4 text against the boilerplate of the real sample pages;
+    # held-out figures in docs/CURATION.md). What is dropped: a score under
+    # `quality_threshold`, or, when `quality_keep_share` is set, all but that share of the
+    # corpus (highest scores kept). Default 0.1, not DCLM's top-10 %: the shipped model has
+    # seen 39 pages of negatives, so it is trusted only where it is sure a document reads like
+    # menus and footers; a model trained on your corpus (`crawl2chat quality-train`) earns a
+    # stricter cut.
     quality_classifier: bool = True
     quality_model: str | None = setting(None, check=_bundled_path)
     quality_threshold: float = setting(0.1, ge=0.0, le=1.0)

@@ -255,7 +255,22 @@ def tracking_uri(root: str | Path) -> str:
         return uri
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    _create_sqlite_store(root / "mlflow.db")
     return f"sqlite:///{root}/mlflow.db"
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create a new sqlite store whole, or not at all: MLflow's table creation (migrations) killed
+    half-way leaves a file no later run can open, so it runs on a temp file renamed into place."""
+    if db.exists():
+        return
+    from mlflow import MlflowClient
+
+    tmp = db.with_name(f"{db.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    client = MlflowClient(f"sqlite:///{tmp}")
+    client.search_experiments()  # runs the migrations (tracking and registry tables: one schema)
+    os.replace(tmp, db)
 
 
 # What MLflow's fluent set-up exports into os.environ (set_tracking_uri, set_experiment).

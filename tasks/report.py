@@ -627,6 +627,7 @@ def build_report(root: str | Path, out: str | Path, evaluation: dict[str, Any] |
         for s in stats.get("stages", []):
             dropped = ", ".join(f"{r}: {n}" for r, n in sorted((s.get("dropped") or {}).items())) or "-"
             md.append(f"| {s.get('stage')} | {s.get('in', '')} | {s.get('kept', '')} | {dropped} |")
+        md += ["", f"Lines removed by line dedup: {next((s.get('lines_removed', 0) for s in stats.get('stages', []) if s.get('stage') == 'line_dedup'), 0)}; PII replaced: " + (", ".join(f"{k} {v}" for k, v in (stats.get("pii_replaced") or {}).items()) or "-")]
         if funnel_plot(stats, out / "funnel.png"):
             md += ["", "![curation funnel](funnel.png)"]
     else:

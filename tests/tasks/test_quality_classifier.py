@@ -53,3 +53,11 @@ def test_train_small_model(tmp_path):
     assert fig["auc"] > 0.9 and Path(fig["model"]).exists()
     with pytest.raises(ValueError, match="need positive and negative"):
         train_classifier(wiki, [], tmp_path / "n.ftz")
+
+
+def test_quality_train_command_refuses_without_text(tmp_path, capsys):
+    from crawl2chat.cli import main
+
+    assert main(["quality-train", "--out", str(tmp_path / "m.ftz")]) == 2
+    assert "give --positive and --negative" in capsys.readouterr().err
+    assert main(["quality-train", "--label-endpoint", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "m.ftz")]) == 2
