@@ -110,7 +110,8 @@ def next_steps(summary: dict) -> str:
         lines.append(f"  {_tool('crawl2chat')} chat  --model {chat_model}    # chat in the terminal")
         lines.append(f"  {_tool('crawl2chat')} serve --model {chat_model}    # web chat + OpenAI API on "
                      "http://127.0.0.1:8000")
-    runs_view = f"/#/experiments/{exp}/runs" if exp else ""
+    # the runs table in model-training mode, not the GenAI start page (tasks/headline.runs_url)
+    runs_view = f"/#/experiments/{exp}/runs?workflowType=machine_learning" if exp else ""
     if uri.startswith("http"):
         lines.append(f"  open {uri.rstrip('/')}{runs_view}    # MLflow: parent run `llm-pipeline` + one per stage")
     else:

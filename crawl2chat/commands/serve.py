@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+from pathlib import Path
 
 KEY_ENV = "CRAWL2CHAT_API_KEY"
 
@@ -59,7 +60,7 @@ def api_key(args, environ=os.environ) -> str | None:
             key = sys.stdin.readline()
         else:
             try:
-                key = open(args.api_key_file, encoding="utf-8").read()
+                key = Path(args.api_key_file).read_text(encoding="utf-8")
             except OSError as e:
                 raise Refused(f"--api-key-file {args.api_key_file}: {e.strerror or e}") from None
         key = key.strip()

@@ -4,6 +4,7 @@ checkpoint gets by default; plain OpenAI clients unchanged."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import openai
@@ -32,7 +33,7 @@ def test_serve_with_persona_python_tool_and_api_key(toy_model_dir, free_port, mo
     proc, url = start_server(toy_model_dir, free_port, "--persona", "--tools", "calculator,python",
                              "--max-tokens", "40")
     try:
-        cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read()
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
         assert KEY.encode() not in cmdline
         health = httpx.get(f"{url}/health", timeout=10).json()  # open: the page reads it before asking a key
         assert health["tools"] == ["calculator", "python"] and health["system_prompt"] is True and health["auth"]
