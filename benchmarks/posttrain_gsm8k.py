@@ -49,7 +49,7 @@ SMOKE: dict[str, dict[str, Any]] = {
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     """`stage.key=value` strings (the pipeline's `--set`, VALUE is YAML) → {stage: {key: value}} for STAGES."""
-    from crawl2chat.commands.pipeline import parse_sets as parse_pipeline_sets
+    from crawl2chat.stage_cli import parse_sets as parse_pipeline_sets
 
     sets = parse_pipeline_sets(items)
     unknown = sorted(set(sets) - set(STAGES))

@@ -62,7 +62,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
         try:
             name = row(stage).name
         except ValueError as e:
-            raise Refused(f"--set {item!r}: {e}") from None
+            raise Refused(f"--set {item!r}: STAGE.KEY=VALUE names a stage; {e}") from None
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as e:

@@ -221,6 +221,24 @@ def precision_recall(labels: np.ndarray, scores: np.ndarray, threshold: float = 
 
 
 # ------------------------------------------------------------------ training
+def _fit_and_save(kw: dict[str, Any], out: str) -> None:
+    import fasttext
+
+    fasttext.train_supervised(**kw).save_model(out)
+
+
+def _train_in_fresh_process(kw: dict[str, Any], out: Path) -> str:
+    """Train in a spawned interpreter (no state inherited from this process) and return the model's path."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(target=_fit_and_save, args=(kw, str(out)))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 or not out.exists():
+        raise RuntimeError(f"fastText training failed in a fresh process (exit {proc.exitcode}): Encountered NaN")
+    return str(out)
+
+
 def train_classifier(positives: list[str], negatives: list[str], out_path: str | Path, *,
                      held_out: float = 0.2, window_words: int = 50, seed: int = 0, epoch: int = 10,
                      dim: int = 32, word_ngrams: int = 2, quantize: bool = True) -> dict[str, Any]:
@@ -262,15 +280,20 @@ def train_classifier(positives: list[str], negatives: list[str], out_path: str |
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{lab} {prepare(w)}\n" for lab, w in rows), encoding="utf-8")
         lr = 0.1
+        kw = dict(input=str(train_file), epoch=epoch, dim=dim, wordNgrams=word_ngrams, minCount=2,
+                  bucket=200_000, seed=seed, thread=1, verbose=0)
+        fresh = False
         while True:  # fastText can diverge ("Encountered NaN") on a small, uneven set: retry slower
             try:
-                model = fasttext.train_supervised(input=str(train_file), epoch=epoch, lr=lr, dim=dim,
-                                                  wordNgrams=word_ngrams, minCount=2, bucket=200_000, seed=seed,
-                                                  thread=1, verbose=0)
+                if fresh:  # in a new process: a long-lived one (a test session) has diverged where this did not
+                    model = fasttext.load_model(_train_in_fresh_process({**kw, "lr": lr}, Path(tmp) / "fresh.bin"))
+                else:
+                    model = fasttext.train_supervised(lr=lr, **kw)
                 break
             except RuntimeError as e:
                 if "NaN" not in str(e) or lr < 0.01:
                     raise
+                fresh = True
                 lr /= 2
         if quantize:  # ~100× smaller file, to ship in the repository
             model.quantize(input=str(train_file), qnorm=True, retrain=False, cutoff=20_000)

@@ -141,3 +141,22 @@ def test_an_unexpected_failure_is_one_line_and_a_log(prefect_api, tmp_path, caps
     assert len(err) == 1 and "failed: RuntimeError: disk on fire; full log: " in err[0]
     log = err[0].rsplit("full log: ", 1)[1]
     assert "Traceback" in open(log).read() and log.startswith(str(tmp_path / "out" / "logs"))
+
+
+def test_a_refused_registration_is_exit_1_in_one_line(prefect_api, tmp_path, capsys, monkeypatch):
+    """Issue 24: the store refusing a model version ends the command with one line, exit 1, no traceback."""
+    import flows.sft
+    from core.errors import StageFailedError
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"step": 0}))
+
+    def refused(**_):
+        raise StageFailedError("registering crawl2chat-sft failed: the MLflow store refused the model version")
+
+    monkeypatch.setattr(flows.sft, "sft", refused)
+    assert main(["sft", "--model", str(ckpt), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["crawl2chat sft: failed: registering crawl2chat-sft failed: the MLflow store refused the "
+                   "model version"]

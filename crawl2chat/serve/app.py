@@ -262,7 +262,10 @@ class _SSEResponse(Response):
                 if kind == "text" and value:
                     await self._send(send, self.chunk({"content": value}))
                 elif kind in ("tool_call", "tool_result"):
-                    await self._send(send, self.chunk({"tool_run": {"call": value.call, "result": value.result}}))
+                    # the ToolRun object is shared with the generating thread, which fills in its result:
+                    # a "tool_call" event is the call alone, whenever this coroutine gets to send it
+                    result = None if kind == "tool_call" else value.result
+                    await self._send(send, self.chunk({"tool_run": {"call": value.call, "result": result}}))
                 elif kind == "finish":
                     finish = value
             if finish is None:  # stopped before the end: say why, the OpenAI way (an error event)

@@ -258,7 +258,8 @@ def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
     ref_ids = _curated_ids(tmp_path / "ref")
     assert ref["shards"] == 6 and len(ref_ids) == len(set(ref_ids)) == ref["documents"] > 0
     ref_stats = json.loads((tmp_path / "ref" / "stats.json").read_text())
-    assert ref_stats["stages"][-2]["dropped"]["near_duplicate"] > 0  # the planted near-duplicates
+    # the planted near-duplicates (looked up by reason: the corpus-level stages after MinHash vary)
+    assert sum(st["dropped"].get("near_duplicate", 0) for st in ref_stats["stages"]) > 0
 
     out = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "wb")

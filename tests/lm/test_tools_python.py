@@ -104,7 +104,8 @@ def test_report_card_line():
 
     lines = python_findings({"sft": {"python_n": 20, "python_acc_tool": 0.25, "python_acc_no_tool": 0.05,
                                      "python_tool_calls": 9}, "pretrain": {"val_bpb": 2.0}})
-    assert len(lines) == 1 and "sft 0.25 (95% CI" in lines[0] and "/ 0.05, 9 calls" in lines[0]
+    # issue 25's card: what was measured first, the figure, then a footnote mark for the interval
+    assert len(lines) == 1 and "20 held-out items" in lines[0] and "sft 0.25 / 0.05 (9 calls)¹" in lines[0]
     assert python_findings({"pretrain": {}}) == []
 
 

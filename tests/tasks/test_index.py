@@ -103,6 +103,6 @@ def test_report_card_shows_the_index_and_search_figures(tmp_path):
     evaluation = {"models": {"sft": {"search_rate": 0.75, "search_grounded": 0.5, "search_cited": 0.25,
                                      "search_retrieved": 0.6, "search_n": 20}}}
     md = build_report(tmp_path, tmp_path / "report", evaluation, with_mlflow=False).read_text()
-    assert "- **index → search tool**: 77 passages of 30 curated documents" in md
-    assert "searched / grounded / cited a returned URL (n=20): sft 0.75 / 0.50 / 0.25" in md
-    assert "## index" in md and "| tool_max_tokens | 28 |" in md and "| search_grounded | 0.5 |" in md
+    assert "- **index → search tool**" in md and "The index holds 77 passages of 30 curated documents" in md
+    assert "20 questions about passages held out of SFT" in md and "searched / grounded / cited: sft 0.75 / 0.50 / 0.25" in md
+    assert "## index" in md and "| search_grounded | the same: answer taken from a returned passage | 0.5 |" in md

@@ -84,7 +84,8 @@ def test_report_card_line_shows_before_and_after(tmp_path):
     models = {"pretrain": {"honesty_right": 0.05, "honesty_wrong": 0.9, "honesty_abstain": 0.05, "honesty_n": 100},
               "sft": {"honesty_right": 0.04, "honesty_wrong": 0.1, "honesty_abstain": 0.86, "honesty_n": 100}}
     line = "\n".join(honesty_findings(tmp_path, models))
-    assert "probed 24 TriviaQA questions × 4 samples; 1 answered right at least once" in line
+    # what was measured first, then the figures (issue 25's card wording), statistics in a footnote
+    assert "the probe asked 24 other questions × 4 samples: 1 answered right at least once" in line
     assert "pretrain 0.05 / 0.90 / 0.05; sft 0.04 / 0.10 / 0.86" in line
-    assert "wrong 0.90 → 0.10 (-0.80), right -0.01" in line and "not a significant change" not in line
+    assert "wrong answers **0.90 → 0.10**" in line and "not a significant change" not in line
     assert honesty_findings(tmp_path / "nothing", {}) == []
