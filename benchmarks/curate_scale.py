@@ -20,8 +20,8 @@ Three parts (pick with the first argument; `all` runs each at its default size):
   peak memory per task, and old/new ratios; the pairs must be identical.
 - ``dedup``: LSH buckets + clustering on GENERATED MinHash signatures with
   planted duplicate clusters (numpy only: no text), per `--docs` count, single
-  node (`tasks.minhash.lsh_band` + `cluster`) against the partitioned path
-  (`tasks.dedup_ray`, run serially here so peak memory is one partition's). Prints
+  node (`tasks.curation.minhash.lsh_band` + `cluster`) against the partitioned path
+  (`tasks.curation.dedup_ray`, run serially here so peak memory is one partition's). Prints
   seconds and peak RSS per stage and the growth exponent between sizes.
 
     .venv/bin/python benchmarks/curate_scale.py overhead --inputs 200 --inputs-per-task 1 8
@@ -156,9 +156,9 @@ def screenshot(url: str, png: Path) -> None:
 def plain_reference(inputs: list[str], out: Path) -> float:
     """The stage functions one after another in this process (no Prefect, no Ray): seconds."""
     from conf.curate import CurateConfig
-    from tasks.finalize import finalize_shard
-    from tasks.minhash import cluster, compute_signatures, lsh_band
-    from tasks.process import process_warc
+    from tasks.curation.finalize import finalize_shard
+    from tasks.curation.minhash import cluster, compute_signatures, lsh_band
+    from tasks.curation.process import process_warc
 
     cfg = CurateConfig()
     for d in ("process", "minhash", "lsh", "curated"):
@@ -360,7 +360,7 @@ def planted_band(n: int, band: int, dup_frac: float = 0.2, cluster_size: int = 4
     """
     import numpy as np
 
-    from tasks.minhash import _mix64
+    from tasks.curation.minhash import _mix64
 
     rng = np.random.default_rng([seed, band])
     mat = rng.integers(0, 2**63, size=(n, ROWS), dtype=np.uint64)
@@ -393,8 +393,8 @@ def _traced(fn, *args):
 
 
 def signature_rate(n_docs: int = 4000) -> float:
-    """Documents/second of `tasks.minhash.signatures` on real text (C4 + Wikipedia in data/text), one core."""
-    from tasks.minhash import signatures
+    """Documents/second of `tasks.curation.minhash.signatures` on real text (C4 + Wikipedia in data/text), one core."""
+    from tasks.curation.minhash import signatures
 
     c4 = [json.loads(x)["text"] for x in (REPO / "data" / "text" / "llamafactory_c4_demo.jsonl").read_text().splitlines()]
     docs = (c4 * (n_docs // len(c4) + 1))[:n_docs]
@@ -408,8 +408,8 @@ def run_dedup(sizes: list[int], n_parts: int, rate_docs: int = 4000) -> list[dic
     """LSH + clustering on GENERATED signatures: single node against `n_parts` partitions, per size."""
     import numpy as np
 
-    from tasks.dedup_ray import cluster_partitioned
-    from tasks.minhash import bucket_pairs, band_partition, cluster
+    from tasks.curation.dedup_ray import cluster_partitioned
+    from tasks.curation.minhash import bucket_pairs, band_partition, cluster
 
     rate = signature_rate(rate_docs)
     print(f"dedup: minhash signatures on real text: {rate:.0f} docs/s on one core ({load()})")
@@ -510,7 +510,7 @@ def write_signature_corpus(dest: Path, n: int, n_bands: int, layout: str) -> tup
     """
     import numpy as np
 
-    from tasks.minhash import signature_arrays, write_signatures
+    from tasks.curation.minhash import signature_arrays, write_signatures
 
     dest.mkdir(parents=True, exist_ok=True)
     sig = np.empty((n, n_bands * ROWS), np.uint64)
@@ -536,7 +536,7 @@ def run_lsh_io(n: int, n_parts: int, n_bands: int) -> dict:
     """The P partition tasks of one band on the old layout (each reads the whole band) and the sorted one."""
     import numpy as np
 
-    from tasks.minhash import lsh_band
+    from tasks.curation.minhash import lsh_band
 
     tmp = Path(tempfile.mkdtemp(prefix="c2c-lshio-"))
     try:
@@ -582,7 +582,7 @@ def run_lsh_io(n: int, n_parts: int, n_bands: int) -> dict:
 def _worker_peak(src: str) -> dict:
     """process_warc on `src` in a fresh process; its peak RSS (MB) and seconds."""
     code = ("import json,resource,sys,time;sys.path.insert(0,%r);from conf.curate import CurateConfig;"
-            "from tasks.process import process_warc;t=time.perf_counter();"
+            "from tasks.curation.process import process_warc;t=time.perf_counter();"
             "s=process_warc(sys.argv[1],sys.argv[2],CurateConfig());"
             "print(json.dumps({'rss_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
             "'s':time.perf_counter()-t,'read':s['stages'][0]['in'],'kept':s['stages'][-1]['kept']}))") % str(REPO)

@@ -1,4 +1,4 @@
-"""Our per-WARC curation (tasks/process.py) against datatrove's FineWeb base recipe, in one run,
+"""Our per-WARC curation (tasks/curation/process.py) against datatrove's FineWeb base recipe, in one run,
 on a Common-Crawl-like language mix and on the real sample WARCs.
 
 Inputs:
@@ -89,7 +89,7 @@ def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
     from fasttext.FastText import _FastText
     from tldextract import TLDExtract
 
-    from tasks.langid import model_path
+    from tasks.curation.langid import model_path
 
     url_filter = URLFilter()
     url_filter.tldextractor = TLDExtract(suffix_list_urls=())
@@ -130,15 +130,15 @@ def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> di
     import pyarrow.parquet as pq
 
     from conf.curate import CurateConfig
-    from tasks.process import process_warc
+    from tasks.curation.process import process_warc
 
     cfg = CurateConfig(extractor=extractor, extract_timeout_s=TIMEOUT_S, language_gate=gate)
     urls, ids, texts, stats = [], [], [], []
     # CPU seconds of the processing alone: load the resources (UT1 list, fastText,
     # spaCy) first, as a long-running worker has; CPU time is robust to machine load.
-    from tasks.langid import identify
-    from tasks.process import build_steps
-    from tasks.quality import check_text
+    from tasks.curation.langid import identify
+    from tasks.curation.process import build_steps
+    from tasks.curation.quality import check_text
     build_steps(cfg)
     identify("Warm-up text for the language model.", ["en"], 0.65)
     check_text("Warm-up text for the quality filters. " * 20)
@@ -155,8 +155,8 @@ def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> di
     # The corpus-level stages of the default curate after the per-WARC recipe (datatrove's
     # FineWeb recipe has none of them): quality classifier, exact line dedup, PII. MinHash is
     # benchmarked on its own (minhash_vs_datatrove.py). CPU timed apart: `post_cpu_s`.
-    from tasks.finalize import finalize_shard
-    from tasks.line_dedup import count_duplicates, shard_pass
+    from tasks.curation.finalize import finalize_shard
+    from tasks.curation.line_dedup import count_duplicates, shard_pass
     cpu1 = time.process_time()
     post_stats = []
     shards = [str(out / f"shard-{i}.parquet") for i in range(len(warcs))]
@@ -219,8 +219,8 @@ def _jaccard(a: set, b: set) -> float:
 
 def count_pages(warcs: list[Path]) -> int:
     """HTML/text documents the reader yields (the denominator of docs/s)."""
-    from tasks.funnel import StageCounter
-    from tasks.warc import iter_records
+    from tasks.curation.funnel import StageCounter
+    from tasks.curation.warc import iter_records
 
     read = StageCounter("read")
     for w in warcs:
@@ -297,9 +297,9 @@ def gate_stress(warcs: list[Path], kept_ids: set[str], levels: tuple[int, ...] =
 
     from conf.curate import CurateConfig
     from data.build_warc import load_non_english
-    from tasks.funnel import StageCounter
-    from tasks.langid import gate_verdict
-    from tasks.warc import iter_records
+    from tasks.curation.funnel import StageCounter
+    from tasks.curation.langid import gate_verdict
+    from tasks.curation.warc import iter_records
 
     cfg = CurateConfig()
     pages = [d.text for w in warcs for d in iter_records(str(w), StageCounter("read"), {})
@@ -405,7 +405,7 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     gate_stats = results["ours_gate"]["_outs"][0]["stats"]
     gated = sum(sum(st["dropped"].values()) for s in gate_stats for st in s["stages"]
                 if st["stage"] == "language_gate")
-    from tasks.funnel import merge_stats
+    from tasks.curation.funnel import merge_stats
     one_core = results["ours_gate" if default_gate == "gate" else "ours"]
     two = results.get("ours_2core")
     default_run = "ours_gate" if default_gate == "gate" else "ours"
@@ -420,11 +420,11 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
 
 
 def filters_alone(n_docs: int = 400) -> dict[str, Any]:
-    """The four quality filters alone, ours (tasks/quality.py) vs datatrove's blocks, on the same
+    """The four quality filters alone, ours (tasks/curation/quality.py) vs datatrove's blocks, on the same
     real English documents (data/ C4 + Wikipedia windows, as the demo curates): CPU seconds
     after a warm-up (both sides' spaCy loaded, our chunk cache empty), equal decisions count."""
     from data.build_warc import load_english
-    from tasks.quality import _CACHE, check_text, datatrove_check_text
+    from tasks.curation.quality import _CACHE, check_text, datatrove_check_text
 
     docs = ["\n\n".join(d) for d in load_english()][:n_docs]
     check_text("Warm-up text for the quality filters. " * 20)
@@ -500,7 +500,7 @@ def _public(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(res: dict[str, Any]) -> str:
-    from tasks.funnel import funnel_table
+    from tasks.curation.funnel import funnel_table
 
     lines = [f"{res['cpus']} CPUs; load average before {res['load_avg_before']}, after {res['load_avg_after']}"]
     for label in ("mix", "real"):

@@ -1,4 +1,4 @@
-"""Eval throughput: batched log-likelihood scoring (lm/loglik.py) against one request
+"""Eval throughput: batched log-likelihood scoring (lm/evals/loglik.py) against one request
 per forward pass, on the same real CORE items in the same run.
 
 Items: the first --items of each task in --tasks (real data from the
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from lm import benchmark_data as bd
-from lm.core_eval import encode_items
-from lm.loglik import score_requests
+from lm.datasets import benchmarks as bd
+from lm.evals.core import encode_items
+from lm.evals.loglik import score_requests
 from lm.model import GPT, GPTConfig
 from lm.tokenizer import Tokenizer
 

@@ -220,7 +220,7 @@ def step_pipeline(out: Path, dry: bool, args) -> dict[str, Any]:
 
     import posttrain_gsm8k as pg
     from lm.checkpoint import load_model
-    from lm.rl import evaluate_pass, gsm8k_problems
+    from lm.posttrain.rl import evaluate_pass, gsm8k_problems
     from tasks.posttrain import run_rl, run_sft
 
     _device(dry)
@@ -279,7 +279,7 @@ def step_eval_scoring(out: Path, dry: bool, args) -> dict[str, Any]:
     if not script.exists():
         return {"status": "skipped", "reason": "no batched eval scorer in the repo yet (benchmarks/eval_throughput.py)"}
     try:
-        from lm import benchmark_data
+        from lm.datasets import benchmarks as benchmark_data
 
         benchmark_data.data_root()
     except (ImportError, FileNotFoundError) as e:  # the eval items are files of a wheel the GPU box may lack

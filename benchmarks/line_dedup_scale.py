@@ -1,4 +1,4 @@
-"""Growth of exact line dedup (tasks/line_dedup.py) with the corpus: 1 M and 10 M GENERATED documents.
+"""Growth of exact line dedup (tasks/curation/line_dedup.py) with the corpus: 1 M and 10 M GENERATED documents.
 
 Documents are GENERATED here, short (3 lines of ~40 characters) so that millions fit the
 machine: 20 % of lines come from 2,000 boilerplate lines shared across documents (the
@@ -58,9 +58,9 @@ def generated_docs(start: int, n: int, seed: int = 0) -> list[str]:
 
 
 def run(n_docs: int, work: Path, shard_docs: int, per_partition: int, min_chars: int = 30) -> dict[str, Any]:
-    from tasks.line_dedup import (apply_line_dedup, count_partition, dups_path, n_partitions,
+    from tasks.curation.line_dedup import (apply_line_dedup, count_partition, dups_path, n_partitions,
                                   shard_line_hashes)
-    from tasks.minhash import _save_npy
+    from tasks.curation.minhash import _save_npy
 
     work.mkdir(parents=True, exist_ok=True)
     t = {"generate": 0.0, "hash": 0.0, "count": 0.0, "apply": 0.0}
@@ -116,10 +116,10 @@ def demo_report(work: Path, n_generated: int = 800) -> dict[str, Any]:
 
     from conf.curate import CurateConfig
     from data.build_warc import SAMPLES, build_warc, generated_name
-    from tasks.finalize import finalize_shard
-    from tasks.line_dedup import count_duplicates, doc_line_hashes, normalise_line, shard_pass
-    from tasks.minhash import cluster, compute_signatures, lsh_band
-    from tasks.process import process_warc
+    from tasks.curation.finalize import finalize_shard
+    from tasks.curation.line_dedup import count_duplicates, doc_line_hashes, normalise_line, shard_pass
+    from tasks.curation.minhash import cluster, compute_signatures, lsh_band
+    from tasks.curation.process import process_warc
 
     cfg = CurateConfig()
     work.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def demo_report(work: Path, n_generated: int = 800) -> dict[str, Any]:
         stats.append(finalize_shard(sh, i, dups, str(work / f"final-{i}.parquet"), cfg, str(work / "lines"), 1,
                                     f"{sh}.s.npy", cfg.quality_threshold))
         # the lines removed, from the documents that reached line dedup
-        from tasks.finalize import _shard_clusters
+        from tasks.curation.finalize import _shard_clusters
         texts = pq.read_table(sh, columns=["text"]).column("text").to_pylist()
         drop, _ = _shard_clusters(dups, i, len(texts))
         scores = np.load(f"{sh}.s.npy")
@@ -158,7 +158,7 @@ def demo_report(work: Path, n_generated: int = 800) -> dict[str, Any]:
             for line, h in zip(t.split("\n"), doc_line_hashes(t, cfg.line_dedup_min_chars)):
                 if h is not None and h in dup_set:
                     removed[normalise_line(line)] += 1
-    from tasks.funnel import merge_stats
+    from tasks.curation.funnel import merge_stats
     funnel = merge_stats(stats)
     ld = next(s for s in funnel["stages"] if s["stage"] == "line_dedup")
     return {"inputs": [Path(p).name for p in inputs], "funnel": funnel["stages"],

@@ -1,4 +1,4 @@
-"""Our MinHash near-dedup (tasks/minhash.py + tasks/finalize.py) against datatrove's, in one run.
+"""Our MinHash near-dedup (tasks/curation/minhash.py + tasks/curation/finalize.py) against datatrove's, in one run.
 
 Same documents, same settings (word 5-grams, 14 bands × 8 hashes, seed 1):
 
@@ -148,8 +148,8 @@ def run_ours(docs: list[dict[str, Any]], work: Path, n_shards: int = 4) -> dict[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.finalize import finalize_shard
-    from tasks.minhash import cluster, compute_signatures, lsh_band
+    from tasks.curation.finalize import finalize_shard
+    from tasks.curation.minhash import cluster, compute_signatures, lsh_band
 
     shards = [docs[i::n_shards] for i in range(n_shards)]
     pre = []

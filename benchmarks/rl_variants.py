@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/rl_variants.py --task gsm8k --shape small --steps 4 ...
 
 Arithmetic: the test suite's GENERATED tiny base (tests/support/posttrain_base.py),
-SFT'd once on GENERATED sums of 0–3 (as tests/lm/test_rl.py does), then RL with the
+SFT'd once on GENERATED sums of 0–3 (as tests/lm/posttrain/test_rl.py does), then RL with the
 `--preset`'s `rl` section for every (variant, seed). GSM8K: a model of the preset's
 pretrain shape (`--shape small`: depth and context of conf/presets/small.yaml) with
 the tiny base's tokenizer, from random init — no pretrained small checkpoint exists
@@ -13,7 +13,7 @@ on a CPU box, so this measures cost and whether any reward signal exists at all;
 
 Each run's held-out eval (the same prompts and sampling seed before and after
 within a seed) gives per-prompt pass@1; the comparison is the report card's paired
-bootstrap (lm/paired_stats.py): each variant before → after, and each variant's
+bootstrap (lm/evals/paired_stats.py): each variant before → after, and each variant's
 after against the first variant's, pooled over seeds (same prompts per seed).
 Prints a table and writes JSON.
 """
@@ -31,12 +31,12 @@ sys.path.insert(0, str(REPO))
 
 
 def sft_arithmetic(out: Path) -> Path:
-    """The tiny GENERATED base, SFT'd on 600 GENERATED sums of 0–3 (tests/lm/test_rl.py's start): its checkpoint."""
+    """The tiny GENERATED base, SFT'd on 600 GENERATED sums of 0–3 (tests/lm/posttrain/test_rl.py's start): its checkpoint."""
     import torch
 
     from conf.posttrain import SFTConfig
-    from lm.sft import train_sft
-    from lm.sft_data import SkipStats, build_sft_data, load_sources
+    from lm.posttrain.sft import train_sft
+    from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
     from tests.support.posttrain_base import SEQ_LEN, load_base
 
     torch.manual_seed(0)
@@ -71,7 +71,7 @@ def small_shape_gsm8k(out: Path, preset: str) -> Path:
 def run_one(ckpt: Path, rl_values: dict[str, Any], out: Path) -> dict[str, Any]:
     from conf.posttrain import RLSettings
     from lm.checkpoint import load_model
-    from lm.rl import train_rl
+    from lm.posttrain.rl import train_rl
 
     model, tok, _ = load_model(ckpt)
     cfg = RLSettings.from_dict(rl_values)
@@ -89,7 +89,7 @@ def run_one(ckpt: Path, rl_values: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def compare(runs: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per variant: means over seeds and the paired tests (pooled over seeds' prompts)."""
-    from lm.paired_stats import paired_bootstrap
+    from lm.evals.paired_stats import paired_bootstrap
 
     names = list(runs)
     ref = names[0]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from lm.python_data import python_problems  # noqa: E402
-from lm.sandbox import JAIL_SOURCE, Limits, run_in_jail, run_python  # noqa: E402
-from lm.sandbox_interp import load_modules, run_snippet  # noqa: E402
+from lm.datasets.python_tool import python_problems  # noqa: E402
+from lm.tools.sandbox import JAIL_SOURCE, Limits, run_in_jail, run_python  # noqa: E402
+from lm.tools.sandbox_interp import load_modules, run_snippet  # noqa: E402
 
 # BENCHMARK-ONLY reference child: the product's jail, the allowlisted modules imported as before, raw exec.
 EXEC_REFERENCE = JAIL_SOURCE + r'''

@@ -39,7 +39,7 @@ class CurateSettings(Settings):
     max_body_bytes: int = setting(10_000_000, gt=0)
     crawl_base_url: str = "https://data.commoncrawl.org"
 
-    # --- remote reads (https://, s3://; tasks/remote.py) ------------------
+    # --- remote reads (https://, s3://; tasks/curation/remote.py) ------------------
     # A transient fault (HTTP 429/5xx, reset, cut-short body, read timeout) is
     # retried with exponential backoff + jitter and the stream resumed with a
     # Range request at the first missing byte. Only `remote_retries` failures in
@@ -52,7 +52,7 @@ class CurateSettings(Settings):
     remote_backoff_max_s: float = setting(60.0, ge=0)
     remote_read_timeout_s: float = setting(60.0, gt=0)
     remote_connect_timeout_s: float = setting(30.0, gt=0)
-    # Resume inside a file (tasks/shard_checkpoint.py): progress is saved every
+    # Resume inside a file (tasks/curation/shard_checkpoint.py): progress is saved every
     # N WARC records (~1,700 pages of a Common Crawl file at 5000); 0 = off.
     checkpoint_every_records: int = setting(5000, ge=0)
 
@@ -64,7 +64,7 @@ class CurateSettings(Settings):
     # --- extraction ------------------------------------------------------
     extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
     # Budget per page in CPU seconds (not wall-clock: a busy worker must not drop
-    # pages an idle one keeps; tasks/extract.py). datatrove/FineWeb use 1 s of
+    # pages an idle one keeps; tasks/curation/extract.py). datatrove/FineWeb use 1 s of
     # wall time; pages take ~30 ms. A page over budget is retried once with
     # `extract_retry_timeout_s`, then dropped with reason "timeout".
     extract_timeout_s: float = setting(5.0, gt=0)
@@ -105,14 +105,14 @@ class CurateSettings(Settings):
     # if its full signatures agree on at least this share of min-hashes
     # (estimated Jaccard). None = off, as in FineWeb.
     dedup_jaccard_threshold: float | None = setting(None, ge=0.0, le=1.0)
-    # Scale-out of LSH buckets + clustering (tasks/dedup_ray.py): with more signed
+    # Scale-out of LSH buckets + clustering (tasks/curation/dedup_ray.py): with more signed
     # documents than this, every band is bucketed in ceil(docs / this) partitions
     # and clusters are found by that many workers (Ray tasks), each holding its
     # share only. The output is the same for any value; benchmarks/curate_scale.py
     # measured ~0.2 KB per document of a band-partition (5 M docs ≈ 1 GB a worker).
     dedup_docs_per_partition: int = setting(5_000_000, gt=0)
 
-    # --- model-based quality classifier (stage quality_classifier; tasks/quality_classifier.py)
+    # --- model-based quality classifier (stage quality_classifier; tasks/curation/quality_classifier.py)
     # fastText P(high quality) of every document near-duplicate removal kept, written as the
     # `quality_score` column. quality_model None = the shipped model (data/quality/, trained on
     # the bundled Wikipedia + C4 text against the boilerplate of the real sample pages;
@@ -127,7 +127,7 @@ class CurateSettings(Settings):
     quality_threshold: float = setting(0.1, ge=0.0, le=1.0)
     quality_keep_share: float | None = setting(None, gt=0.0, le=1.0)
 
-    # --- exact line dedup across the corpus (stage line_dedup; tasks/line_dedup.py) ----------
+    # --- exact line dedup across the corpus (stage line_dedup; tasks/curation/line_dedup.py) ----------
     # A line (case and whitespace ignored) in two or more documents that near-duplicate
     # removal kept is removed from all of them: site-wide boilerplate (cookie banners,
     # newsletter and navigation sentences). Lines under `line_dedup_min_chars` characters are

@@ -44,10 +44,10 @@ class EvalSettings(Settings):
     # GENERATED arithmetic, with and without the calculator
     arithmetic_n: int = setting(50, ge=0)
     arithmetic_max_operand: int = setting(999, ge=1)
-    # set: score RL's own task instead (lm.rl.arithmetic_problems at this difficulty, fresh seed, same grader),
+    # set: score RL's own task instead (lm.posttrain.rl.arithmetic_problems at this difficulty, fresh seed, same grader),
     # so the table compares sft and rl on what RL trained for; None: operands up to arithmetic_max_operand
     arithmetic_difficulty: int | None = setting(None, ge=0)
-    # GENERATED held-out python-tool items (lm/python_data.py: letters, reversal, digit sums,
+    # GENERATED held-out python-tool items (lm/datasets/python_tool.py: letters, reversal, digit sums,
     # long products), greedy, with the sandboxed python tool and without any tool
     python_n: int = setting(20, ge=0)
     # chat-format compliance + sample generations
@@ -55,7 +55,7 @@ class EvalSettings(Settings):
     n_samples: int = setting(5, ge=0)
     max_new_tokens: int = setting(128, gt=0)
     # suites (comma list): basic = the metrics above; core = CORE-style base-model
-    # multiple choice (lm/core_eval.py); chat = ARC/GSM8K/TriviaQA in chat format (lm/chat_eval.py)
+    # multiple choice (lm/evals/core.py); chat = ARC/GSM8K/TriviaQA in chat format (lm/evals/chat.py)
     suite: str = setting("basic", check=_check_suite)
     # per evaluated model name, e.g. {pretrain: "basic,core", sft: ...}
     suite_by_model: dict[str, str] = setting({}, check=_check_model_suites)
@@ -64,12 +64,12 @@ class EvalSettings(Settings):
     core_batch_size: int = setting(32, ge=1)      # continuations per forward pass
     chat_limit: int = setting(100, ge=0)          # items per chat task (0: all)
     chat_max_new_tokens: int = setting(192, gt=0)
-    # hallucination eval (lm/honesty_eval.py), every model: right / wrong / abstained on held-out
+    # hallucination eval (lm/evals/honesty.py), every model: right / wrong / abstained on held-out
     # TriviaQA (lm/triviaqa.HELDOUT, never probed); few-shot prompts for a base model, a chat turn otherwise
     honesty_n: int = setting(200, ge=0)           # 0: off
     honesty_max_new_tokens: int = setting(24, gt=0)
     honesty_shots: int = setting(3, ge=0, le=8)
-    # search eval (lm/search_data.py), every model, when an index is given (the pipeline passes
+    # search eval (lm/datasets/search.py), every model, when an index is given (the pipeline passes
     # RUN/index once built): questions about held-out passages, the search tool on
     search_index: str | None = None
     search_n: int = setting(20, ge=0)             # 0: off

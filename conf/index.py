@@ -26,7 +26,7 @@ class IndexSettings(Settings):
     threads: int = setting(1, ge=1)
     # --- the search tool (recorded in the manifest; SFT data, eval and serving read it)
     top_k: int = setting(3, ge=1, le=20)
-    max_tokens: int = setting(256, ge=16)  # word pieces of tool output (lm/search.py)
+    max_tokens: int = setting(256, ge=16)  # word pieces of tool output (lm/tools/search.py)
 
 
 # IndexConfig: the pydantic model of IndexSettings, built on first use (conf/stage_config.py).

@@ -66,12 +66,12 @@ class SFTSettings(TrainCommon):
     # The pipeline sets the path when its probe stage has run.
     refusal_data: str | None = None
     refusal_ratio: float = setting(0.1, ge=0.0, lt=1.0)
-    # GENERATED search conversations from the index stage's passages (lm/search_data.py),
+    # GENERATED search conversations from the index stage's passages (lm/datasets/search.py),
     # mixed in as `search_ratio` of the conversations before them. The pipeline sets
     # the index directory when its index stage has run.
     search_index: str | None = None
     search_ratio: float = setting(0.1, ge=0.0, lt=1.0)
-    # GENERATED python-tool conversations (lm/python_data.py): letter counts, reversals,
+    # GENERATED python-tool conversations (lm/datasets/python_tool.py): letter counts, reversals,
     # digit sums, long products, answered by running a snippet in the sandbox.
     n_python: int = setting(200, ge=0)
     # Who the model is (conf/persona.py): identity data says it, and this fraction of
@@ -132,7 +132,7 @@ class RewardSettings(TrainCommon):
     prefs: list[str] = setting([_d("prefs/hh-rlhf_harmless-base_test.jsonl.gz"),
                                 _d("prefs/llamafactory_dpo_en_demo.json")])
     rankings: list[str] = setting([])  # JSONL of {"prompt"|"conversation", "responses": [best, ..., worst]}
-    # + this many GENERATED pairs (lm/preference_data.py) whose preference is in the text, held out by topic
+    # + this many GENERATED pairs (lm/datasets/preferences.py) whose preference is in the text, held out by topic
     generated_prefs: int = 0
     loss: str = "bradley_terry"  # pairwise; rankings always use Plackett–Luce
     val_fraction: float = 0.1

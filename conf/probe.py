@@ -1,4 +1,4 @@
-"""Config of the `probe` stage: what the model knows, as refusal/answer SFT data (lm/refusal_data.py)."""
+"""Config of the `probe` stage: what the model knows, as refusal/answer SFT data (lm/datasets/refusal.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -38,7 +38,7 @@ class ServeSettings(Settings):
     top_k: int | None = setting(50, ge=1)
     top_p: float | None = setting(None, gt=0.0, le=1.0)
     tool_budget: int = setting(4, ge=0)          # tool calls per reply; past it the model reads an error
-    # Tools the server enables (lm/tools.py: calculator, python, search); None: the tools the
+    # Tools the server enables (lm/tools/__init__.py: calculator, python, search); None: the tools the
     # checkpoint was trained to call. A request may narrow them (`tool_choice: "none"`, or the
     # extension field `tools_enabled: [...]`).
     tools: list[ToolName] | None = None

@@ -5,7 +5,7 @@
 
 (`import crawl2chat.lm_eval_adapter` registers the model name `crawl2chat`
 for `lm_eval.simple_evaluate` too.) Log-likelihoods come from the same
-batched scorer as the core suite (`lm/loglik.py`); generation from the
+batched scorer as the core suite (`lm/evals/loglik.py`); generation from the
 engine, greedy, without tools. The harness is optional: lm/ never imports it.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lm_eval.api.registry import register_model
 
 from lm.checkpoint import load_model
 from lm.engine import Engine
-from lm.loglik import score_requests
+from lm.evals.loglik import score_requests
 
 
 @register_model("crawl2chat")

@@ -19,7 +19,7 @@ from typing import Any
 from core.run_root import clear_manifest, write_manifest
 from flows.runtime import (carry_over_history, delete_run_versions, log_dataset, mlflow_run, publish_markdown,
                            register_checkpoint)
-from lm.posttrain_loop import resume_step
+from lm.posttrain.loop import resume_step
 from tasks.progress import StageProgress, chain
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Scale knobs (conf/curate.py; none changes the output): `inputs_per_task` puts
 several inputs in one task (process_batch = process + minhash, finalize_batch),
 so thousands of small inputs do not cost thousands of task runs per step;
 past `dedup_docs_per_partition` documents each band is bucketed in P partitions
-and `cluster` runs P Ray tasks per round (tasks/dedup_ray.py), so no worker
+and `cluster` runs P Ray tasks per round (tasks/curation/dedup_ray.py), so no worker
 holds every document or every pair.
 
 Layout under the output root `OUT`:
@@ -19,7 +19,7 @@ Layout under the output root `OUT`:
     OUT/work/minhash/<shard>.npz         signatures
     OUT/work/lsh/band_NNN.npy            candidate pairs per band (band_NNN-part_PPPP-of-MMMM.npy if P > 1)
     OUT/work/cluster/duplicates.parquet  duplicate clusters (a directory of Parquet parts if P > 1)
-    OUT/work/lines/<shard>.{hashes,scores}.npy  line hashes, quality scores (tasks/line_dedup.py)
+    OUT/work/lines/<shard>.{hashes,scores}.npy  line hashes, quality scores (tasks/curation/line_dedup.py)
     OUT/work/lines/duplicates/           duplicated line hashes by hash range
     OUT/work/finalize/*.stats.json       sidecars of the final shards
     OUT/work/prefect-results/            Prefect's persisted task results (cache)
@@ -29,7 +29,7 @@ Layout under the output root `OUT`:
 
 Each task's output file is written atomically (temp name + os.replace), so a
 run killed at any point leaves no partial file under a final name, and a
-re-run redoes exactly the unfinished tasks (see tasks/curate.py).
+re-run redoes exactly the unfinished tasks (see tasks/curation/curate.py).
 """
 from __future__ import annotations
 
@@ -49,13 +49,13 @@ from prefect.futures import as_completed
 from conf.curate import CurateConfig
 from core.atomic import write_json
 from flows import runtime
-from tasks.curate import (
+from tasks.curation.curate import (
     InputUnavailable, cluster_task, finalize_batch_task, finalize_task, line_count_task, line_pass_task, lsh_task,
     minhash_task, process_batch_task, process_warc_task,
 )
-from tasks.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
+from tasks.curation.funnel import funnel_chart, funnel_plot, funnel_table, merge_stats
 from tasks.progress import StageProgress
-from tasks.remote import RetryPolicy, remote_stat
+from tasks.curation.remote import RetryPolicy, remote_stat
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
             metrics[f"funnel.{name}.lines_removed"] = st["lines_removed"]
     for kind, n in stats.get("errors", {}).items():
         metrics[f"errors.{clean(kind)}"] = n
-    for stage, sec in stats.get("seconds", {}).items():  # wall time per stage (tasks/steps.py)
+    for stage, sec in stats.get("seconds", {}).items():  # wall time per stage (tasks/curation/steps.py)
         metrics[f"seconds.{clean(stage)}"] = sec
     for what, n in stats.get("retried", {}).items():
         metrics[f"retried.{clean(what)}"] = n
@@ -302,8 +302,8 @@ def _line_pass(cfg: CurateConfig, ok: list[int], names: list[str], ppaths: list[
                results: Path) -> tuple[dict[int, dict[str, Any]], str]:
     """line_pass ×N (hashes + scores), the classifier's cut, line_count ×1; returns finalize's `lines`
     argument per shard and a key for everything they depend on."""
-    from tasks.line_dedup import n_partitions
-    from tasks.quality_classifier import share_cutoff
+    from tasks.curation.line_dedup import n_partitions
+    from tasks.curation.quality_classifier import share_cutoff
 
     if not ok or not (cfg.line_dedup or cfg.quality_classifier):
         return {}, "no-line-pass"
@@ -422,7 +422,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
             sig_paths = [str(work / "minhash" / f"{names[i]}.npz") for i in ok]
             mkeys = [_key("minhash", pkeys[i], chash) for i in ok]
             n_signed = sum(int(mfuts[i].result()) for i in ok)
-            # Past dedup_docs_per_partition documents no worker sees a whole band (tasks/dedup_ray.py).
+            # Past dedup_docs_per_partition documents no worker sees a whole band (tasks/curation/dedup_ray.py).
             n_parts = max(1, math.ceil(n_signed / cfg.dedup_docs_per_partition))
             logger.info("minhash signatures done for %d shards (%d documents; %d partition(s) per band)",
                         len(ok), n_signed, n_parts)

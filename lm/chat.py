@@ -19,7 +19,7 @@ outputs (the engine forces them) are never trained on.
 This is the one renderer: SFT, RL, eval, `chat` and `serve` all render here
 (`render`, `render_for_completion`, and `render_prompt` for the API's looser
 message lists). The persona (`Persona`: name, maker, tools) becomes the system
-message the same way at train time (lm/sft_data.py) and at chat time.
+message the same way at train time (lm/posttrain/sft_data.py) and at chat time.
 """
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ ROTARY_SWAPPED = ("attn.c_q.weight", "attn.c_k.weight", "attn.q_norm.weight", "a
 # turn, render_for_completion() with add_generation_prompt. An assistant turn runs over consecutive
 # assistant and tool messages; its content is a string or crawl2chat parts ({"type": "text"|"tool_call"|
 # "tool_output", "text"}); OpenAI-style `tool_calls` render as `name: arguments` (the CALL syntax of
-# lm/tools.py, a one-value arguments object as its value).
+# lm/tools/__init__.py, a one-value arguments object as its value).
 CHAT_TEMPLATE = (
     "{%- set ns = namespace(prev='') -%}"
     "{{- '<|bos|>' -}}"

@@ -32,7 +32,7 @@ METRIC_NAMES = {
     "gen_tokens_per_s": "throughput/gen_tok_per_s", "gen_s": "throughput/gen_s",
     "val_loss": "val/loss", "val_bpb": "val/bpb", "val_accuracy": "val/accuracy",
     "reward_mean": "rl/reward_mean", "response_len": "rl/response_len", "kl": "rl/kl", "clip_frac": "rl/clip_frac",
-    # GRPO diagnostics (lm/rl.py; TRL logs the same quantities as entropy, clip_ratio/*, frac_reward_zero_std, ...)
+    # GRPO diagnostics (lm/posttrain/rl.py; TRL logs the same quantities as entropy, clip_ratio/*, frac_reward_zero_std, ...)
     "reward_std": "rl/reward_std", "frac_reward_zero_std": "rl/frac_reward_zero_std", "entropy": "rl/entropy",
     "clip_frac_low": "rl/clip_frac_low", "clip_frac_high": "rl/clip_frac_high", "truncated_frac": "rl/truncated_frac",
     "completions": "rl/completions", "update_skipped": "rl/update_skipped", "check_rm": "rl/check_rm_score",

@@ -366,7 +366,7 @@ def _train(cfg, tokens_dir, out_dir, resume, logger, rank, world, device, dtype,
 
     inloop = None
     if master and cfg.inloop_every:
-        from lm.core_eval import InLoopEval
+        from lm.evals.core import InLoopEval
 
         try:
             inloop = InLoopEval(tokenizer, cfg.inloop_tasks, cfg.inloop_items)

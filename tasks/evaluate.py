@@ -6,17 +6,17 @@
     OUT/manifest.json        written last by the flow
 
 Metrics per model, by suite (`cfg.suite`, a comma list):
-- basic (lm/eval.py): val bits per byte on the held-out token shards, GSM8K
+- basic (lm/evals/basic.py): val bits per byte on the held-out token shards, GSM8K
   pass@1 / pass@k on the held-out last 500 problems, GENERATED arithmetic with
   and without the calculator, chat-format compliance, samples;
-- core (lm/core_eval.py): CORE-style multiple choice on real benchmark data,
+- core (lm/evals/core.py): CORE-style multiple choice on real benchmark data,
   `eval/core/<task>` + `eval/core/core_score`, details under `core`;
-- chat (lm/chat_eval.py): ARC lettered multiple choice, GSM8K, TriviaQA in the
+- chat (lm/evals/chat.py): ARC lettered multiple choice, GSM8K, TriviaQA in the
   chat format, `eval/chat/<task>`, details under `chat`;
 - and, for every model while `honesty_n` > 0, the hallucination eval
-  (lm/honesty_eval.py): right / wrong / abstained rates on held-out TriviaQA,
+  (lm/evals/honesty.py): right / wrong / abstained rates on held-out TriviaQA,
   `honesty_{right,wrong,abstain}`, details under `honesty`;
-- and, when `search_index` names a built index, the search eval (lm/search_data.py):
+- and, when `search_index` names a built index, the search eval (lm/datasets/search.py):
   questions about held-out passages with the search tool on, `search_{rate,grounded,
   cited,retrieved}`, details under `search`.
 """
@@ -112,7 +112,7 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
 
 def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | None, out: dict[str, Any]) -> None:
     """Suite `basic` into `out`: bits per byte, GSM8K pass@k, arithmetic, chat format, samples."""
-    from lm import eval as ev
+    from lm.evals import basic as ev
 
     ids = val_tokens(tokens_dir, cfg.bpb_max_tokens)
     if ids is not None and len(ids) > 1:
@@ -137,7 +137,7 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         log.info("%s: arithmetic %.3f with calculator, %.3f without", model, out["arith_acc_tool"],
                  out["arith_acc_no_tool"])
     if cfg.python_n:
-        from lm.python_data import python_eval, python_problems
+        from lm.datasets.python_tool import python_eval, python_problems
 
         pe = python_eval(engine.model, engine.tokenizer, python_problems(cfg.python_n, seed=cfg.seed, heldout=True),
                          max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size * 2)
@@ -157,11 +157,11 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
 
 def arithmetic_items(cfg: EvalConfig) -> list[dict]:
     """GENERATED arithmetic items: RL's task at `arithmetic_difficulty` (seeds RL never draws), else big operands."""
-    from lm import eval as ev
+    from lm.evals import basic as ev
 
     if cfg.arithmetic_difficulty is None:
         return ev.arithmetic_problems(cfg.arithmetic_n, seed=cfg.seed, max_operand=cfg.arithmetic_max_operand)
-    from lm.rl import arithmetic_problems
+    from lm.posttrain.rl import arithmetic_problems
 
     # RL trains on seeds derived from its step and evaluates on 10_000 + seed; 20_000 + seed is neither
     return [{"question": p.conversation[-1]["content"], "final": p.answer}
@@ -170,7 +170,7 @@ def arithmetic_items(cfg: EvalConfig) -> list[dict]:
 
 def core_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
     """Suite `core`: CORE-style multiple choice; one flat metric per task (`eval/core/<task>`) + the details."""
-    from lm.core_eval import run_core
+    from lm.evals.core import run_core
 
     r = run_core(engine.model, engine.tokenizer, tasks=cfg.core_tasks or None, limit=cfg.core_limit or None,
                  batch_size=cfg.core_batch_size)
@@ -183,7 +183,7 @@ def core_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
 
 def chat_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
     """Suite `chat`: ARC lettered multiple choice, GSM8K held-out, TriviaQA; `eval/chat/<task>` + details."""
-    from lm.chat_eval import run_chat
+    from lm.evals.chat import run_chat
 
     r = run_chat(engine, limit=cfg.chat_limit or None, gsm8k_path=cfg.gsm8k_path,
                  max_new_tokens=cfg.chat_max_new_tokens, batch_size=cfg.batch_size)
@@ -196,8 +196,8 @@ def chat_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
 
 def honesty_metrics(engine, meta: dict, cfg: EvalConfig) -> dict[str, Any]:
     """Hallucination eval on held-out TriviaQA: `honesty_{right,wrong,abstain}` + details under `honesty`."""
-    from lm import triviaqa
-    from lm.honesty_eval import honesty_eval
+    from lm.datasets import triviaqa
+    from lm.evals.honesty import honesty_eval
 
     style = triviaqa.style_for(meta)
     shots = triviaqa.split()[0][:cfg.honesty_shots] if style == "fewshot" else []
@@ -211,7 +211,7 @@ def honesty_metrics(engine, meta: dict, cfg: EvalConfig) -> dict[str, Any]:
 
 def search_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:
     """Search eval on held-out passages: `search_{rate,grounded,cited,retrieved}` + details under `search`."""
-    from lm.search_data import index_available, search_eval
+    from lm.datasets.search import index_available, search_eval
 
     if not index_available(cfg.search_index):
         log.warning("no complete search index at %s: skipping the search eval", cfg.search_index)

@@ -9,7 +9,7 @@
 Incremental: a shard already in `state.json` with the same size and mtime is
 not read again. Before a shard's passages are added, any passages of that shard
 are deleted in the same commit, so a re-run after a crash (committed but not yet
-recorded) never indexes a passage twice. The schema lives in lm/search.py, next
+recorded) never indexes a passage twice. The schema lives in lm/tools/search.py, next
 to the reader.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_path, write_json
-from lm.search import PASSAGES_DIR, TANTIVY_DIR, schema
+from lm.tools.search import PASSAGES_DIR, TANTIVY_DIR, schema
 
 log = logging.getLogger(__name__)
 

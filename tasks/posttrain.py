@@ -50,8 +50,8 @@ def sft_persona(cfg):
 def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """SFT `model` on the configured mixture; returns the manifest."""
     from lm.checkpoint import load_model
-    from lm.sft import train_sft
-    from lm.sft_data import SkipStats, build_sft_data, load_sources
+    from lm.posttrain.sft import train_sft
+    from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
 
     gpt, tok, meta = load_model(model, _device(cfg))
     persona = sft_persona(cfg)
@@ -86,7 +86,7 @@ def run_sft(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str,
 def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """GRPO on cfg.task; returns the manifest with pass@1 before/after on the held-out prompts."""
     from lm.checkpoint import load_model
-    from lm.rl import train_rl
+    from lm.posttrain.rl import train_rl
 
     gpt, tok, meta = load_model(model, _device(cfg))
     res = train_rl(gpt, tok, cfg, out, meta={"parent": _parent(meta, model)}, log_fn=log_fn)
@@ -99,11 +99,11 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
 
 
 def _prefs(paths: list[str], tok, max_len: int, cfg, stats) -> tuple[list, list]:
-    from lm.reward import load_preferences, render_preferences, split_preferences
+    from lm.posttrain.reward import load_preferences, render_preferences, split_preferences
 
     prefs = load_preferences(paths, stats, cfg.max_pairs)
     if getattr(cfg, "generated_prefs", 0):
-        from lm.preference_data import generate_preferences
+        from lm.datasets.preferences import generate_preferences
         prefs += generate_preferences(cfg.generated_prefs, cfg.seed)
     train, val = split_preferences(prefs, cfg.val_fraction, getattr(cfg, "split_salt", ""))
     return render_preferences(train, tok, max_len, stats), render_preferences(val, tok, max_len, stats)
@@ -112,8 +112,8 @@ def _prefs(paths: list[str], tok, max_len: int, cfg, stats) -> tuple[list, list]
 def run_reward(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """Train a reward model on preference files (pairs and rankings); held-out pairwise accuracy."""
     from lm.checkpoint import load_model
-    from lm.reward import RewardModel, train_reward
-    from lm.sft_data import SkipStats
+    from lm.posttrain.reward import RewardModel, train_reward
+    from lm.posttrain.sft_data import SkipStats
 
     gpt, tok, meta = load_model(model, _device(cfg))
     stats = SkipStats()
@@ -132,8 +132,8 @@ def run_reward(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None
 def run_dpo(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None = None) -> dict[str, Any]:
     """DPO on preference pairs with the starting model as frozen reference."""
     from lm.checkpoint import load_model
-    from lm.dpo import train_dpo
-    from lm.sft_data import SkipStats
+    from lm.posttrain.dpo import train_dpo
+    from lm.posttrain.sft_data import SkipStats
 
     gpt, tok, meta = load_model(model, _device(cfg))
     ref, _, _ = load_model(model, _device(cfg))
@@ -153,9 +153,9 @@ def run_rlhf(policy: str, reward: str, out: str, cfg, check_reward: str | None =
              prompts: list[str] | None = None, log_fn: LogFn | None = None) -> dict[str, Any]:
     """RLHF: GRPO of `policy` against reward model `reward` (+ optional independent `check_reward`)."""
     from lm.checkpoint import load_model
-    from lm.reward import load_reward_model
-    from lm.rlhf import load_prompts, train_rlhf
-    from lm.sft_data import SkipStats
+    from lm.posttrain.reward import load_reward_model
+    from lm.posttrain.rlhf import load_prompts, train_rlhf
+    from lm.posttrain.sft_data import SkipStats
 
     dev = _device(cfg)
     gpt, tok, meta = load_model(policy, dev)

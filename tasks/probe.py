@@ -4,10 +4,10 @@
     OUT/refusal_sft.GENERATED.jsonl  SFT records {id, kind: answer|refusal, n_right, k, messages}
     OUT/manifest.json              counts + paths, written last (by the flow)
 
-Questions: the probe part of TriviaQA (lm/triviaqa.py; the held-out part is
+Questions: the probe part of TriviaQA (lm/datasets/triviaqa.py; the held-out part is
 never touched here). Each is asked `samples` times at `temperature`, in the
 prompt style the model understands; lm/triviaqa.grade grades every reply;
-lm/refusal_data.py turns the counts into conversations. `sft` mixes them in
+lm/datasets/refusal.py turns the counts into conversations. `sft` mixes them in
 (`sft.refusal_data` + `sft.refusal_ratio`).
 """
 from __future__ import annotations
@@ -35,9 +35,9 @@ def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
 
     The manifest itself is the flow's last write (after the MLflow run), as for every stage.
     """
-    from lm import triviaqa
+    from lm.datasets import triviaqa
     from lm.engine import load_engine
-    from lm.refusal_data import probe_conversations
+    from lm.datasets.refusal import probe_conversations
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def _ask_resumable(engine, questions: list[dict], style: str, shots, cfg, partia
     Batch b is sampled with seed `cfg.seed + b` whatever ran before it, so a probe killed
     mid-way and re-run asks only the batches it lacks and ends with the same replies.
     """
-    from lm import triviaqa
+    from lm.datasets import triviaqa
 
     replies: list[list[str]] = []
     if partial.exists():

@@ -20,7 +20,7 @@ from typing import Any
 
 from conf.stages import STAGES
 from core.atomic import write_text
-from tasks.funnel import funnel_plot
+from tasks.curation.funnel import funnel_plot
 from tasks.report_yardsticks import yardstick_tables
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ def _rl_diagnostics(rl: dict[str, Any]) -> str:
 
 def _mcnemar_clause(sft: dict[str, Any], pol: dict[str, Any]) -> str:
     """' Paired on the same items (McNemar): …' for evaluate's greedy sft → rl, when both kept per-item results."""
-    from lm.paired_stats import mcnemar
+    from lm.evals.paired_stats import mcnemar
 
     for key, what in (("arith_correct_tool", "calculator on"), ("arith_correct_no_tool", "no tool")):
         a, b = sft.get(key), pol.get(key)

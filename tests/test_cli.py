@@ -1,7 +1,7 @@
 """The console script: one command per row of the stage table, one exit contract, no traceback.
 
 Issue 23's findings 1, 2, 3, 5 and 6, each as a test that failed on the code before it.
-(Finding 4, garbage inputs, is in tests/flows/test_curate_flow.py and tests/tasks/test_warc.py.)
+(Finding 4, garbage inputs, is in tests/flows/test_curate_flow.py and tests/tasks/curation/test_warc.py.)
 """
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ FORBIDDEN = re.compile("|".join([
     r"parents?(\[\d+\])?\s*/\s*[\"']" + SHARED + r"[\"']",        # REPO.parent / <that name>
 ]))
 # The tests that read real data from data/ (text, langid, blocklists); cheap ones.
-DATA_TESTS = ["tests/tasks/test_langid.py", "tests/tasks/test_minhash.py", "tests/tasks/test_pii.py",
-              "tests/tasks/test_urlfilter.py", "tests/lm/test_tokens.py"]
+DATA_TESTS = ["tests/tasks/curation/test_langid.py", "tests/tasks/curation/test_minhash.py", "tests/tasks/curation/test_pii.py",
+              "tests/tasks/curation/test_urlfilter.py", "tests/lm/test_tokens.py"]
 
 
 def checkout_files() -> list[Path]:

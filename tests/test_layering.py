@@ -54,3 +54,45 @@ def test_the_check_sees_lazy_imports_and_ignores_comments(tmp_path):
     (tmp_path / "core" / "leaf.py").write_text("from conf import load\n")
     assert upward_imports(tmp_path) == ["core/leaf.py:1: core/ imports conf",
                                         "tasks/lazy.py:2: tasks/ imports flows.pipeline"]
+
+
+# Rooms inside lm/ and tasks/ (docs/DESIGN.md, "Layout"), lowest first: a room may import its own
+# and lower ones. lm/: the tools the model calls; the model core (model, tokenizer, engine, chat,
+# checkpoint, ...), which runs those tools; the datasets (one home each: items, split, rendering,
+# grader); the evaluations over them; post-training, which reads all of these.
+LM_ROOMS = {"tools": 0, "": 1, "datasets": 2, "evals": 3, "posttrain": 4}
+# The pretraining loop sits beside the core files but runs in-loop evaluations: a loop, like posttrain.
+LM_LOOPS = {"lm/train.py": 4}
+TASKS_ROOMS = {"curation": 0, "": 1}  # the curation library below the stage wrappers and the report card
+
+
+def _room(parts: tuple[str, ...], rooms: dict[str, int]) -> str:
+    return parts[1] if len(parts) > 2 and parts[1] in rooms else ""
+
+
+def room_violations(repo: Path = REPO) -> list[str]:
+    bad = []
+    for top, rooms in (("lm", LM_ROOMS), ("tasks", TASKS_ROOMS)):
+        for path in sorted((repo / top).rglob("*.py")):
+            rel = path.relative_to(repo)
+            rank = LM_LOOPS.get(rel.as_posix(), rooms[_room(rel.parts, rooms)])
+            for line, mod in _imports(path):
+                parts = mod.split(".")
+                if parts[0] != top:
+                    continue
+                dep = parts[1] if len(parts) > 1 and parts[1] in rooms else ""
+                if rooms[dep] > rank:
+                    bad.append(f"{rel.as_posix()}:{line}: {top}/{_room(rel.parts, rooms) or '(core)'} imports {mod}")
+    return bad
+
+
+def test_rooms_import_their_own_and_lower_rooms_only():
+    bad = room_violations()
+    assert not bad, "imports that point up between rooms (docs/DESIGN.md, Layout):\n" + "\n".join(bad)
+
+
+def test_every_module_of_lm_and_tasks_sits_in_a_known_room():
+    for top, rooms in (("lm", LM_ROOMS), ("tasks", TASKS_ROOMS)):
+        for path in (REPO / top).iterdir():
+            if path.is_dir() and not path.name.startswith("__"):
+                assert path.name in rooms, f"{top}/{path.name}/ is a room the layering test does not know"

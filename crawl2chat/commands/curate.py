@@ -58,8 +58,8 @@ def parse_shard(spec: str) -> tuple[int, int]:
 
 def resolve_inputs(args: argparse.Namespace, cfg) -> list[str]:
     """The inputs this invocation curates: --input and --crawl, then its --shard-of part."""
-    from tasks.remote import RetryPolicy
-    from tasks.warc import crawl_warc_urls, expand_inputs, take_shard
+    from tasks.curation.remote import RetryPolicy
+    from tasks.curation.warc import crawl_warc_urls, expand_inputs, take_shard
 
     inputs = expand_inputs(args.input) if args.input else []
     if args.crawl:

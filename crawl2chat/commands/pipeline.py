@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     force = [pipeline.stage(n).name for n in force] if force else None
     inputs = None
     if args.input:
-        from tasks.warc import expand_inputs
+        from tasks.curation.warc import expand_inputs
 
         inputs = expand_inputs(args.input)
         if not inputs:

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from core.atomic import write_json
     from core.errors import Refused
-    from tasks.quality_classifier import label_with_endpoint, read_texts, train_classifier
+    from tasks.curation.quality_classifier import label_with_endpoint, read_texts, train_classifier
 
     if args.label_endpoint:
         if not args.unlabelled:

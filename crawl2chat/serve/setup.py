@@ -23,7 +23,7 @@ class ToolChoice:
 
 def run_index(meta: dict) -> str | None:
     """The complete search index of the run a checkpoint belongs to (`<root>/<stage>/final` → `<root>/index`)."""
-    from lm.search_data import index_available
+    from lm.datasets.search import index_available
 
     path = meta.get("path")
     if not path:

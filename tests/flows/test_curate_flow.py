@@ -204,7 +204,7 @@ def test_batched_inputs_and_partitioned_dedup_change_nothing(sample_run, tmp_pat
 
 def test_run_once_skips_on_sidecar_without_prefect(tmp_path):
     """The sidecar alone (no Prefect cache) skips finished work, and only for the same key."""
-    from tasks.curate import run_once, sidecar_for
+    from tasks.curation.curate import run_once, sidecar_for
 
     out = tmp_path / "x.bin"
     calls = []

@@ -82,7 +82,7 @@ def test_posttrain_flows_track_lineage_and_register(tmp_path, prefect_api, mlflo
         mv = client.get_model_version_by_alias(name, "current")
         assert str(mv.version) == "1"
     # A registered model loads back through its URI.
-    from lm.reward import load_reward_model
+    from lm.posttrain.reward import load_reward_model
     rm, _, meta = load_reward_model("models:/crawl2chat-reward@latest")
     assert meta["kind"] == "reward"
     mlflow.end_run()

@@ -11,8 +11,8 @@ import torch
 pytest.importorskip("lm_eval")
 pytest.importorskip("transformers")
 
-from lm import benchmark_data as bd  # noqa: E402
-from lm import core_eval  # noqa: E402
+from lm.datasets import benchmarks as bd  # noqa: E402
+from lm.evals import core as core_eval  # noqa: E402
 from lm.checkpoint import load_model  # noqa: E402
 from lm.hf import export_hf  # noqa: E402
 from tests.support.toy import make_toy_checkpoint  # noqa: E402

@@ -24,6 +24,6 @@ def test_pretrain_and_sft_runs_compare_on_one_name(mlflow_uri):
     exp = mlflow.create_experiment("metric-names")
     runs = [client.create_run(exp).info.run_id for _ in range(2)]
     MLflowLogger(runs[0]).log_metrics({"loss": 7.0, "val_bpb": 2.5, "flag": True}, 1)  # as lm.train logs
-    MLflowLogger(runs[1]).log_metrics({"train_loss": 3.0, "val_loss": 3.2}, 1)  # as lm.sft logs
+    MLflowLogger(runs[1]).log_metrics({"train_loss": 3.0, "val_loss": 3.2}, 1)  # as lm.posttrain.sft logs
     names = [set(client.get_run(r).data.metrics) for r in runs]
     assert names[0] == {"train/loss", "val/bpb"} and names[1] == {"train/loss", "val/loss"}

@@ -28,9 +28,9 @@ import torch
 from tests.support.posttrain_base import SEQ_LEN
 from conf.posttrain import RLConfig, SFTConfig
 from lm.checkpoint import load_model
-from lm.rl import arithmetic_problems, train_grpo
-from lm.sft import train_sft
-from lm.sft_data import SkipStats, build_sft_data, load_sources
+from lm.posttrain.rl import arithmetic_problems, train_grpo
+from lm.posttrain.sft import train_sft
+from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
 
 # One launch for both stages (process start-up is most of the cost): SFT, then GRPO from the SFT weights.
 base, out, sft_cfg, rl_cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
@@ -94,8 +94,8 @@ def _ranks(out: Path, stage: str) -> list[dict]:
 def test_two_process_sft_matches_one_process_on_the_whole_batch(ddp, tmp_path):
     from conf.posttrain import SFTConfig
     from lm.checkpoint import load_model
-    from lm.sft import train_sft
-    from lm.sft_data import SkipStats, build_sft_data, load_sources
+    from lm.posttrain.sft import train_sft
+    from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
 
     ranks = _ranks(ddp, "sft")
     model, tok, _ = load_model(tiny_base())

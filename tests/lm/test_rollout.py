@@ -7,7 +7,7 @@ attention masks must all be right for the tokens to agree one for one.
 
 from lm.chat import ChatRenderer
 from lm.engine import Engine
-from lm.rl import Problem, rollout
+from lm.posttrain.rl import Problem, rollout
 from tests.support.posttrain_base import load_base
 
 

@@ -63,8 +63,8 @@ def test_a_step_with_nothing_to_learn_from_is_skipped_not_applied():
 def test_sft_with_gradient_accumulation_matches_the_full_batch(tmp_path):
     """SFT rows carry different numbers of assistant tokens: only token-weighted scaling matches."""
     from conf.posttrain import SFTConfig
-    from lm.sft import train_sft
-    from lm.sft_data import SkipStats, build_sft_data, load_sources
+    from lm.posttrain.sft import train_sft
+    from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
 
     model, tok, _ = load_base()
     stats = SkipStats()

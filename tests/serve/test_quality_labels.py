@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.quality_classifier import label_with_endpoint, parse_edu_score
+from tasks.curation.quality_classifier import label_with_endpoint, parse_edu_score
 
 from .conftest import MODEL_ID
 

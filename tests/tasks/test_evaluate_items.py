@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from conf.evaluate import EvalConfig
-from lm.rl import arithmetic_problems
+from lm.posttrain.rl import arithmetic_problems
 from tasks.evaluate import arithmetic_items
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from conf import load
 from conf.index import IndexConfig
-from lm.search import SearchIndex, count_tokens
+from lm.tools.search import SearchIndex, count_tokens
 from tasks.index import split_passages
 from tests.support.curated_data import write_generated_shards
 from tests.support.search_index import build_index

@@ -9,10 +9,10 @@ import pytest
 
 from conf.curate import CurateConfig
 from data.build_warc import CC_LANGUAGE_MIX, CC_LANGUAGE_WEIGHTS, build_warc
-from tasks.funnel import StageCounter
-from tasks.langid import gate_verdict, strip_tags
-from tasks.process import process_warc
-from tasks.warc import iter_records
+from tasks.curation.funnel import StageCounter
+from tasks.curation.langid import gate_verdict, strip_tags
+from tasks.curation.process import process_warc
+from tasks.curation.warc import iter_records
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property:DeprecationWarning")
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
@@ -60,7 +60,7 @@ def test_english_article_on_a_foreign_language_site_is_not_skipped(repo_data):
     import random
 
     from data.build_warc import load_english, load_non_english, wrap_html
-    from tasks.langid import predict
+    from tasks.curation.langid import predict
 
     rng = random.Random(0)
     english, foreign = load_english(repo_data), load_non_english(repo_data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lm import triviaqa
-from lm.refusal_data import SOURCE
+from lm.datasets import triviaqa
+from lm.datasets.refusal import SOURCE
 from tests.support.posttrain_base import tiny_base
 
 SMALL = {"n_questions": 6, "samples": 3, "max_new_tokens": 6, "batch_size": 6, "shots": 1, "device": "cpu"}

@@ -1,0 +1,1 @@
+"""Post-training: SFT, RL (GRPO family), reward model, RLHF, DPO and their shared loop."""

@@ -1,0 +1,70 @@
+"""URL filter: FineWeb's datatrove block (UT1 adult list, banned words) + user blocklists."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.curation.urlfilter import UrlBlocker, load_url_blocker, read_blocklist
+
+# datatrove's URLFilter reads tldextract's deprecated `registered_domain` on every URL.
+pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property:DeprecationWarning")
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+MALWARE = SAMPLES / "blocklists" / "ut1_malware_urls.txt"
+
+
+@pytest.fixture(scope="module")
+def full():
+    """The FineWeb configuration with the 4.5 M-domain UT1 list (built once per process)."""
+    return load_url_blocker(True, 2, (str(MALWARE),))
+
+
+def _real_adult_domains(repo_data, n=5):
+    path = repo_data / "blocklists" / "ut1_adult_domains_every100th_from_datatrove.txt"
+    return [ln.strip() for ln in path.read_text().splitlines()[1000:1000 + n]]
+
+
+def test_ut1_adult_domains_from_the_bundled_list_are_blocked(full, repo_data):
+    for dom in _real_adult_domains(repo_data):
+        assert full.check(f"https://{dom}/some/page.html") in ("domain", "subdomain"), dom
+
+
+def test_banned_and_soft_banned_words(full):
+    assert full.check("https://www.example.org/porn/video-1") == "hard_blacklisted"
+    # one soft-banned word is allowed, two reach FineWeb's threshold of 2
+    assert full.check("https://www.example.org/news/sexy") is None
+    assert full.check("https://www.example.org/sexy/nude") == "soft_blacklisted"
+
+
+def test_real_pages_pass(full):
+    for url in ["https://www.cs.washington.edu/people/faculty/weld", "https://soldaini.net/facts/",
+                "https://an.wikipedia.org/wiki/Escopete", "http://0900-hovenier.nl/gelderland/oosterbeek/"]:
+        assert full.check(url) is None, url
+
+
+def test_user_url_list_matches_entry_and_paths_below_it(full):
+    domains, urls = read_blocklist(str(MALWARE))
+    entry = sorted(urls)[100]
+    assert full.check("http://" + entry) == "user_url"
+    assert full.check("https://www." + entry + "/deeper?q=1") == "user_url"
+    assert full.check("http://" + entry + "xyz") is None or entry + "xyz" in urls  # not a path boundary
+
+
+def test_user_domain_list_and_no_ut1(tmp_path):
+    lst = tmp_path / "mine.txt"
+    lst.write_text("# my list\nbad-site.example.com\nexample.net/private\n")
+    blk = UrlBlocker(use_ut1_adult=False, blocklist_files=(str(lst),))
+    assert blk.check("https://bad-site.example.com/x") in ("domain", "subdomain")
+    assert blk.check("https://example.net/private/a") == "user_url"
+    assert blk.check("https://example.net/public") is None
+    assert blk.check("https://www.example.org/porn/video") == "hard_blacklisted"  # word lists kept
+    assert blk.check("") == "no_url"
+
+
+def test_missing_blocklist_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="missing.txt"):
+        UrlBlocker(use_ut1_adult=False, blocklist_files=(str(tmp_path / "missing.txt"),))
+
+
+def test_loader_builds_once_per_process(full):
+    assert load_url_blocker(True, 2, (str(MALWARE),)) is full
