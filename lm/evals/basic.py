@@ -31,7 +31,7 @@ from lm.model import GPT
 from lm.tokenizer import Tokenizer
 
 # The real GSM8K file ships with the repo (lm/ stays free of project imports).
-GSM8K_PATH = Path(__file__).resolve().parent.parent / "data" / "gsm8k" / "train.jsonl"
+GSM8K_PATH = Path(__file__).resolve().parents[2] / "data" / "gsm8k" / "train.jsonl"
 GSM8K_HELDOUT = 500
 
 

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "data" / "quality" / "quality_fasttext.ftz"
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # fastText reads NUL and friends as separators

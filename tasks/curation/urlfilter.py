@@ -33,7 +33,7 @@ def _strip_url(url: str) -> str:
     return u[4:] if u.startswith("www.") else u
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def resolve_list_path(path: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from lm.tools.sandbox import JAIL_SOURCE, Limits, check_code, run_in_jail, run_python, sandbox_info
 from lm.tools import default_tools
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = Limits(cpu_seconds=1, wall_seconds=8.0)
 tool = default_tools(python=True)
 

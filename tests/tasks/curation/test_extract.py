@@ -13,7 +13,7 @@ from tasks.curation.extract import EXTRACTORS, extract_text, run_with_timeout, E
 from tasks.curation.funnel import StageCounter
 from tasks.curation.warc import iter_records
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 
 
 @pytest.fixture(scope="module")

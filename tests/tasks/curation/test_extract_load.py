@@ -15,7 +15,7 @@ from conf.curate import CurateConfig
 from tasks.curation.extract import ExtractionTimeout, extract_with_retry, run_with_timeout
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property:DeprecationWarning")
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 INPUTS = [SAMPLES / "noncc_wget-2024_dolma_sample-0000.warc.gz", SAMPLES / "cc-main-2024-22_whirlwind.warc.gz"]
 
 

@@ -17,7 +17,7 @@ from tasks.curation.finalize import finalize_shard
 from tasks.curation.funnel import merge_stats
 from tasks.curation.minhash import cluster, compute_signatures, lsh_band
 
-C4 = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
+C4 = Path(__file__).resolve().parents[3] / "data" / "text" / "llamafactory_c4_demo.jsonl"
 PRE_SCHEMA = pa.schema([
     ("id", pa.string()), ("url", pa.string()), ("domain", pa.string()), ("date", pa.string()),
     ("warc_file", pa.string()), ("text", pa.string()), ("language", pa.string()),

@@ -16,7 +16,7 @@ from tasks.curation.line_dedup import (apply_line_dedup, count_duplicates, doc_l
                               n_partitions, normalise_line, part_slice, partition_of, remove_lines,
                               shard_line_hashes)
 
-C4 = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
+C4 = Path(__file__).resolve().parents[3] / "data" / "text" / "llamafactory_c4_demo.jsonl"
 BANNER = "We use cookies to improve your experience on our site. Accept all cookies."
 NEWSLETTER = "Sign up for our newsletter to get the latest stories in your inbox."
 
@@ -108,7 +108,7 @@ def test_finalize_runs_classifier_and_line_dedup(tmp_path, c4):
     from tasks.curation.quality_classifier import warc_texts
 
     # + the boilerplate of a real page (menus, footers): what the shipped classifier learnt to score low
-    warc = Path(__file__).resolve().parents[2] / "data" / "samples" / "noncc_wget-2024_dolma_sample-0000.warc.gz"
+    warc = Path(__file__).resolve().parents[3] / "data" / "samples" / "noncc_wget-2024_dolma_sample-0000.warc.gz"
     docs = _corpus(c4)[:20] + warc_texts(warc, "boilerplate")[:1]
     src = tmp_path / "pre.parquet"
     pq.write_table(shard_table(docs, 0), src)

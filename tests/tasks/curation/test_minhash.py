@@ -17,7 +17,7 @@ from tasks.curation.minhash import (
     cluster, compute_signatures, connected_components, lsh_band, normalize_text, shingle_hashes, signatures,
 )
 
-C4 = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
+C4 = Path(__file__).resolve().parents[3] / "data" / "text" / "llamafactory_c4_demo.jsonl"
 BANDS, ROWS = 14, 8
 
 

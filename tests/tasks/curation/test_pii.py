@@ -95,7 +95,7 @@ def test_config_switches_kinds_off():
 
 def test_real_c4_text_changes_only_around_pii():
     """On real C4 documents every change is a placeholder; digits elsewhere are untouched."""
-    path = Path(__file__).resolve().parents[2] / "data" / "text" / "llamafactory_c4_demo.jsonl"
+    path = Path(__file__).resolve().parents[3] / "data" / "text" / "llamafactory_c4_demo.jsonl"
     docs = [json.loads(line)["text"] for line in path.read_text().splitlines()]
     total = dict.fromkeys(scrub_pii("")[1], 0)
     for doc in docs:

@@ -11,7 +11,7 @@ from tasks.curation.quality_classifier import (DEFAULT_MODEL, edu_prompt, histog
                                       precision_recall, read_texts, roc_auc, score_texts, share_cutoff,
                                       train_classifier, windows)
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+DATA = Path(__file__).resolve().parents[3] / "data"
 
 
 def test_metrics():

@@ -26,7 +26,7 @@ from tasks.curation.remote import RemoteFault, RemoteStream, RetryPolicy, remote
 from tasks.curation.warc import crawl_warc_urls, iter_records, take_shard
 from tests.support.flaky_http import SAMPLE_FILES, FlakyServer, crawl_mirror
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CRAWL = "CC-MAIN-2099-13"
 FILES = SAMPLE_FILES
 # Short waits and a short read timeout: a stall costs 1.5 s, a retry ~10 ms. Client-side counts

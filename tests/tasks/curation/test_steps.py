@@ -13,7 +13,7 @@ from tasks.curation.process import dropped_path, process_warc
 from tasks.curation.steps import DROPPED_SCHEMA, Drop, FnStep, StepRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property:DeprecationWarning")
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 
 
 def _steps():

@@ -9,7 +9,7 @@ from tasks.curation.urlfilter import UrlBlocker, load_url_blocker, read_blocklis
 
 # datatrove's URLFilter reads tldextract's deprecated `registered_domain` on every URL.
 pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property:DeprecationWarning")
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 MALWARE = SAMPLES / "blocklists" / "ut1_malware_urls.txt"
 
 

@@ -18,7 +18,7 @@ from tasks.curation.warc import crawl_warc_urls, expand_inputs, iter_records
 
 FAST = RetryPolicy(retries=2, backoff_s=0.01, backoff_max_s=0.05, read_timeout_s=5, connect_timeout_s=5)
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 CC2020 = SAMPLES / "cc-main-2020-34_resiliparse_warcfile.warc.gz"
 WET = SAMPLES / "cc-main-2024-22_whirlwind.warc.wet.gz"
 

@@ -8,7 +8,7 @@ import pytest
 from tasks.curation.funnel import StageCounter
 from tasks.curation.warc import expand_inputs, iter_records
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples"
 FILES = ("cc-main-2020-34_resiliparse_warcfile.warc.gz", "noncc_wget-2024_dolma_sample-0000.warc.gz")
 
 
