@@ -57,7 +57,8 @@ def _spec(stage: str, inputs, request, ray_address: str | None):
     weights = ["final/model.safetensors", "final/config.json"]
     if stage == "probe":
         return ("flows.probe:probe", {"model": base, "preset": None, "overrides": {
-            "n_questions": 12, "samples": 2, "max_new_tokens": 6, "batch_size": 3, "shots": 1, "device": "cpu"}},
+            # 20 batches: on an idle machine a handful finish between two polls of the killer
+            "n_questions": 60, "samples": 2, "max_new_tokens": 6, "batch_size": 3, "shots": 1, "device": "cpu"}},
             lambda out, store: (out / "replies.partial.json").exists(), ["results.jsonl", "refusal_sft.GENERATED.jsonl"])
     if stage == "sft":
         return ("flows.sft:sft", {"model": base, "preset": None, "overrides": {

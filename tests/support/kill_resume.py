@@ -66,12 +66,18 @@ def mlflow_runs(db: Path, stage: str) -> list[tuple[str, str]]:
     """(run_id, status) of `stage`'s runs in an sqlite MLflow store, read without MLflow (safe mid-write)."""
     if not db.exists():
         return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-            return c.execute("select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-                             "where t.key = 'stage' and t.value = ?", (stage,)).fetchall()
-    except sqlite3.Error:
-        return []
+    # Read-write, not mode=ro: a writer killed mid-transaction leaves a hot journal, which only a
+    # connection that may write can roll back (read-only, the query fails and the runs look absent).
+    for attempt in range(20):
+        try:
+            with sqlite3.connect(str(db), timeout=10) as c:
+                return c.execute("select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                                 "where t.key = 'stage' and t.value = ?", (stage,)).fetchall()
+        except sqlite3.OperationalError as e:  # locked or mid-migration: wait, then say why
+            if attempt == 19:
+                raise RuntimeError(f"cannot read {db}: {e}") from e
+            time.sleep(0.25)
+    return []
 
 
 def sha256(path: Path) -> str:

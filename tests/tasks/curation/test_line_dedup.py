@@ -97,7 +97,7 @@ def test_result_independent_of_partitions_shards_and_order(tmp_path, c4):
 
 def test_finalize_runs_classifier_and_line_dedup(tmp_path, c4):
     """finalize with the line/score pass: quality_score column, low-quality cut, lines removed."""
-    from tests.tasks.test_finalize import Cfg, shard_table
+    from tests.tasks.curation.test_finalize import Cfg, shard_table
 
     from tasks.curation.finalize import finalize_shard
     from tasks.curation.line_dedup import shard_pass
