@@ -134,6 +134,11 @@ def preflight(st: StageRow, args: argparse.Namespace) -> dict[str, Any]:
     check_model_uri(*models)
     for m in models:
         check_model_dir(m)
+    for i in st.inputs:  # curated data (tokenize, index): its Parquet files must be there before any flow starts
+        if i.source == "dir:curate" and getattr(args, i.param, None):
+            from tasks.tokenize import find_parquet
+
+            find_parquet(getattr(args, i.param))  # ValueError naming the folder: exit 2
     return overrides
 
 

@@ -93,6 +93,7 @@ def test_refusals_write_nothing_into_the_current_directory(tmp_path, capsys, mon
         (["eval", "--model", "empty", "--out", "o2"], "holds no final/ checkpoint"),
         (["pretrain", "--tokens", "empty", "--out", "o3"], "no token shards at empty"),
         (["rlhf", "--policy", "empty", "--reward", "empty", "--out", "o4"], "holds no final/ checkpoint"),
+        (["index", "--data", "empty", "--out", "o5"], "no Parquet files in empty"),  # before any Prefect flow
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv
