@@ -220,7 +220,8 @@ def step_pipeline(out: Path, dry: bool, args) -> dict[str, Any]:
 
     import posttrain_gsm8k as pg
     from lm.checkpoint import load_model
-    from lm.posttrain.rl import evaluate_pass, gsm8k_problems
+    from lm.datasets import gsm8k
+    from lm.posttrain.rl import as_problem, evaluate_pass
     from tasks.posttrain import run_rl, run_sft
 
     _device(dry)
@@ -263,10 +264,10 @@ def step_pipeline(out: Path, dry: bool, args) -> dict[str, Any]:
 
     def evaluate():
         model, tok, _ = load_model(rl["checkpoint"], "cpu" if dry else "cuda")
-        _, held = gsm8k_problems(cfgs["rl"].gsm8k_path, cfgs["rl"].gsm8k_heldout)
         limit = 4 if dry else 64
+        held = [as_problem(p) for p in gsm8k.heldout(cfgs["rl"].gsm8k_path, limit)]
         with torch.autocast("cuda", dtype=torch.bfloat16) if not dry else torch.no_grad():
-            return limit, evaluate_pass(model, tok, held[:limit], 1, cfgs["rl"].max_new_tokens, temperature=0.0)
+            return limit, evaluate_pass(model, tok, held, 1, cfgs["rl"].max_new_tokens, temperature=0.0)
 
     limit, ev = timed("eval", evaluate)
     res["eval"] = {"gsm8k_heldout_limit": limit, **ev}

@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     rm = timed("reward", run_reward, base, list(cfgs["reward"].prefs), str(out / "reward"), cfgs["reward"],
                log_fn=log("reward"))
 
-    n_eval = min(cfgs["rl"].eval_prompts, cfgs["rl"].gsm8k_heldout)
+    from lm.datasets import gsm8k
+
+    n_eval = min(cfgs["rl"].eval_prompts, gsm8k.HELDOUT)
     figures = {
         "device": device, "preset": preset, "base": str(base),
         "sft_val_loss": [sft.get("val_loss_start"), sft["val_loss"]],

@@ -35,18 +35,17 @@ class EvalSettings(Settings):
     batch_size: int = setting(8, ge=1)
     # bits per byte on held-out tokens (<root>/tokenize/tokens/val_*.bin)
     bpb_max_tokens: int = setting(65_536, gt=1)
-    # GSM8K: the last 500 problems of the shared train.jsonl are held out
+    # GSM8K: its held-out problems (lm/datasets/gsm8k.py: the last HELDOUT of the file, never trained on)
     gsm8k_path: str = str(data_dir() / "gsm8k" / "train.jsonl")
     gsm8k_n: int = setting(100, ge=0)             # how many held-out problems to score
     gsm8k_k: int = setting(4, ge=1)               # samples per problem for pass@k
     gsm8k_max_new_tokens: int = setting(256, gt=0)
     temperature: float = setting(0.8, ge=0.0)
-    # GENERATED arithmetic, with and without the calculator
+    # GENERATED arithmetic (lm/datasets/arithmetic.py, the generator SFT and RL draw from; a stream neither
+    # draws), with and without the calculator. Difficulty 4: +, −, × of three-digit numbers (the calculator's
+    # test); RL's difficulty: the table compares sft and rl on what RL trained for (the tiny preset's 0)
     arithmetic_n: int = setting(50, ge=0)
-    arithmetic_max_operand: int = setting(999, ge=1)
-    # set: score RL's own task instead (lm.posttrain.rl.arithmetic_problems at this difficulty, fresh seed, same grader),
-    # so the table compares sft and rl on what RL trained for; None: operands up to arithmetic_max_operand
-    arithmetic_difficulty: int | None = setting(None, ge=0)
+    arithmetic_difficulty: int = setting(4, ge=0)
     # GENERATED held-out python-tool items (lm/datasets/python_tool.py: letters, reversal, digit sums,
     # long products), greedy, with the sandboxed python tool and without any tool
     python_n: int = setting(20, ge=0)

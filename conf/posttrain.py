@@ -56,11 +56,10 @@ class SFTSettings(TrainCommon):
     n_arithmetic: int = 1000
     arithmetic_difficulty: int = 2
     arithmetic_tool: bool = True
-    # GSM8K worked solutions, calculator marks as tool calls (train part only;
-    # keep gsm8k_heldout equal to RL's and eval's, 500 everywhere by default).
+    # GSM8K worked solutions, calculator marks as tool calls: its training part only
+    # (the held-out count is lm/datasets/gsm8k.HELDOUT, one for SFT, RL and evaluate).
     gsm8k: bool = False
     gsm8k_path: str = _d("gsm8k/train.jsonl")
-    gsm8k_heldout: int = 500
     # The probe stage's GENERATED answers/refusals (its output directory or the
     # JSONL it names), mixed in as `refusal_ratio` of all SFT conversations.
     # The pipeline sets the path when its probe stage has run.
@@ -93,8 +92,8 @@ class RLSettings(TrainCommon):
 
     section: ClassVar[str] = "rl"
     task: str = "arithmetic"  # arithmetic | gsm8k
+    # task gsm8k: trains on its training part, scores its held-out one (lm/datasets/gsm8k.py)
     gsm8k_path: str = _d("gsm8k/train.jsonl")
-    gsm8k_heldout: int = 500  # last N problems are held out for evaluation
     difficulty: int = 1
     prompts_per_step: int = 8
     samples_per_prompt: int = 8  # k

@@ -22,6 +22,25 @@ import yaml
 PRESET_DIR = Path(__file__).parent / "presets"
 # Sections renamed so that a stage has one name everywhere (conf/stages.py): old name -> new.
 LEGACY_SECTIONS = {"eval": "evaluate"}
+_GSM8K_HELDOUT = ("GSM8K's held-out count is one constant, lm/datasets/gsm8k.HELDOUT (500), read alike by sft, rl "
+                  "and evaluate (a per-stage count let training see problems eval scores); remove this key")
+# Settings that are gone, with why and what to do instead: a preset or `--set` naming one is refused
+# in one line (exit 2) rather than told only that the key is unknown.
+REMOVED_KEYS: dict[tuple[str, str], str] = {
+    ("sft", "gsm8k_heldout"): _GSM8K_HELDOUT,
+    ("rl", "gsm8k_heldout"): _GSM8K_HELDOUT,
+    ("evaluate", "arithmetic_max_operand"): "the evaluate stage's arithmetic items come from the one generator "
+    "(lm/datasets/arithmetic.py): set evaluate.arithmetic_difficulty instead (4: +, − and × of numbers up to 999; "
+    "3: up to 99)",
+}
+
+
+def check_removed(section: str, values: dict[str, Any]) -> None:
+    """Raise ValueError naming a removed setting of `section` in `values`, and what to do instead."""
+    for key in values:
+        why = REMOVED_KEYS.get((section, key))
+        if why:
+            raise ValueError(f"{section}.{key} was removed: {why}")
 
 
 # Field metadata key of a setting's validator (the other keys are pydantic's bounds).
@@ -106,6 +125,7 @@ def preset_values(section: str, preset: str | None, overrides: dict[str, Any] | 
     if preset:
         values.update(read_preset(preset).get(section, {}) or {})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    check_removed(section, values)
     return values
 
 

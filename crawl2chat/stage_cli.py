@@ -78,8 +78,15 @@ def config_class(st: StageRow):
 
 
 def check_keys(sets: dict[str, dict[str, Any]]) -> None:
-    """Refuse (exit 2) a `--set` key the stage's config does not have, naming the valid keys."""
+    """Refuse (exit 2) a `--set` key the stage's config does not have, naming the valid keys (or, for a
+    removed one, why it went and what to set instead)."""
+    from conf.settings import check_removed
+
     for name, values in sets.items():
+        try:
+            check_removed(name, values)
+        except ValueError as e:
+            raise Refused(f"--set {e}") from None
         fields = [f for f in config_class(row(name)).model_fields if f != "section"]
         unknown = sorted(set(values) - set(fields))
         if unknown:
@@ -103,10 +110,17 @@ def stage_overrides(args: argparse.Namespace, st: StageRow) -> dict[str, Any]:
 
 
 def check_preset(preset: str | None) -> None:
+    """An unknown preset, or one naming a removed setting, is refused before any work."""
     import conf
+    from conf.settings import check_removed
 
     if preset and preset not in conf.preset_names():
         raise Refused(f"unknown preset {preset!r}; choose one of {', '.join(conf.preset_names())}")
+    for section, values in (conf.read_preset(preset) if preset else {}).items():
+        try:
+            check_removed(section, values if isinstance(values, dict) else {})
+        except ValueError as e:
+            raise Refused(f"preset {preset}: {e}") from None
 
 
 def check_model_uri(*uris: str | None) -> None:

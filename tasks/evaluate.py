@@ -112,6 +112,7 @@ def evaluate_model(model: str, cfg: EvalConfig, tokens_dir: str | Path | None = 
 
 def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | None, out: dict[str, Any]) -> None:
     """Suite `basic` into `out`: bits per byte, GSM8K pass@k, arithmetic, chat format, samples."""
+    from lm.datasets import arithmetic, gsm8k
     from lm.evals import basic as ev
 
     ids = val_tokens(tokens_dir, cfg.bpb_max_tokens)
@@ -119,9 +120,8 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         out["val_bpb"] = ev.bits_per_byte(engine.model, engine.tokenizer, ids, batch_size=cfg.batch_size)["bpb"]
         log.info("%s: val bpb %.4f", model, out["val_bpb"])
     if cfg.gsm8k_n and Path(cfg.gsm8k_path).exists():
-        _, held = ev.gsm8k_split(cfg.gsm8k_path)
-        g = ev.gsm8k_eval(engine, held[:cfg.gsm8k_n], k=cfg.gsm8k_k, max_new_tokens=cfg.gsm8k_max_new_tokens,
-                          temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
+        g = ev.gsm8k_eval(engine, gsm8k.heldout(cfg.gsm8k_path, cfg.gsm8k_n), k=cfg.gsm8k_k,
+                          max_new_tokens=cfg.gsm8k_max_new_tokens, temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
         out["gsm8k_pass@1"], out[f"gsm8k_pass@{cfg.gsm8k_k}"] = g["pass@1"], g[f"pass@{cfg.gsm8k_k}"]
         out["gsm8k_n"] = g["n"]
         log.info("%s: GSM8K pass@1 %.3f pass@%d %.3f (n=%d)", model, g["pass@1"], cfg.gsm8k_k,
@@ -146,7 +146,7 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         log.info("%s: python items %.3f with the sandboxed tool, %.3f without", model, out["python_acc_tool"],
                  out["python_acc_no_tool"])
     if cfg.compliance_n:
-        qs = [p["question"] for p in ev.arithmetic_problems(cfg.compliance_n, seed=cfg.seed + 1, max_operand=99)]
+        qs = [p["question"] for p in arithmetic.eval_problems(cfg.compliance_n, cfg.seed + 1, difficulty=3)]
         qs = (SAMPLE_PROMPTS + qs)[:cfg.compliance_n]
         c = ev.chat_compliance(engine, qs, max_new_tokens=cfg.max_new_tokens)
         out["chat_compliance"] = c["compliance"]
@@ -156,16 +156,10 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
 
 
 def arithmetic_items(cfg: EvalConfig) -> list[dict]:
-    """GENERATED arithmetic items: RL's task at `arithmetic_difficulty` (seeds RL never draws), else big operands."""
-    from lm.evals import basic as ev
+    """GENERATED arithmetic items at `arithmetic_difficulty`, from the stream no training draws."""
+    from lm.datasets import arithmetic
 
-    if cfg.arithmetic_difficulty is None:
-        return ev.arithmetic_problems(cfg.arithmetic_n, seed=cfg.seed, max_operand=cfg.arithmetic_max_operand)
-    from lm.posttrain.rl import arithmetic_problems
-
-    # RL trains on seeds derived from its step and evaluates on 10_000 + seed; 20_000 + seed is neither
-    return [{"question": p.conversation[-1]["content"], "final": p.answer}
-            for p in arithmetic_problems(cfg.arithmetic_n, 20_000 + cfg.seed, cfg.arithmetic_difficulty)]
+    return arithmetic.eval_problems(cfg.arithmetic_n, cfg.seed, cfg.arithmetic_difficulty)
 
 
 def core_metrics(engine, cfg: EvalConfig) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from conf.stages import STAGES
 from core.atomic import write_text
+from lm.datasets import arithmetic
 from tasks.curation.funnel import funnel_plot
 from tasks.report_yardsticks import yardstick_tables
 
@@ -275,15 +276,12 @@ def _mean_ci(m: float, se: float | None, n: int) -> str:
     return f"{m:.3f} (95% CI {m - 1.96 * se:.3f}–{m + 1.96 * se:.3f}, n={n})"
 
 
-ARITHMETIC_TASKS = {0: "sums of 0–3", 1: "one-digit sums", 2: "two-digit + and −", 3: "two-digit +, − and ×"}
-
-
 def arithmetic_items_text(cfg: dict[str, Any]) -> str:
-    """What evaluate's arithmetic items are, in words: 'sums of 0–3' or 'a op b with numbers up to 999'."""
+    """What evaluate's arithmetic items are, in words (lm/datasets/arithmetic.describe): 'sums of 0–3', …"""
     d = cfg.get("arithmetic_difficulty")
-    if d is not None:
-        return ARITHMETIC_TASKS.get(int(d), "three-term problems")
-    return f"+, − and × of two numbers from 1 to {cfg.get('arithmetic_max_operand', 999)}"
+    if d is None:  # a run from before the one generator: two operands from 1 to arithmetic_max_operand
+        return f"+, − and × of two numbers from 1 to {cfg.get('arithmetic_max_operand', 999)}"
+    return arithmetic.describe(d)
 
 
 def stage_findings(root: Path, evaluation: dict[str, Any] | None, notes: Notes | None = None) -> list[str]:
@@ -359,7 +357,7 @@ def _rl_lines(root: Path, evaluation: dict[str, Any], notes: Notes | None = None
     before, after = rl.get("pass@1_before"), rl["pass@1_after"]
     task = rl.get("task", "?")
     if task == "arithmetic":
-        task += f", {ARITHMETIC_TASKS.get(int(cfg.get('difficulty') or 0), 'three terms')}"
+        task += f", {arithmetic.describe(cfg.get('difficulty') or 0)}"
     measured = (f"the RL task ({task}) on {n_prompts or '?'} held-out prompts, {k} sampled answers each at "
                 f"temperature {cfg.get('temperature', 1.0)}, graded by the reward's own grader: pass@1 is the "
                 "fraction of answers right")

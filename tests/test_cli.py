@@ -74,6 +74,10 @@ def test_a_new_row_is_a_new_command(monkeypatch):
     (["pipeline", "--set", "evaluate.nope=1"], "evaluate has no setting 'nope'"),
     (["pipeline", "--set", "pretrian.max_steps=1"], "unknown stage 'pretrian'"),
     (["sft", "--model", "M", "--out", "O", "--preset", "huge"], "unknown preset 'huge'"),
+    # one GSM8K held-out count (lm/datasets/gsm8k.HELDOUT): a stage's own would leak eval items into training
+    (["sft", "--model", "M", "--out", "O", "--set", "sft.gsm8k_heldout=100"], "sft.gsm8k_heldout was removed"),
+    (["pipeline", "--set", "rl.gsm8k_heldout=100"], "rl.gsm8k_heldout was removed: GSM8K's held-out count"),
+    (["pipeline", "--set", "evaluate.arithmetic_max_operand=99"], "set evaluate.arithmetic_difficulty instead"),
 ])
 def test_bad_settings_are_refused_in_one_line(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -8,6 +8,7 @@ functions are exactly where upward imports hide.)
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,3 +97,56 @@ def test_every_module_of_lm_and_tasks_sits_in_a_known_room():
         for path in (REPO / top).iterdir():
             if path.is_dir() and not path.name.startswith("__"):
                 assert path.name in rooms, f"{top}/{path.name}/ is a room the layering test does not know"
+
+
+# One home per dataset (docs/DESIGN.md, "Layout"): a dataset's items, held-out split, rendering and
+# grader live in lm/datasets/, and everyone else (SFT, RL, eval, the report, benchmarks) calls them.
+# So outside lm/datasets/ no code may name a dataset's file (conf/ names default paths only), define a
+# grader (`grade*`, a number or letter extractor), or define a generator of items (`generate_*`, `*_problems`).
+DATASET_FILES = ("train.jsonl", "ai2_arc/", "trivia_qa/")
+DATASET_DEFS = re.compile(r"^(grade\w*|\w+_grader|generate_\w+|\w+_problems|extract_number|same_number|"
+                          r"reply_text|reply_answer|parse_letter)$")
+DATASET_USERS = ("lm", "tasks", "flows", "benchmarks", "crawl2chat")
+
+
+def dataset_violations(repo: Path = REPO) -> list[str]:
+    bad = []
+    for top in DATASET_USERS:
+        for path in sorted((repo / top).rglob("*.py")):
+            rel = path.relative_to(repo).as_posix()
+            if rel.startswith("lm/datasets/"):
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), rel)
+            for node in tree.body:  # module-level functions (a method such as lm-eval's generate_until is an API)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and DATASET_DEFS.match(node.name):
+                    bad.append(f"{rel}:{node.lineno}: defines {node.name}() (a dataset's generator or grader)")
+            docs = {id(n.body[0].value) for n in ast.walk(tree)
+                    if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                    and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+            for node in ast.walk(tree):  # a docstring may say where the data is; code may not open it
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                        and any(f in node.value for f in DATASET_FILES)):
+                    bad.append(f"{rel}:{node.lineno}: names a dataset file ({node.value[:60]!r})")
+    return bad
+
+
+def test_datasets_have_one_home():
+    bad = dataset_violations()
+    assert not bad, "dataset code outside lm/datasets/ (docs/DESIGN.md, Layout):\n" + "\n".join(bad)
+
+
+def test_the_dataset_check_sees_a_second_home(tmp_path):
+    """The rule on a small tree: a grader, a generator and a dataset path outside lm/datasets are caught."""
+    for top in DATASET_USERS:
+        (tmp_path / top).mkdir()
+    (tmp_path / "lm" / "datasets").mkdir()
+    (tmp_path / "lm" / "datasets" / "gsm8k.py").write_text("def grade(c): ...\nP = 'gsm8k/train.jsonl'\n")
+    (tmp_path / "lm" / "evals").mkdir()
+    (tmp_path / "lm" / "evals" / "basic.py").write_text(
+        "def arithmetic_problems(n): ...\ndef gsm8k_eval(e): ...\nP = 'data/gsm8k/train.jsonl'\n")
+    (tmp_path / "tasks" / "report.py").write_text('"""Reads train.jsonl."""\ndef grade_reply(c): ...\n'
+                                                  "# train.jsonl in a comment\n")
+    assert dataset_violations(tmp_path) == [
+        "lm/evals/basic.py:1: defines arithmetic_problems() (a dataset's generator or grader)",
+        "lm/evals/basic.py:3: names a dataset file ('data/gsm8k/train.jsonl')",
+        "tasks/report.py:2: defines grade_reply() (a dataset's generator or grader)"]

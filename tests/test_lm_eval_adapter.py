@@ -53,6 +53,6 @@ def test_lm_eval_scores_our_checkpoint_like_our_scorer(tmp_path_factory, tmp_pat
     model, tok, _ = load_model(ckpt)
     items = [bd.Item("arc_easy", q["id"], f"Question: {q['question']}\nAnswer:",
                      tuple(" " + c for c in q["choices"]), q["gold"], 1 / len(q["choices"])) for q in qs]
-    graded = core_eval.grade_items(items, core_eval.model_scorer(model)(core_eval.encode_items(items, tok)))
+    graded = bd.grade_items(items, core_eval.model_scorer(model)(core_eval.encode_items(items, tok)))
     ours = sum(g["correct"] for g in graded) / len(graded)
     assert harness_acc == pytest.approx(ours) and len(graded) == 24

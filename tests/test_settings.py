@@ -113,6 +113,24 @@ def test_unknown_keys_are_refused_by_both():
         SFTSettings.from_dict({"persona": {"colour": "blue"}})
 
 
+def test_a_preset_naming_a_removed_setting_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """An older user preset with `rl: {gsm8k_heldout: 100}`: both loaders and the stage command refuse it
+    in one line saying why the setting went (conf/settings.REMOVED_KEYS), not merely that it is unknown."""
+    import conf.settings
+    from crawl2chat.cli import main
+
+    (tmp_path / "mine.yaml").write_text("rl:\n  steps: 3\n  gsm8k_heldout: 100\n")
+    monkeypatch.setattr(conf.settings, "PRESET_DIR", tmp_path)
+    for load, cls in ((conf.load, RLConfig), (load_settings, RLSettings)):
+        with pytest.raises(ValueError, match="rl.gsm8k_heldout was removed: .*lm/datasets/gsm8k.HELDOUT"):
+            load(cls, "mine")
+    monkeypatch.chdir(tmp_path)
+    assert main(["rl", "--model", "M", "--out", "O", "--preset", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "preset mine: rl.gsm8k_heldout was removed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "O").exists()
+
+
 def test_nested_and_list_defaults_are_fresh_per_instance():
     a, b = SFTSettings(), SFTSettings()
     a.persona.tools.append("python")

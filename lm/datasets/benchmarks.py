@@ -26,6 +26,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +193,39 @@ def load_task(name: str, limit: int | None = None, root: str | Path | None = Non
     return select(items, limit)
 
 
+# ------------------------------------------------------------------ grading
+def grade_items(items: Sequence[Item], scores: Sequence) -> list[dict]:
+    """The multiple-choice grader: per item {task, id, correct, correct_norm, chance}.
+
+    `scores` (lm/evals/loglik.Score: `logprob`, `greedy`) come one per choice, in
+    `Item.pairs()` order: right when the gold choice has the highest log-probability
+    (`correct`) or per character (`correct_norm`); an `lm` item when greedy decoding
+    reproduced its one continuation.
+    """
+    out, k = [], 0
+    for it in items:
+        s = scores[k:k + len(it.continuations)]
+        k += len(it.continuations)
+        if it.kind == "lm":
+            ok = bool(s[0].greedy)
+            out.append({"task": it.task, "id": it.id, "correct": ok, "correct_norm": ok, "chance": 0.0})
+            continue
+        raw = [x.logprob for x in s]
+        norm = [x.logprob / max(len(c), 1) for x, c in zip(s, it.continuations)]
+        # A few real items list the gold answer twice (CSQA 24, SciQ 2, SocialIQa 2):
+        # choosing either copy is choosing the gold answer.
+        pairs = it.pairs()
+        out.append({"task": it.task, "id": it.id, "chance": it.chance,
+                    "correct": pairs[_argmax(raw)] == pairs[it.gold],
+                    "correct_norm": pairs[_argmax(norm)] == pairs[it.gold]})
+    return out
+
+
+def _argmax(xs: list[float]) -> int:
+    return max(range(len(xs)), key=lambda i: (xs[i], -i))  # ties → first choice, deterministically
+
+
+
 # ------------------------------------------------------------------ chat-suite data
 def arc_questions(subset: str = "ARC-Easy", limit: int | None = None, root: str | Path | None = None) -> list[dict]:
     """ARC validation questions {id, question, choices, labels, gold} (subset ARC-Easy | ARC-Challenge)."""
@@ -203,6 +238,29 @@ def arc_questions(subset: str = "ARC-Easy", limit: int | None = None, root: str 
         out.append({"task": subset, "id": r["id"], "question": r["question"], "choices": list(r["choices"]["text"]),
                     "labels": labels, "gold": labels.index(r["answerKey"])})
     return select(out, limit, _dict_key)
+
+
+def arc_prompt(q: dict) -> str:
+    """An ARC question in the chat suite's form: the question, lettered choices, the instruction."""
+    lines = [q["question"], *[f"{lab}. {txt}" for lab, txt in zip(q["labels"], q["choices"])]]
+    return "\n".join(lines) + "\nAnswer with the letter of the correct choice."
+
+
+_LETTER = re.compile(r"\b([A-J])\b")
+
+
+def parse_letter(reply: str, labels: list[str] | tuple[str, ...]) -> str | None:
+    """ARC's grader reads this: the first standalone choice letter in a reply ('B', 'B.', '(B)', 'The answer is B')."""
+    for m in _LETTER.finditer(reply):
+        if m.group(1) in labels:
+            return m.group(1)
+    return None
+
+
+def arc_correct(q: dict, reply: str) -> tuple[str | None, bool]:
+    """(the letter the reply gives, whether it is the gold one): ARC's one grader."""
+    got = parse_letter(reply, q["labels"])
+    return got, got == q["labels"][q["gold"]]
 
 
 def triviaqa_questions(limit: int | None = None, root: str | Path | None = None) -> list[dict]:

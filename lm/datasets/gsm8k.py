@@ -1,8 +1,18 @@
-"""GSM8K: the shared train / held-out split and answer checking.
+"""GSM8K: its items, its one held-out split, its rendering as a conversation, its grader.
 
-The LAST `heldout` problems of train.jsonl (default 500) are held out for
-evaluation; RL trains on the rest. Everyone (RL, eval) uses `gsm8k_split` so
-the two sides never overlap.
+SFT, RL, the evaluate stage, the chat suite and the benchmarks all read GSM8K
+through this module, so they cannot disagree on what is held out:
+
+- Items (`read`): {question, answer (the worked solution), final (the number
+  after '####', normalised)}.
+- Split (`split`): the LAST `HELDOUT` problems of the file are held out for
+  evaluation; SFT and RL train only on the rest. `HELDOUT` is defined here
+  once and no stage config can change it (the old per-stage `gsm8k_heldout`
+  settings are refused: conf/settings.REMOVED_KEYS).
+- Rendering (`conversation`): the question as the user turn, the worked
+  solution as the assistant turn, calculator marks as tool calls.
+- Grader (`grade`): the final number the model itself wrote equals `final`
+  (lm/datasets/answers.grade_reply, which arithmetic shares).
 """
 from __future__ import annotations
 
@@ -10,89 +20,60 @@ import json
 import re
 from pathlib import Path
 
-_NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+from lm.datasets.answers import grade_reply, normalize_number
+
+HELDOUT = 500  # the last 500 problems of train.jsonl: evaluated on, never trained on
+grade = grade_reply  # (completion, final, tokenizer) -> bool: RL's reward and every GSM8K score
 
 
-def read_gsm8k(path: str | Path) -> list[dict]:
-    """Problems {question, answer(full solution), gold(final number str)}; malformed lines raise with their number."""
+def default_path() -> Path:
+    """The GSM8K file that ships with the repo ($CRAWL2CHAT_DATA/gsm8k/train.jsonl, else data/gsm8k/)."""
+    from conf import data_dir
+
+    return data_dir() / "gsm8k" / "train.jsonl"
+
+
+def read(path: str | Path | None = None) -> list[dict]:
+    """Problems {question, answer (full solution), final (normalised number)}; a malformed line raises with its number."""
+    path = Path(path) if path else default_path()
+    if not path.exists():
+        raise FileNotFoundError(f"GSM8K file {path} missing; see data/README.md")
     out = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-            gold = rec["answer"].split("####")[-1].strip().replace(",", "")
-            out.append({"question": rec["question"], "answer": rec["answer"], "gold": gold})
+            final = normalize_number(rec["answer"].split("####")[-1])
+            out.append({"question": rec["question"], "answer": rec["answer"], "final": final})
         except (json.JSONDecodeError, KeyError, AttributeError) as e:
             raise ValueError(f"{path}:{i} is not a GSM8K record ({e}); expected question/answer with '####'") from e
     return out
 
 
-def gsm8k_split(path: str | Path, heldout: int = 500) -> tuple[list[dict], list[dict]]:
-    """(train, held-out): the held-out part is the last `heldout` problems of the file."""
-    probs = read_gsm8k(path)
-    if heldout >= len(probs):
-        raise ValueError(f"{path} has {len(probs)} problems; cannot hold out {heldout}")
-    return probs[:-heldout] if heldout else probs, probs[-heldout:] if heldout else []
+def split(path: str | Path | None = None) -> tuple[list[dict], list[dict]]:
+    """(train, held-out): the held-out part is the last `HELDOUT` problems of the file."""
+    probs = read(path)
+    if HELDOUT >= len(probs):
+        raise ValueError(f"{path or default_path()} has {len(probs)} problems; GSM8K holds out the last {HELDOUT}")
+    return probs[:-HELDOUT], probs[-HELDOUT:]
 
 
-def extract_number(text: str) -> str | None:
-    """The final numeric answer in a text: after the last '####' if any, else the last number."""
-    if "####" in text:
-        text = text.rsplit("####", 1)[1]
-        nums = _NUM.findall(text)
-        return nums[0].replace(",", "") if nums else None
-    nums = _NUM.findall(text)
-    return nums[-1].replace(",", "").rstrip(".") if nums else None
+def heldout(path: str | Path | None = None, n: int | None = None) -> list[dict]:
+    """The first `n` held-out problems (all of them when n is None or 0): what every GSM8K score reads."""
+    held = split(path)[1]
+    return held[:n] if n else held
 
 
-def same_number(a: str | None, b: str | None) -> bool:
-    """Exact numeric equality of two number strings (1,000 == 1000.0)."""
-    if a is None or b is None:
-        return False
-    try:
-        return abs(float(a.replace(",", "")) - float(b.replace(",", ""))) < 1e-9
-    except ValueError:
-        return False
-
-
-def reply_text(completion, tokenizer) -> str:
-    """What the model itself wrote in a Completion: sampled tokens minus tool calls and forced tool output.
-
-    A calculator's output is not the model's answer: an RL reward that counted
-    it would pay for calling the tool with the question's own numbers.
-    """
-    sp = tokenizer.encode_special
-    tool_start, tool_end = sp("<|tool_start|>"), sp("<|tool_end|>")
-    specials = tokenizer.special_ids
-    keep, in_tool = [], False
-    forced = completion.forced_mask or [0] * len(completion.tokens)
-    for t, f in zip(completion.tokens, forced):
-        if f:
-            continue
-        if t == tool_start:
-            in_tool = True
-        elif t == tool_end:
-            in_tool = False
-        elif not in_tool and t not in specials:
-            keep.append(t)
-    return tokenizer.decode(keep)
-
-
-def reply_answer(completion, tokenizer) -> str | None:
-    """The final number the model wrote (see reply_text, extract_number)."""
-    return extract_number(reply_text(completion, tokenizer))
-
-
-def grade_reply(completion, gold: str, tokenizer) -> bool:
-    """THE GSM8K/arithmetic grader: RL's reward and eval's accuracy both call this."""
-    return same_number(reply_answer(completion, tokenizer), gold)
+def prompt(problem: dict) -> list[dict]:
+    """The conversation a model answers: the question as one user turn."""
+    return [{"role": "user", "content": problem["question"]}]
 
 
 _CALC = re.compile(r"<<([^<>=]+)=[^<>]*>>")
 
 
-def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
+def conversation(problem: dict, use_tool: bool = True) -> list[dict]:
     """A GSM8K problem as a chat: the user asks, the assistant writes the worked solution.
 
     GSM8K marks each calculation as `<<48/2=24>>`. With `use_tool`, each mark
@@ -100,7 +81,7 @@ def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
     (what the engine will force at inference time). A mark the calculator
     cannot evaluate, and every mark without the tool, is dropped: the
     solution's own text already writes each result after its mark. The
-    final `#### N` line, which the RL reward reads, is kept.
+    final `#### N` line, which the grader reads, is kept.
     """
     from lm.tools import calculator
 
@@ -126,4 +107,4 @@ def gsm8k_conversation(problem: dict, use_tool: bool = True) -> list[dict]:
             continue
         parts += [{"type": "tool_call", "text": expr}, {"type": "tool_output", "text": result}]
     text(problem["answer"][pos:])
-    return [{"role": "user", "content": problem["question"]}, {"role": "assistant", "content": parts}]
+    return prompt(problem) + [{"role": "assistant", "content": parts}]

@@ -23,6 +23,8 @@ import re
 import string
 from collections.abc import Callable, Sequence
 
+from lm.datasets.answers import reply_text
+
 HELDOUT = 2000  # the last 2,000 questions of the order: never probed, never trained on
 SHOT_POOL = 8   # the first questions of the probe part: few-shot examples only
 
@@ -152,8 +154,6 @@ def prompt_ids(question: str, tokenizer, style: str, shots: Sequence[dict] = ())
 
 
 def _reply(completion, tokenizer, style: str) -> str:
-    from lm.datasets.gsm8k import reply_text
-
     text = reply_text(completion, tokenizer)
     # a base model goes on to the next "Question:" line; its answer is the first line
     return text.strip().split("\n", 1)[0].strip() if style == "fewshot" else text.strip()

@@ -2,13 +2,14 @@
 
 Every prompt is rendered by the project's one chat renderer
 (`lm.chat.render_for_completion`) and answered greedily by the engine; only
-what the model itself wrote is graded (`lm.datasets.gsm8k.reply_text`: no tool calls,
+what the model itself wrote is graded (`lm.datasets.answers.reply_text`: no tool calls,
 no forced tool output) — GSM8K by `lm.evals.basic.gsm8k_eval` with
-`lm.datasets.gsm8k.grade_reply`, the function RL's reward calls.
+`lm.datasets.gsm8k.grade`, the function RL's reward calls.
 
-- ARC-Easy / ARC-Challenge: the question with lettered choices; the first
-  standalone letter of the reply is the answer (chance 1/#choices).
-- GSM8K: the last 500 problems of data/gsm8k/train.jsonl (never trained on).
+- ARC-Easy / ARC-Challenge (`lm.datasets.benchmarks`: items, prompt, grader): the
+  question with lettered choices; the first standalone letter of the reply is the
+  answer (chance 1/#choices).
+- GSM8K: its held-out problems (`lm.datasets.gsm8k.heldout`: never trained on).
 - TriviaQA (rc.wikipedia.nocontext): the held-out questions of `lm.datasets.triviaqa`
   (the probe stage never trains on them), graded by `lm.datasets.triviaqa.grade`:
   exact match after the usual answer normalisation against any alias, and each
@@ -18,34 +19,17 @@ no forced tool output) — GSM8K by `lm.evals.basic.gsm8k_eval` with
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lm.datasets import benchmarks as bd
-from lm.datasets import gsm8k
 from lm.chat import render_for_completion
-from lm.evals.basic import GSM8K_PATH, gsm8k_eval, gsm8k_split
-from lm.datasets.triviaqa import grade as triviaqa_verdict  # noqa: F401  (the one TriviaQA grader, re-exported)
-from lm.datasets.triviaqa import heldout_questions, normalize_answer  # noqa: F401
+from lm.datasets import benchmarks as bd
+from lm.datasets import gsm8k, triviaqa
+from lm.datasets.answers import reply_text
+from lm.evals.basic import gsm8k_eval
 
 log = logging.getLogger(__name__)
-
-_LETTER = re.compile(r"\b([A-J])\b")
-
-
-def arc_prompt(q: dict) -> str:
-    lines = [q["question"], *[f"{lab}. {txt}" for lab, txt in zip(q["labels"], q["choices"])]]
-    return "\n".join(lines) + "\nAnswer with the letter of the correct choice."
-
-
-def parse_letter(reply: str, labels: Sequence[str]) -> str | None:
-    """The first standalone choice letter in a reply ('B', 'B.', '(B)', 'The answer is B')."""
-    for m in _LETTER.finditer(reply):
-        if m.group(1) in labels:
-            return m.group(1)
-    return None
 
 
 def _generate(engine, prompts: list[str], max_new_tokens: int, batch_size: int) -> list:
@@ -58,12 +42,11 @@ def _generate(engine, prompts: list[str], max_new_tokens: int, batch_size: int) 
 
 
 def arc_eval(engine, questions: Sequence[dict], batch_size: int = 8, max_new_tokens: int = 8) -> dict:
-    comps = _generate(engine, [arc_prompt(q) for q in questions], max_new_tokens, batch_size)
+    comps = _generate(engine, [bd.arc_prompt(q) for q in questions], max_new_tokens, batch_size)
     rows = []
     for q, c in zip(questions, comps):
-        got = parse_letter(gsm8k.reply_text(c, engine.tokenizer), q["labels"])
-        rows.append({"id": q["id"], "expected": q["labels"][q["gold"]], "got": got,
-                     "correct": got == q["labels"][q["gold"]]})
+        got, ok = bd.arc_correct(q, reply_text(c, engine.tokenizer))
+        rows.append({"id": q["id"], "expected": q["labels"][q["gold"]], "got": got, "correct": ok})
     n = max(len(rows), 1)
     return {"score": sum(r["correct"] for r in rows) / n, "n": len(rows),
             "chance": sum(1 / len(q["labels"]) for q in questions) / n,
@@ -85,7 +68,7 @@ def triviaqa_eval(engine, questions: Sequence[dict], batch_size: int = 8, max_ne
             "n": r["n"], "chance": 0.0, "rows": r["rows"]}
 
 
-def run_chat(engine, limit: int | None = 100, gsm8k_path: str | Path = GSM8K_PATH, max_new_tokens: int = 192,
+def run_chat(engine, limit: int | None = 100, gsm8k_path: str | Path | None = None, max_new_tokens: int = 192,
              batch_size: int = 8, root=None) -> dict:
     """Score a chat model on the chat suite: {"tasks": {name: metrics}, "seconds"}."""
     t0 = time.perf_counter()
@@ -94,13 +77,13 @@ def run_chat(engine, limit: int | None = 100, gsm8k_path: str | Path = GSM8K_PAT
         tasks[name] = arc_eval(engine, bd.arc_questions(subset, limit, root), batch_size)
         log.info("chat %s: %.3f (chance %.3f, n=%d)", name, tasks[name]["score"], tasks[name]["chance"],
                  tasks[name]["n"])
-    if Path(gsm8k_path).exists():
-        _, held = gsm8k_split(gsm8k_path)  # the last 500, answers normalised
-        tasks["gsm8k"] = gsm8k_chat_eval(engine, held[:limit] if limit else held, batch_size, max_new_tokens)
+    gsm8k_path = Path(gsm8k_path or gsm8k.default_path())
+    if gsm8k_path.exists():
+        tasks["gsm8k"] = gsm8k_chat_eval(engine, gsm8k.heldout(gsm8k_path, limit), batch_size, max_new_tokens)
         log.info("chat gsm8k: %.3f (n=%d)", tasks["gsm8k"]["score"], tasks["gsm8k"]["n"])
     else:
         log.warning("GSM8K file %s missing: chat suite skips gsm8k", gsm8k_path)
-    tasks["triviaqa"] = triviaqa_eval(engine, heldout_questions(limit or 0, root), batch_size)
+    tasks["triviaqa"] = triviaqa_eval(engine, triviaqa.heldout_questions(limit or 0, root), batch_size)
     t = tasks["triviaqa"]
     log.info("chat triviaqa: right %.3f wrong %.3f abstain %.3f (n=%d)", t["score"], t["wrong_rate"],
              t["abstain_rate"], t["n"])

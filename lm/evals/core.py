@@ -52,31 +52,6 @@ def model_scorer(model, batch_size: int = 32) -> Scorer:
     return lambda reqs: score_requests(model, reqs, batch_size=batch_size)
 
 
-def grade_items(items: Sequence[bd.Item], scores: Sequence[Score]) -> list[dict]:
-    """Per item: {task, id, correct, correct_norm, chance}; `scores` in encode_items order."""
-    out, k = [], 0
-    for it in items:
-        s = scores[k:k + len(it.continuations)]
-        k += len(it.continuations)
-        if it.kind == "lm":
-            ok = bool(s[0].greedy)
-            out.append({"task": it.task, "id": it.id, "correct": ok, "correct_norm": ok, "chance": 0.0})
-            continue
-        raw = [x.logprob for x in s]
-        norm = [x.logprob / max(len(c), 1) for x, c in zip(s, it.continuations)]
-        # A few real items list the gold answer twice (CSQA 24, SciQ 2, SocialIQa 2):
-        # choosing either copy is choosing the gold answer.
-        pairs = it.pairs()
-        out.append({"task": it.task, "id": it.id, "chance": it.chance,
-                    "correct": pairs[_argmax(raw)] == pairs[it.gold],
-                    "correct_norm": pairs[_argmax(norm)] == pairs[it.gold]})
-    return out
-
-
-def _argmax(xs: list[float]) -> int:
-    return max(range(len(xs)), key=lambda i: (xs[i], -i))  # ties → first choice, deterministically
-
-
 def task_metrics(name: str, graded: Sequence[dict]) -> dict:
     """acc, acc_norm, chance, the primary metric and its centered value for one task."""
     spec = bd.CORE_TASKS[name]
@@ -114,7 +89,7 @@ def run_core(model=None, tokenizer=None, tasks: Sequence[str] | None = None, lim
     for i, name in enumerate(names, 1):
         t = time.perf_counter()
         items = bd.load_task(name, limit, root)
-        graded = grade_items(items, scorer(encode_items(items, tokenizer)))
+        graded = bd.grade_items(items, scorer(encode_items(items, tokenizer)))
         per_task[name] = task_metrics(name, graded)
         m = per_task[name]
         log.info("core %d/%d %s: %s %.4f (chance %.3f, centered %+.4f, n=%d, %.1fs)", i, len(names), name,
@@ -142,7 +117,7 @@ class InLoopEval:
         was_training = model.training
         model.eval()
         try:
-            per_task = {name: task_metrics(name, grade_items(self.items[name],
+            per_task = {name: task_metrics(name, bd.grade_items(self.items[name],
                                                              score_requests(model, reqs, self.batch_size)))
                         for name, reqs in self.requests.items()}
         finally:

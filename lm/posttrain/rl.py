@@ -32,8 +32,8 @@ import torch
 
 from lm.chat import ChatRenderer
 from lm.engine import Completion, Engine
-from lm.datasets import gsm8k
-from lm.datasets.gsm8k import gsm8k_split
+from lm.datasets import arithmetic, gsm8k
+from lm.datasets.answers import grade_reply
 from lm.model import GPT
 from lm.optim import train_step
 from lm.runtime import Runtime, all_reduce_sum, wrap_for_training
@@ -41,7 +41,6 @@ from lm.posttrain.policy_gradient import (group_normalized_rewards, loss_normali
                                 response_log_probs, zero_std_fraction)
 from lm.posttrain.loop import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
                     stage_runtime, step_seed, token_logprobs, try_resume)
-from lm.posttrain.sft_data import arithmetic_problem, arithmetic_question
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -55,31 +54,39 @@ class Problem:
 
 
 # ------------------------------------------------------------------- tasks
-def arithmetic_problems(n: int, seed: int, difficulty: int = 1) -> list[Problem]:
-    """GENERATED arithmetic problems (see lm.posttrain.sft_data.arithmetic_problem)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        expr, value = arithmetic_problem(rng, difficulty)
-        out.append(Problem([{"role": "user", "content": arithmetic_question(expr, rng)}], str(value), {"expr": expr}))
-    return out
+def as_problem(item: dict) -> Problem:
+    """A dataset item {question, final} (lm/datasets: gsm8k, arithmetic) as an RL prompt with its gold number."""
+    return Problem([{"role": "user", "content": item["question"]}], item["final"])
 
 
-def gsm8k_problems(path: str | Path, heldout: int = 500) -> tuple[list[Problem], list[Problem]]:
-    """GSM8K (train, held-out) as Problems; the gold answer is the number after '####'."""
-    train, test = gsm8k_split(path, heldout)
-    conv = lambda p: Problem([{"role": "user", "content": p["question"]}], p["gold"])  # noqa: E731
-    return [conv(p) for p in train], [conv(p) for p in test]
+def task_prompts(cfg) -> tuple[Callable[[int], list[Problem]], list[Problem]]:
+    """(the step's prompts as a function of the step, the held-out prompts) of `cfg.task`.
 
+    Both come from the dataset's one home: arithmetic draws its training prompts
+    from per-step seeds and its held-out set from its own stream
+    (lm/datasets/arithmetic.heldout_problems); GSM8K trains on its training part
+    and scores the first `eval_prompts` of its held-out part (lm/datasets/gsm8k.split).
+    """
+    if cfg.task == "arithmetic":
+        def draw(step: int) -> list[Problem]:
+            return [as_problem(p) for p in arithmetic.problems(cfg.prompts_per_step, step_seed(cfg.seed, step, 2),
+                                                               cfg.difficulty)]
 
-def answer_text(c: Completion, tokenizer: Tokenizer) -> str:
-    """What the model itself wrote as its answer (lm.datasets.gsm8k.reply_text: no tool calls, no forced outputs)."""
-    return gsm8k.reply_text(c, tokenizer)
+        return draw, [as_problem(p) for p in arithmetic.heldout_problems(cfg.eval_prompts, cfg.seed, cfg.difficulty)]
+    if cfg.task == "gsm8k":
+        train, test = gsm8k.split(cfg.gsm8k_path)
+        train_p = [as_problem(p) for p in train]
+
+        def sample(step: int) -> list[Problem]:
+            return random.Random(step_seed(cfg.seed, step, 2)).sample(train_p, cfg.prompts_per_step)
+
+        return sample, [as_problem(p) for p in test[:cfg.eval_prompts]]
+    raise ValueError(f"unknown RL task {cfg.task!r}; choose arithmetic or gsm8k")
 
 
 def exact_reward(problem: Problem, c: Completion, tokenizer: Tokenizer) -> float:
-    """1.0 when the final number the model wrote equals the gold answer (lm.datasets.gsm8k.grade_reply, as eval), else 0.0."""
-    return float(gsm8k.grade_reply(c, problem.answer, tokenizer))
+    """1.0 when the final number the model wrote equals the gold answer (lm/datasets/answers.grade_reply, as eval)."""
+    return float(grade_reply(c, problem.answer, tokenizer))
 
 
 RewardFn = Callable[[Sequence[Problem], Sequence[Completion]], list[float]]
@@ -363,19 +370,7 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
 def train_rl(model: GPT, tokenizer: Tokenizer, cfg, out_dir: str | Path, meta: dict[str, Any] | None = None,
              log_fn: LogFn | None = None) -> dict[str, Any]:
     """RL on cfg.task ('arithmetic' generated, or 'gsm8k' with its held-out split for eval)."""
-    if cfg.task == "arithmetic":
-        eval_set = arithmetic_problems(cfg.eval_prompts, seed=10_000 + cfg.seed, difficulty=cfg.difficulty)
-        sample = lambda step: arithmetic_problems(cfg.prompts_per_step, step_seed(cfg.seed, step, 2),  # noqa: E731
-                                                  cfg.difficulty)
-    elif cfg.task == "gsm8k":
-        train, held = gsm8k_problems(cfg.gsm8k_path, cfg.gsm8k_heldout)
-        eval_set = held[:cfg.eval_prompts]
-
-        def sample(step: int) -> list[Problem]:
-            rng = random.Random(step_seed(cfg.seed, step, 2))
-            return rng.sample(train, cfg.prompts_per_step)
-    else:
-        raise ValueError(f"unknown RL task {cfg.task!r}; choose arithmetic or gsm8k")
+    sample, eval_set = task_prompts(cfg)
     ref = reference_model(model, cfg.beta)
 
     def evaluate(m: GPT, step: int) -> dict[str, Any]:

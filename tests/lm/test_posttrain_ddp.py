@@ -28,7 +28,8 @@ import torch
 from tests.support.posttrain_base import SEQ_LEN
 from conf.posttrain import RLConfig, SFTConfig
 from lm.checkpoint import load_model
-from lm.posttrain.rl import arithmetic_problems, train_grpo
+from lm.datasets import arithmetic
+from lm.posttrain.rl import as_problem, train_grpo
 from lm.posttrain.sft import train_sft
 from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
 
@@ -52,7 +53,8 @@ for stage in ("sft", "rl"):
         # A reward that differs between samples (the tiny model rarely gets a sum right, and a group of
         # equal rewards has zero advantage), so the shared update is non-zero.
         reward = lambda probs, comps: [float(sum(c.tokens) % 3) for c in comps]  # noqa: E731
-        sample = lambda step: arithmetic_problems(rl_cfg["prompts_per_step"], step, 0)  # noqa: E731
+        sample = lambda step: [as_problem(p)  # noqa: E731
+                               for p in arithmetic.problems(rl_cfg["prompts_per_step"], step, 0)]
         train_grpo(model, tok, RLConfig(**rl_cfg), os.path.join(out, stage), sample, reward, log_fn=log_fn)
     with open(os.path.join(out, f"{{stage}}-rank{{rank}}.json"), "w") as f:
         json.dump({{"weights": [float(p.double().sum()) for p in model.parameters()], "logged": logged}}, f)

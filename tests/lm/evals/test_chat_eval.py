@@ -5,7 +5,8 @@ import torch
 
 from lm.evals import chat as chat_eval
 
-from lm.datasets import gsm8k
+from lm.datasets import arithmetic, benchmarks, gsm8k, triviaqa
+from lm.datasets.answers import reply_answer
 from lm.checkpoint import load_model
 from lm.engine import Completion, Engine
 from lm.posttrain.rl import Problem, exact_reward
@@ -48,7 +49,7 @@ def _completion(tok, parts):
 def test_rl_reward_and_eval_grade_agree_with_and_without_tool_output(toy, parts, gold, want):
     _, tok = toy
     c = _completion(tok, parts)
-    assert gsm8k.grade_reply(c, gold, tok) is want
+    assert gsm8k.grade(c, gold, tok) is want and arithmetic.grade(c, gold, tok) is want
     assert exact_reward(Problem([{"role": "user", "content": "q"}], gold), c, tok) == float(want)
 
 
@@ -61,19 +62,19 @@ def test_chat_gsm8k_eval_counts_exactly_what_rl_rewards(toy):
     comps = eng.generate(ids, 40, temperature=0.0, truncate="left")
     rewards = [exact_reward(Problem([], p["final"]), c, tok) for p, c in zip(probs, comps)]
     assert r["score"] == pytest.approx(sum(rewards) / len(rewards)) and r["n"] == 4
-    assert [row["answers"][0] for row in r["rows"]] == [gsm8k.reply_answer(c, tok) for c in comps]
+    assert [row["answers"][0] for row in r["rows"]] == [reply_answer(c, tok) for c in comps]
 
 
 def test_answer_normalisation_and_verdicts():
-    assert chat_eval.normalize_answer("The  Sunset Blvd.!") == "sunset blvd"
+    assert triviaqa.normalize_answer("The  Sunset Blvd.!") == "sunset blvd"
     aliases = ["Sunset Boulevard", "Sunset Blvd."]
-    assert chat_eval.triviaqa_verdict("sunset boulevard", aliases) == "right"
-    assert chat_eval.triviaqa_verdict("Sunset Blvd. It premiered in 1993.", aliases) == "right"
-    assert chat_eval.triviaqa_verdict("Cats", aliases) == "wrong"
-    assert chat_eval.triviaqa_verdict("I don't know.", aliases) == "abstain"
-    assert chat_eval.triviaqa_verdict("", aliases) == "abstain"
-    assert chat_eval.parse_letter("The answer is (C).", ["A", "B", "C", "D"]) == "C"
-    assert chat_eval.parse_letter("I think so", ["A", "B", "C", "D"]) is None  # 'I' is no choice here
+    assert triviaqa.grade("sunset boulevard", aliases) == "right"
+    assert triviaqa.grade("Sunset Blvd. It premiered in 1993.", aliases) == "right"
+    assert triviaqa.grade("Cats", aliases) == "wrong"
+    assert triviaqa.grade("I don't know.", aliases) == "abstain"
+    assert triviaqa.grade("", aliases) == "abstain"
+    assert benchmarks.parse_letter("The answer is (C).", ["A", "B", "C", "D"]) == "C"
+    assert benchmarks.parse_letter("I think so", ["A", "B", "C", "D"]) is None  # 'I' is no choice here
 
 
 def test_chat_suite_runs_on_real_data(toy):

@@ -82,7 +82,7 @@ def test_random_model_scores_chance_within_binomial_bound(toy):
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, sequence_len=128, n_layer=2, n_head=2, n_kv_head=2,
                           n_embd=64)).eval()
     items = bd.load_task("winogrande", limit=500) + bd.load_task("copa")
-    graded = core_eval.grade_items(items, score_requests(model, core_eval.encode_items(items, tok), batch_size=64))
+    graded = bd.grade_items(items, score_requests(model, core_eval.encode_items(items, tok), batch_size=64))
     n = len(graded)
     acc = sum(g["correct"] for g in graded) / n
     assert n >= 500

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from lm.checkpoint import load_model
 from lm.engine import Engine
-from lm.evals.basic import (GSM8K_PATH, arithmetic_eval, arithmetic_problems, bits_per_byte, chat_compliance,
-                     gsm8k_eval, gsm8k_split, pass_at_k, sample_generations)
+from lm.datasets import arithmetic, gsm8k
+from lm.evals.basic import (arithmetic_eval, bits_per_byte, chat_compliance, gsm8k_eval, pass_at_k,
+                            sample_generations)
 from lm.model import GPT
 from tests.support.toy import make_toy_checkpoint
 
@@ -27,10 +28,9 @@ def test_pass_at_k():
     assert pass_at_k(5, 2, 2) == pytest.approx(1 - (3 / 5) * (2 / 4))
 
 
-@pytest.mark.skipif(not GSM8K_PATH.exists(), reason="GSM8K sample missing")
 def test_gsm8k_split_holds_out_last_500():
-    train, held = gsm8k_split()
-    assert len(held) == 500 and len(train) + 500 == 7473
+    train, held = gsm8k.split()
+    assert len(held) == gsm8k.HELDOUT == 500 and len(train) + 500 == 7473
     assert held[-1]["question"] != train[-1]["question"]
     assert not {r["question"] for r in held} & {r["question"] for r in train}
     assert train[0]["final"] == "72"
@@ -59,7 +59,9 @@ def test_engine_evals_run_on_toy(toy):
     probs = [{"question": "What is 12+7?", "final": "19"}, {"question": "What is 40+2?", "final": "42"}]
     g = gsm8k_eval(eng, probs, k=3, max_new_tokens=40, seed=1)
     assert g["n"] == 2 and 0 <= g["pass@1"] <= g["pass@3"] <= 1 and len(g["rows"][0]["answers"]) == 3
-    a = arithmetic_eval(model, tok, arithmetic_problems(8, seed=3, max_operand=99), max_new_tokens=40)
+    # the one generator's items, asked the way the toy was trained ("What is 12+7?")
+    items = [{**p, "question": f"What is {p['expr']}?"} for p in arithmetic.problems(8, seed=3, difficulty=3)]
+    a = arithmetic_eval(model, tok, items, max_new_tokens=40)
     assert a["with_tool"]["tool_calls"] > 0 and a["no_tool"]["tool_calls"] == 0
     assert 0 <= a["no_tool"]["accuracy"] <= 1
     c = chat_compliance(eng, ["What is 3+3?", "What is 9*2?"], max_new_tokens=60)

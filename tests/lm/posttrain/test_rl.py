@@ -11,7 +11,8 @@ import torch
 
 from conf.posttrain import RLConfig, SFTConfig, data_dir
 from lm.engine import Completion
-from lm.datasets.gsm8k import extract_number, gsm8k_split, same_number
+from lm.datasets import gsm8k
+from lm.datasets.answers import extract_number, same_number
 from lm.posttrain.rl import Problem, build_batch, exact_reward, train_rl
 from lm.posttrain.sft import train_sft
 from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources
@@ -48,10 +49,10 @@ def test_gsm8k_answers_and_split():
     assert extract_number("The answer is 42.") == "42"
     assert extract_number("no digits") is None
     assert same_number("1,000", "1000.0") and not same_number("7", "8") and not same_number(None, "1")
-    train, held = gsm8k_split(data_dir() / "gsm8k" / "train.jsonl", 500)
+    train, held = gsm8k.split(data_dir() / "gsm8k" / "train.jsonl")
     assert len(held) == 500 and len(train) == 7473 - 500
     assert not {p["question"] for p in held} & {p["question"] for p in train}
-    assert held[-1]["gold"] == extract_number(held[-1]["answer"])
+    assert held[-1]["final"] == extract_number(held[-1]["answer"])
 
 
 def test_rl_raises_pass_at_1_on_generated_arithmetic(tmp_path):

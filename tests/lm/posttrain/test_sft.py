@@ -8,9 +8,10 @@ import torch
 
 from conf.posttrain import SFTConfig, data_dir
 from lm.checkpoint import load_weights
+from lm.datasets import arithmetic
 from lm.posttrain.sft import train_sft
-from lm.posttrain.sft_data import (SkipStats, build_sft_data, generate_arithmetic, generate_identity, load_sources,
-                         pack, read_records)
+from lm.datasets.identity import generate_identity
+from lm.posttrain.sft_data import SkipStats, build_sft_data, load_sources, pack, read_records
 from tests.support.posttrain_base import SEQ_LEN, load_base
 
 
@@ -56,8 +57,8 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_generated_data_is_deterministic_and_correct():
-    a = generate_arithmetic(50, seed=3, difficulty=2)
-    assert a == generate_arithmetic(50, seed=3, difficulty=2)
+    a = arithmetic.conversations(50, seed=3, difficulty=2)
+    assert a == arithmetic.conversations(50, seed=3, difficulty=2)
     for conv in a:
         parts = conv[1]["content"]
         expr, out = parts[0]["text"].replace(" ", ""), parts[1]["text"]
@@ -71,7 +72,7 @@ def test_generated_data_is_deterministic_and_correct():
 def test_pack_keeps_conversations_whole_and_masks_targets():
     tok = load_base()[1]
     stats = SkipStats()
-    convs = [("generated_arithmetic", c) for c in generate_arithmetic(40, seed=0)]
+    convs = [("generated_arithmetic", c) for c in arithmetic.conversations(40, seed=0)]
     data = build_sft_data(convs, tok, SEQ_LEN, 0.1, stats)
     X, Y = data.train
     assert X.shape[1] == Y.shape[1] == SEQ_LEN
@@ -128,11 +129,11 @@ def test_sft_resume_is_exact(tmp_path):
 
 def test_gsm8k_solutions_become_calculator_calls_from_the_train_part_only():
     from lm.chat import ChatRenderer
-    from lm.datasets.gsm8k import gsm8k_conversation, gsm8k_split
+    from lm.datasets import gsm8k
 
     path = data_dir() / "gsm8k" / "train.jsonl"
-    train, held = gsm8k_split(path, 500)
-    conv = gsm8k_conversation(train[0])  # "48/2 = <<48/2=24>>24 clips ... #### 72"
+    train, held = gsm8k.split(path)
+    conv = gsm8k.conversation(train[0])  # "48/2 = <<48/2=24>>24 clips ... #### 72"
     parts = conv[1]["content"]
     assert [p["type"] for p in parts] == ["text", "tool_call", "tool_output", "text", "tool_call", "tool_output",
                                           "text"]
@@ -140,11 +141,11 @@ def test_gsm8k_solutions_become_calculator_calls_from_the_train_part_only():
     assert parts[-1]["text"].endswith("#### 72") and "<<" not in json.dumps(conv)
     # A mark our calculator refuses stays plain text; without the tool every mark is dropped.
     odd = {"question": "q", "answer": "It is 2x3 = <<2x3=6>>6.\n#### 6"}
-    assert gsm8k_conversation(odd)[1]["content"] == [{"type": "text", "text": "It is 2x3 = 6.\n#### 6"}]
-    assert all(p["type"] == "text" for p in gsm8k_conversation(train[0], use_tool=False)[1]["content"])
+    assert gsm8k.conversation(odd)[1]["content"] == [{"type": "text", "text": "It is 2x3 = 6.\n#### 6"}]
+    assert all(p["type"] == "text" for p in gsm8k.conversation(train[0], use_tool=False)[1]["content"])
 
     stats = SkipStats()
-    convs = load_sources({}, stats, gsm8k_path=str(path), gsm8k_heldout=500)
+    convs = load_sources({}, stats, gsm8k_path=str(path))
     questions = {c[0]["content"] for src, c in convs if src == "gsm8k"}
     assert len(questions) == len(train) and not questions & {p["question"] for p in held}
     # The forced tool output is context, not a target: its tokens are outside the loss mask.

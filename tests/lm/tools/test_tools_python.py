@@ -5,7 +5,8 @@ import pytest
 from lm.chat import ChatRenderer, Persona, render_prompt
 from lm.datasets.python_tool import KINDS, python_conversation, python_eval, python_problems
 from lm.tools.sandbox import run_python
-from lm.posttrain.sft_data import SkipStats, generate_identity, load_sources
+from lm.datasets.identity import generate_identity
+from lm.posttrain.sft_data import SkipStats, load_sources
 from lm.tokenizer import Tokenizer
 from lm.tools import ToolRegistry, calculator, default_tools
 
