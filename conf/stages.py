@@ -60,6 +60,7 @@ class StageRow:
     shorthands: tuple[Shorthand, ...] = ()
     aliases: tuple[str, ...] = ()  # other names of the command (`eval`)
     sections: tuple[str, ...] = field(default=())  # older preset sections / `--set` prefixes read as this one
+    evaluated: bool = False  # its model is one the evaluate stage scores and the report card compares
 
     @property
     def section(self) -> str:
@@ -88,7 +89,7 @@ STAGES: tuple[StageRow, ...] = (
     StageRow("pretrain", "pretrain a GPT on token shards; registers crawl2chat-base", "conf.pretrain:PretrainConfig",
              "manifest.json", registers="crawl2chat-base",
              inputs=(Input("tokens", "dir:tokenize/tokens", "tokenize output directory (or its tokens/ folder)"),),
-             after=("tokenize",),
+             after=("tokenize",), evaluated=True,
              shorthands=(Shorthand("--max-steps", "max_steps", "int", "optimizer steps"), _DEVICE,
                          Shorthand("--compile", "compile", "bool", "torch.compile the model"),
                          Shorthand("--nproc-per-node", "nproc_per_node", "int", "processes (GPUs) for torchrun/DDP"))),
@@ -108,12 +109,13 @@ STAGES: tuple[StageRow, ...] = (
     StageRow("sft", "fine-tune a model on conversations (loss on assistant tokens only); registers crawl2chat-sft",
              "conf.posttrain:SFTConfig", "manifest.json", registers="crawl2chat-sft",
              inputs=(Input("model", "checkpoint:pretrain", _MODEL.format(s="pretrain", m="base")),),
-             after=("pretrain",),
+             after=("pretrain",), evaluated=True,
              shorthands=(_STEPS, Shorthand("--batch-size", "batch_size", "int"), Shorthand("--lr", "lr", "float"),
                          _DEVICE)),
     StageRow("rl", "RL (GRPO family) on problems with checkable answers; registers crawl2chat-rl",
              "conf.posttrain:RLConfig", "manifest.json", registers="crawl2chat-rl",
              inputs=(Input("model", "checkpoint:sft", _MODEL.format(s="sft", m="sft")),), after=("sft",),
+             evaluated=True,
              shorthands=(_STEPS, Shorthand("--task", "task", "str", "gsm8k | arithmetic"),
                          Shorthand("--difficulty", "difficulty", "int", "arithmetic difficulty (1 = one-digit sums)"),
                          Shorthand("--samples", "samples_per_prompt", "int", "k completions per prompt"),
@@ -133,14 +135,14 @@ STAGES: tuple[StageRow, ...] = (
                      Input("reward", "checkpoint:reward", _MODEL.format(s="reward", m="reward")),
                      Input("check_reward", "", "an independent second reward model (another split)", required=False),
                      Input("prompts", "", "preference/prompt files to draw prompts from", required=False, many=True)),
-             after=("sft", "reward"),
+             after=("sft", "reward"), evaluated=True,
              shorthands=(_STEPS, Shorthand("--kl-coef", "kl_coef", "float"), Shorthand("--kl-max", "kl_max", "float"),
                          _DEVICE)),
     StageRow("dpo", "direct preference optimisation with a frozen reference; registers crawl2chat-dpo",
              "conf.posttrain:DPOConfig", "manifest.json", registers="crawl2chat-dpo",
              inputs=(Input("model", "checkpoint:sft", _MODEL.format(s="sft", m="sft")),
                      Input("prefs", "", "preference files", required=False, many=True)),
-             after=("sft",),
+             after=("sft",), evaluated=True,
              shorthands=(_STEPS, Shorthand("--beta", "beta", "float"), _DEVICE)),
     StageRow("evaluate", "evaluate a model (bpb, GSM8K, arithmetic, chat format, CORE, chat suites) + report card",
              "conf.evaluate:EvalConfig", "manifest.json",

@@ -191,7 +191,8 @@ def _sft_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-EVALUATED = ("pretrain", "sft", "rl", "rlhf", "dpo")  # the models the card compares, base first
+# The models the evaluate stage scores and the card compares, base first (the table's `evaluated` rows).
+EVALUATED = tuple(s.name for s in conf_stages.STAGES if s.evaluated)
 
 
 def _evaluate_args(root: Path, preset: str, opts: dict[str, Any]) -> dict[str, Any]:
