@@ -99,11 +99,11 @@ def run_rl(model: str, out: str, cfg, log_fn: LogFn | None = None) -> dict[str, 
 
 
 def _prefs(paths: list[str], tok, max_len: int, cfg, stats) -> tuple[list, list]:
-    from lm.posttrain.reward import load_preferences, render_preferences, split_preferences
+    from lm.datasets.preferences import (generate_preferences, load_preferences, render_preferences,
+                                         split_preferences)
 
     prefs = load_preferences(paths, stats, cfg.max_pairs)
     if getattr(cfg, "generated_prefs", 0):
-        from lm.datasets.preferences import generate_preferences
         prefs += generate_preferences(cfg.generated_prefs, cfg.seed)
     train, val = split_preferences(prefs, cfg.val_fraction, getattr(cfg, "split_salt", ""))
     return render_preferences(train, tok, max_len, stats), render_preferences(val, tok, max_len, stats)
@@ -113,7 +113,7 @@ def run_reward(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None
     """Train a reward model on preference files (pairs and rankings); held-out pairwise accuracy."""
     from lm.checkpoint import load_model
     from lm.posttrain.reward import RewardModel, train_reward
-    from lm.posttrain.sft_data import SkipStats
+    from lm.datasets.records import SkipStats
 
     gpt, tok, meta = load_model(model, _device(cfg))
     stats = SkipStats()
@@ -133,7 +133,7 @@ def run_dpo(model: str, prefs: list[str], out: str, cfg, log_fn: LogFn | None = 
     """DPO on preference pairs with the starting model as frozen reference."""
     from lm.checkpoint import load_model
     from lm.posttrain.dpo import train_dpo
-    from lm.posttrain.sft_data import SkipStats
+    from lm.datasets.records import SkipStats
 
     gpt, tok, meta = load_model(model, _device(cfg))
     ref, _, _ = load_model(model, _device(cfg))
@@ -155,7 +155,7 @@ def run_rlhf(policy: str, reward: str, out: str, cfg, check_reward: str | None =
     from lm.checkpoint import load_model
     from lm.posttrain.reward import load_reward_model
     from lm.posttrain.rlhf import load_prompts, train_rlhf
-    from lm.posttrain.sft_data import SkipStats
+    from lm.datasets.records import SkipStats
 
     dev = _device(cfg)
     gpt, tok, meta = load_model(policy, dev)

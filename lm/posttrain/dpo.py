@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from lm.model import GPT
 from lm.optim import train_step
-from lm.posttrain.reward import RenderedPref, pad_right
+from lm.datasets.preferences import RenderedPref
+from lm.posttrain.reward import pad_right
 from lm.runtime import Runtime, wrap_for_training
 from lm.posttrain.loop import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
                     save_stage_checkpoint, stage_runtime, token_logprobs, try_resume)

@@ -24,12 +24,13 @@ import torch
 
 from core.atomic import write_text
 from lm.chat import ChatError, ChatRenderer
+from lm.datasets.preferences import load_preferences
+from lm.datasets.records import SkipStats
 from lm.engine import Completion
 from lm.model import GPT
-from lm.posttrain.reward import RewardModel, load_preferences, score_sequences
+from lm.posttrain.reward import RewardModel, score_sequences
 from lm.posttrain.rl import Problem, train_grpo
 from lm.posttrain.loop import LogFn, resume_step, step_seed
-from lm.posttrain.sft_data import SkipStats
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)

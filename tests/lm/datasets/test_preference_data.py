@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from lm.posttrain.dpo import evaluate_dpo, _all_logps
-from lm.datasets.preferences import SOURCE, TOPICS, generate_preferences
-from lm.posttrain.reward import (Preference, RewardModel, accuracy_by_source, render_preferences,
-                       split_preferences)
-from lm.posttrain.sft_data import SkipStats
+from lm.datasets.preferences import (SOURCE, TOPICS, Preference, generate_preferences, render_preferences,
+                                     split_preferences)
+from lm.datasets.records import SkipStats
+from lm.posttrain.reward import RewardModel, accuracy_by_source
 from tests.support.posttrain_base import SEQ_LEN, load_base
 
 

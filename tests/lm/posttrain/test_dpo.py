@@ -9,8 +9,8 @@ import torch
 
 from conf.posttrain import DPOConfig
 from lm.posttrain.dpo import dpo_loss, response_targets, train_dpo
-from lm.posttrain.reward import load_preferences, render_preferences, split_preferences
-from lm.posttrain.sft_data import SkipStats
+from lm.datasets.preferences import load_preferences, render_preferences, split_preferences
+from lm.datasets.records import SkipStats
 from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 

@@ -8,10 +8,10 @@ import torch
 
 from conf.posttrain import RewardConfig, data_dir
 from lm.chat import ChatError
-from lm.posttrain.reward import (RewardModel, bradley_terry_loss, load_preferences, load_reward_model, pairwise_accuracy,
-                       parse_hh_dialogue, plackett_luce_loss, render_preferences, score_sequences,
-                       split_preferences, train_reward)
-from lm.posttrain.sft_data import SkipStats
+from lm.datasets.preferences import load_preferences, parse_hh_dialogue, render_preferences, split_preferences
+from lm.datasets.records import SkipStats
+from lm.posttrain.reward import (RewardModel, bradley_terry_loss, load_reward_model, pairwise_accuracy,
+                                 plackett_luce_loss, score_sequences, train_reward)
 from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 
 from conf.posttrain import RewardConfig, RLHFConfig
-from lm.posttrain.reward import (RewardModel, load_preferences, load_reward_model, render_preferences,
-                       split_preferences, train_reward)
+from lm.datasets.preferences import load_preferences, render_preferences, split_preferences
+from lm.datasets.records import SkipStats
+from lm.posttrain.reward import RewardModel, load_reward_model, train_reward
 from lm.posttrain.rlhf import HackingMonitor, load_prompts, train_rlhf
-from lm.posttrain.sft_data import SkipStats
 from tests.support.posttrain_base import SEQ_LEN, generated_preferences, load_base
 
 
