@@ -22,6 +22,7 @@ from conf.evaluate import EvalConfig
 from core.errors import StageFailedError
 from core.run_root import clear_manifest, write_manifest
 from flows.runtime import log_dataset, mlflow_run, publish_markdown
+from lm.datasets import gsm8k
 from tasks.evaluate import evaluate_task, report_task
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def evaluate(model: str | None = None, out: str = "runs/evaluate", preset: str |
         if tokens and Path(tokens).exists():
             log_dataset(tokens, "val-tokens", context="evaluation")
         if Path(cfg.gsm8k_path).exists():
-            log_dataset(cfg.gsm8k_path, "gsm8k-heldout-last-500", context="evaluation")
+            log_dataset(cfg.gsm8k_path, f"gsm8k-heldout-last-{gsm8k.HELDOUT}", context="evaluation")
         if cfg.search_index and cfg.search_n and Path(cfg.search_index).exists():
             log_dataset(cfg.search_index, "search-index", context="evaluation")  # held-out passages asked about
         doc = evaluate_task(named, str(out_dir), cfg.model_dump(mode="json"), tokens, main)
