@@ -59,12 +59,12 @@ class EvalSettings(Settings):
     # per evaluated model name, e.g. {pretrain: "basic,core", sft: ...}
     suite_by_model: dict[str, str] = setting({}, check=_check_model_suites)
     core_limit: int = setting(0, ge=0)            # items per core task, chosen deterministically (0: all)
-    core_tasks: list[str] = setting([])           # empty: every task of lm/benchmark_data.CORE_TASKS
+    core_tasks: list[str] = setting([])           # empty: every task of lm/datasets/benchmarks.CORE_TASKS
     core_batch_size: int = setting(32, ge=1)      # continuations per forward pass
     chat_limit: int = setting(100, ge=0)          # items per chat task (0: all)
     chat_max_new_tokens: int = setting(192, gt=0)
     # hallucination eval (lm/evals/honesty.py), every model: right / wrong / abstained on held-out
-    # TriviaQA (lm/triviaqa.HELDOUT, never probed); few-shot prompts for a base model, a chat turn otherwise
+    # TriviaQA (lm/datasets/triviaqa.HELDOUT, never probed); few-shot prompts for a base model, a chat turn otherwise
     honesty_n: int = setting(200, ge=0)           # 0: off
     honesty_max_new_tokens: int = setting(24, gt=0)
     honesty_shots: int = setting(3, ge=0, le=8)

@@ -6,7 +6,7 @@
 
 Questions: the probe part of TriviaQA (lm/datasets/triviaqa.py; the held-out part is
 never touched here). Each is asked `samples` times at `temperature`, in the
-prompt style the model understands; lm/triviaqa.grade grades every reply;
+prompt style the model understands; lm/datasets/triviaqa.grade grades every reply;
 lm/datasets/refusal.py turns the counts into conversations. `sft` mixes them in
 (`sft.refusal_data` + `sft.refusal_ratio`).
 """

@@ -7,12 +7,12 @@ character (`acc_norm`, OLMo's acc_per_char). Language-modelling items
 (LAMBADA, Jeopardy, SQuAD, CoQA) are right when greedy decoding reproduces
 the continuation (`em`).
 
-Each task's primary metric (see lm/benchmark_data.CORE_TASKS) is centered as
+Each task's primary metric (see lm/datasets/benchmarks.CORE_TASKS) is centered as
 DCLM and nanochat do, `(acc - chance) / (1 - chance)` with chance the mean of
 1/#choices over the items (0 for `em`), and the CORE-style score is the mean
 centered value over the DCLM CORE tasks we cover (`core`), beside the mean
 over every task scored (`centered_mean`). DCLM's CORE averages 22 tasks;
-ours covers the ones the data wheel has (`benchmark_data.CORE_NOT_COVERED`
+ours covers the ones the data wheel has (`lm.datasets.benchmarks.CORE_NOT_COVERED`
 lists the rest), so `core` is comparable in spirit, not digit for digit.
 """
 from __future__ import annotations
