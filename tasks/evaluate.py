@@ -121,7 +121,8 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         log.info("%s: val bpb %.4f", model, out["val_bpb"])
     if cfg.gsm8k_n and Path(cfg.gsm8k_path).exists():
         g = ev.gsm8k_eval(engine, gsm8k.heldout(cfg.gsm8k_path, cfg.gsm8k_n), k=cfg.gsm8k_k,
-                          max_new_tokens=cfg.gsm8k_max_new_tokens, temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
+                          max_new_tokens=cfg.gsm8k_max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
+                          batch_size=cfg.batch_size)
         out["gsm8k_pass@1"], out[f"gsm8k_pass@{cfg.gsm8k_k}"] = g["pass@1"], g[f"pass@{cfg.gsm8k_k}"]
         out["gsm8k_n"] = g["n"]
         log.info("%s: GSM8K pass@1 %.3f pass@%d %.3f (n=%d)", model, g["pass@1"], cfg.gsm8k_k,

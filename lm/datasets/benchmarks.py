@@ -225,7 +225,6 @@ def _argmax(xs: list[float]) -> int:
     return max(range(len(xs)), key=lambda i: (xs[i], -i))  # ties → first choice, deterministically
 
 
-
 # ------------------------------------------------------------------ chat-suite data
 def arc_questions(subset: str = "ARC-Easy", limit: int | None = None, root: str | Path | None = None) -> list[dict]:
     """ARC validation questions {id, question, choices, labels, gold} (subset ARC-Easy | ARC-Challenge)."""

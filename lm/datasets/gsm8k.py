@@ -34,7 +34,7 @@ def default_path() -> Path:
 
 
 def read(path: str | Path | None = None) -> list[dict]:
-    """Problems {question, answer (full solution), final (normalised number)}; a malformed line raises with its number."""
+    """Problems {question, answer (the solution), final (normalised number)}; a bad line raises with its number."""
     path = Path(path) if path else default_path()
     if not path.exists():
         raise FileNotFoundError(f"GSM8K file {path} missing; see data/README.md")
