@@ -223,6 +223,19 @@ def test_isolation_is_reported():
     assert "nofile=3" in info["rlimits"]
 
 
+def test_a_syntax_error_names_its_line_once():
+    # the tiny demo model's snippet `print("[:-33333)`: Python's message already says "(detected at line 1)"
+    with pytest.raises(ValueError) as e:
+        check_code('print("[:-33333)')
+    assert str(e.value) == "SyntaxError: unterminated string literal (detected at line 1)"
+    with pytest.raises(ValueError) as e:
+        check_code("x = 1\ny = (")
+    assert str(e.value) == "SyntaxError: '(' was never closed (line 2)"
+    with pytest.raises(ValueError) as e:  # detected past its start: both lines say something
+        check_code('x = """a\nb')
+    assert str(e.value) == "SyntaxError: unterminated triple-quoted string literal (detected at line 2) (line 1)"
+
+
 def test_check_code_passes_ordinary_code():
     check_code("import re\nprint(sorted(re.findall(r'[a-z]', 'b a c')))")
     with pytest.raises(ValueError):
