@@ -151,6 +151,10 @@ def basic_metrics(engine, model: str, cfg: EvalConfig, tokens_dir: str | Path | 
         qs = (SAMPLE_PROMPTS + qs)[:cfg.compliance_n]
         c = ev.chat_compliance(engine, qs, max_new_tokens=cfg.max_new_tokens)
         out["chat_compliance"] = c["compliance"]
+        # what the figure was measured with and which replies failed: the report card names them
+        out["compliance"] = {"n": c["n"], "max_new_tokens": cfg.max_new_tokens, "finish_reasons": c["finish_reasons"],
+                             "tools": list(engine.tools.names) if engine.tools is not None else [],
+                             "failed": [r for r in c["rows"] if not r["ok"]]}
     if cfg.n_samples:
         out["samples"] = ev.sample_generations(engine, SAMPLE_PROMPTS[:cfg.n_samples],
                                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -311,12 +312,18 @@ def stage_findings(root: Path, evaluation: dict[str, Any] | None, notes: Notes |
     if "chat_compliance" in sft:
         base = (models.get("pretrain") or {}).get("chat_compliance")
         n = int(ecfg.get("compliance_n") or 0)
+        comp = sft.get("compliance") or {}
         measured = (f"whether the chat model's greedy replies to {n or 'the'} prompts (greetings and arithmetic "
-                    "questions) end properly with the end-of-turn token — the chat format, not whether a reply "
-                    "is right or makes sense")
+                    "questions) end properly with the end-of-turn token")
+        if comp.get("max_new_tokens"):  # a tool's output is part of the reply: it uses up the same tokens
+            limit, tools = comp["max_new_tokens"], ", ".join(comp.get("tools") or []) or "none"
+            measured += (f" within {limit} tokens, with the tools it was trained to call on ({tools}; their output "
+                         f"counts in the {limit})")
+        measured += " — the chat format, not whether a reply is right or makes sense"
         result = f"**{sft['chat_compliance']:.2f}** of the replies keep the format"
         if base is not None:
             result += f" (the base model: {base:.2f})"
+        result += compliance_failures(comp.get("failed") or [])
         who = next((s["reply"] for s in _samples(root) if s.get("model") == "sft"
                     and "who are you" in s.get("prompt", "").lower()), None)
         if who is not None:
@@ -586,6 +593,22 @@ def python_findings(models: dict[str, dict], notes: Notes | None = None) -> list
 # HTML entities: Python-Markdown leaves `\<` as it is, and a model's `<|tool_start|>` must show, not vanish.
 MD_BACKSLASH = set("\\`*_{}[]()#+-.!|")
 MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "~": "&#126;"}
+
+
+def compliance_failures(failed: list[dict]) -> str:
+    """'; 2 failed: 2 ran to the token limit, 2 after a tool call, e.g. "Q" → "reply"' ('' when none failed)."""
+    if not failed:
+        return ""
+    why = Counter("ran to the token limit" if r.get("finish_reason") in ("length", "context") else
+                  "ended without the end-of-turn token" for r in failed)
+    text = f"; {len(failed)} failed: " + ", ".join(f"{k} {reason}" for reason, k in why.most_common())
+    tools = sum(1 for r in failed if r.get("tool_calls"))
+    if tools:
+        text += f", {tools} after a tool call"
+    r = next((r for r in failed if r.get("tool_calls")), failed[0])
+    reply = r["reply"].strip()
+    reply = reply[:100] + "…" if len(reply) > 100 else reply
+    return text + f", e.g. \"{md_escape(r['prompt'][:60])}\" → \"{md_escape(reply)}\""
 
 
 def md_escape(text: str) -> str:

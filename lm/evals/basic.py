@@ -115,13 +115,21 @@ def arithmetic_eval(model: GPT, tokenizer: Tokenizer, problems: Sequence[dict], 
 
 # ------------------------------------------------------------------ chat format
 def chat_compliance(engine: Engine, questions: Sequence[str], max_new_tokens: int = 128, seed: int = 0) -> dict:
-    """Fraction of replies that end with <|assistant_end|> within max_new_tokens."""
+    """Fraction of replies that end with <|assistant_end|> within max_new_tokens.
+
+    The engine's tools are on, and their forced output counts in `max_new_tokens` as it
+    does in chat and serve. `rows`: each reply, so a report can say which ones failed and why
+    (`forced_tokens`: how much of the reply was tool output).
+    """
     prompts = [render_prompt(engine.tokenizer, [{"role": "user", "content": q}]) for q in questions]
     comps = engine.generate(prompts, max_new_tokens, temperature=0.0, seed=seed, truncate="left")
     end = engine.assistant_end
-    ok = sum(1 for c in comps if c.finish_reason == "stop" and c.tokens and c.tokens[-1] == end)
-    return {"compliance": ok / max(len(comps), 1), "n": len(comps),
-            "finish_reasons": {r: sum(c.finish_reason == r for c in comps) for r in ("stop", "length", "context")}}
+    ok = [bool(c.finish_reason == "stop" and c.tokens and c.tokens[-1] == end) for c in comps]
+    rows = [{"prompt": q, "reply": c.text, "ok": good, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
+             "tokens": len(c.tokens), "forced_tokens": sum(c.forced_mask)} for q, c, good in zip(questions, comps, ok)]
+    return {"compliance": sum(ok) / max(len(comps), 1), "n": len(comps),
+            "finish_reasons": {r: sum(c.finish_reason == r for c in comps) for r in ("stop", "length", "context")},
+            "rows": rows}
 
 
 def sample_generations(engine: Engine, questions: Sequence[str], max_new_tokens: int = 128,

@@ -149,6 +149,26 @@ def test_what_each_stage_shows_gives_the_number_and_its_interval(tmp_path):
     assert all(line.rstrip().endswith(".") for line in lines.splitlines())
 
 
+def test_sft_line_names_the_tools_and_the_replies_that_broke_the_format(tmp_path):
+    from tasks.report import Notes, stage_findings
+
+    # the demo of 2026-12-07: python on, two malformed snippets whose refusal ate the 64-token budget
+    failed = [{"prompt": f"What is {q}?", "ok": False, "finish_reason": "length", "tool_calls": 1, "tokens": 64,
+               "forced_tokens": 39, "reply": '<|tool_start|>python: print("[:-33333)<|tool_end|>' + "x" * 120}
+              for q in ("33-16", "98-58")]
+    sft = {"chat_compliance": 0.8, "compliance": {"n": 10, "max_new_tokens": 64, "tools": ["calculator", "python"],
+                                                  "finish_reasons": {"stop": 8, "length": 2}, "failed": failed}}
+    lines = "\n".join(stage_findings(tmp_path, {"config": {"compliance_n": 10}, "models": {"sft": sft}}, Notes()))
+    assert "end-of-turn token within 64 tokens, with the tools it was trained to call on (calculator, python; " \
+           "their output counts in the 64) — the chat format" in lines
+    assert "**0.80** of the replies keep the format; 2 failed: 2 ran to the token limit, 2 after a tool call, " \
+           "e.g. \"What is 33\\-16?\" → \"&lt;\\|tool\\_start\\|&gt;python: print" in lines
+    assert "x" * 50 + "…\"" in lines  # a long reply is cut
+    # an older eval.json without the details still gets its line
+    lines = "\n".join(stage_findings(tmp_path, {"models": {"sft": {"chat_compliance": 1.0}}}, Notes()))
+    assert "**1.00** of the replies keep the format. *Means:*" in lines
+
+
 def test_rl_line_quotes_entropy_and_reward_and_the_curves_plot_entropy():
     from tasks.report import _rl_diagnostics, curve_panels
 

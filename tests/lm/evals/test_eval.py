@@ -65,6 +65,8 @@ def test_engine_evals_run_on_toy(toy):
     assert a["with_tool"]["tool_calls"] > 0 and a["no_tool"]["tool_calls"] == 0
     assert 0 <= a["no_tool"]["accuracy"] <= 1
     c = chat_compliance(eng, ["What is 3+3?", "What is 9*2?"], max_new_tokens=60)
-    assert c["compliance"] == c["finish_reasons"]["stop"] / 2
+    assert c["compliance"] == c["finish_reasons"]["stop"] / 2 == sum(r["ok"] for r in c["rows"]) / 2
+    assert [r["prompt"] for r in c["rows"]] == ["What is 3+3?", "What is 9*2?"]
+    assert all(r["tokens"] <= 60 and 0 <= r["forced_tokens"] <= r["tokens"] for r in c["rows"])
     s = sample_generations(eng, ["What is 5+5?"], max_new_tokens=30)
     assert s[0]["prompt"] == "What is 5+5?" and isinstance(s[0]["reply"], str)
