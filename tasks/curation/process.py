@@ -101,9 +101,11 @@ _WARM_PAGE = ("<html><head><title>Warm-up</title></head><body><article><p>A warm
 @functools.lru_cache(maxsize=4)
 def _warm_up(extractor: str) -> None:
     """Once per process and extractor: the extractor's imports and first-call set-up (trafilatura:
-    ~0.4 s) and the language model, paid with the other resources instead of on the first page."""
+    ~0.4 s), the language model, and pyarrow's lazy import of pandas on the first
+    `Table.from_pylist` (0.8 s), paid with the other resources instead of on the first pages."""
     extract_text(_WARM_PAGE, extractor, timeout_s=30.0)
     identify("A warm-up text for the language model.", ["en"], 0.5)
+    pa.Table.from_pylist([], schema=SCHEMA)
 
 
 def _settle(extractor: str) -> None:
