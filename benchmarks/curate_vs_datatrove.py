@@ -26,7 +26,9 @@ UT1 list, spaCy and fastText, as a real worker pays once):
   tag-stripped HTML, is confident are not English skip trafilatura);
 - ``ours_2core``: the default config on two processes at once (the mix WARC split
   into halves at record boundaries; the real files shared out) — the shape of
-  the curate flow, which runs one task per WARC file on Ray.
+  the curate flow, which runs one task per WARC file on Ray;
+- the profile: the default config once more, its per-stage times taken in thread
+  CPU seconds (`profile_cpu_s`).
 
 Both recipes use trafilatura with `deduplicate=False` (its process-global cache
 would otherwise drop repeated paragraphs depending on document order, see
@@ -126,11 +128,15 @@ def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
             "proc_s": proc}
 
 
-def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> dict[str, Any]:
+def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool, stage_cpu: bool = False) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from conf.curate import CurateConfig
     from tasks.curation.process import process_warc
+    from tasks.curation.steps import StepRunner
+
+    if stage_cpu:  # the profile run: per-stage thread CPU seconds instead of wall seconds
+        StepRunner.clock = staticmethod(time.thread_time)
 
     cfg = CurateConfig(extractor=extractor, extract_timeout_s=TIMEOUT_S, language_gate=gate)
     urls, ids, texts, stats = [], [], [], []
@@ -364,6 +370,9 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     if halves:
         runs["ours_2core"] = [["ours", str(work / f"{label}_2core_{k}"), "trafilatura", default_gate,
                                *map(str, h)] for k, h in enumerate(halves)]
+    # the default config again, its per-stage times in thread CPU seconds: the profile
+    runs["ours_profile"] = [["ours", str(work / f"{label}_profile"), "trafilatura", f"{default_gate}+cpu",
+                             *map(str, warcs)]]
     if resiliparse:
         runs["ours_resiliparse"] = [["ours", str(work / f"{label}_res"), "resiliparse", "plain",
                                      *map(str, warcs)]]
@@ -409,7 +418,11 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     one_core = results["ours_gate" if default_gate == "gate" else "ours"]
     two = results.get("ours_2core")
     default_run = "ours_gate" if default_gate == "gate" else "ours"
+    prof = results.pop("ours_profile")
+    profile = merge_stats(s for o in prof["_outs"] for s in o["stats"]).get("seconds", {})
     return {"label": label, "pages": pages, "gated": gated, "runs": results, "default_gate": default_run,
+            "profile_cpu_s": {"stages": profile, "proc_cpu_s": prof["proc_cpu_s"],
+                              "load_avg": prof["load_avg"]},
             "startup_cpu_s": startup,
             "post_funnel": merge_stats(s for o in results[default_run]["_outs"] for s in o.get("post_stats", [])),
             "one_vs_two_cores": round(_jaccard(one_core["_kept"], two["_kept"]), 4) if two else None,
@@ -543,6 +556,10 @@ def report(res: dict[str, Any]) -> str:
                      f"{d['proc_cpu_vs_datatrove']}× datatrove's, kept-set Jaccard {d['jaccard_vs_datatrove']}; "
                      f"the corpus-level stages datatrove's recipe lacks (quality classifier, line dedup, "
                      f"PII) took {d['post_cpu_s']} CPU s more on {d['post_docs']} documents")
+        pr = s["profile_cpu_s"]
+        lines.append(f"profile of the default run (thread CPU s per stage, load {pr['load_avg']}; "
+                     f"{pr['proc_cpu_s']} CPU s in all): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(pr["stages"].items(), key=lambda kv: -kv[1])))
         lines += ["", f"Corpus-level stages after the per-WARC recipe ({label}, default run):",
                   funnel_table(s["post_funnel"])]
         lines += ["", f"Our funnel ({label}, plain):", funnel_table(s["ours_funnel"]),
@@ -589,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "datatrove":
             res = _worker_datatrove(Path(argv[3]), argv[4], out)
         else:
-            res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], argv[4] == "gate")
+            mode = argv[4].split("+")
+            res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], mode[0] == "gate", "cpu" in mode)
         print(json.dumps(res))
         return 0
     ap = build_parser()

@@ -227,9 +227,9 @@ def _process_warc(src: str, out_path: str, cfg: CurateConfig, ckpt: ShardCheckpo
                            on_boundary=checkpoint if cfg.checkpoint_every_records else None,
                            every=cfg.checkpoint_every_records)
     while True:
-        t_read = time.perf_counter()
+        t_read = runner.clock()
         rec = next(records, None)
-        runner.add_time("read", time.perf_counter() - t_read)
+        runner.add_time("read", runner.clock() - t_read)
         if rec is None:
             break
         page = runner.run(Page(rec, rec.text))
