@@ -17,7 +17,8 @@ sentencizer run per kept C4 line):
   (`S` a sentence-ending character, `Q` other punctuation, `N` anything else, `W` a
   whitespace token), so a line's sentence count is a regex count over its class string.
 - FineWeb's word count of C4's edited text is the sum of the kept lines' token counts.
-- Gopher's n-gram statistics slice one joined string instead of joining word lists.
+- Gopher's n-gram statistics build no string per n-gram: word ids (top n-grams) and hashed
+  spans of the glued text (duplicated n-grams) with numpy, strings compared only where hashes repeat.
 Every threshold is the block's default (= FineWeb's published settings).
 """
 from __future__ import annotations
