@@ -21,12 +21,19 @@ UT1 list, spaCy and fastText, as a real worker pays once):
   is put into the block because it would download lid.176.bin) →
   GopherRepetition → GopherQuality → C4Quality(no terminal-punct rule) →
   FineWebQuality → JsonlWriter;
+- ``datatrove_inproc``: the same blocks in one process, first run on the 10-record
+  start-up input (their lazy loading: UT1 lists, fastText, spaCy, imports), then on
+  the input under CPU time (the process's and its extraction sandbox child's) — the
+  loop of the executor's `_run_for_rank` without its log and stats files; the
+  start-up-free figure, timed as ours is (`proc_cpu_vs_datatrove_inproc`);
 - ``ours``: `process_warc`, 1 core, the plain recipe (no language gate);
 - ``ours_gate``: the same with `language_gate: true` (pages that fastText, on the
   tag-stripped HTML, is confident are not English skip trafilatura);
 - ``ours_2core``: the default config on two processes at once (the mix WARC split
   into halves at record boundaries; the real files shared out) — the shape of
-  the curate flow, which runs one task per WARC file on Ray.
+  the curate flow, which runs one task per WARC file on Ray;
+- the profile: the default config once more, its per-stage times taken in thread
+  CPU seconds (`profile_cpu_s`).
 
 Both recipes use trafilatura with `deduplicate=False` (its process-global cache
 would otherwise drop repeated paragraphs depending on document order, see
@@ -79,7 +86,7 @@ TIMEOUT_S = 1.0  # datatrove's Trafilatura default
 
 
 # --------------------------------------------------------------------------- workers (subprocesses)
-def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
+def _worker_datatrove(warc_dir: Path, glob: str, out: Path, warm: Path | None = None) -> dict[str, Any]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
@@ -105,8 +112,7 @@ def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
                 self.model._model = _FastText(model_path())
             return super().filter(doc)
 
-    pipeline = [
-        WarcReader(str(warc_dir), glob_pattern=glob),
+    blocks = [
         url_filter,
         Trafilatura(favour_precision=True, timeout=TIMEOUT_S, deduplicate=False),
         LocalModelLanguageFilter(languages=["en"], language_threshold=0.65),
@@ -114,10 +120,40 @@ def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
         GopherQualityFilter(),
         C4QualityFilter(filter_no_terminal_punct=False),
         FineWebQualityFilter(),
-        JsonlWriter(str(out), output_filename="kept.jsonl.gz"),
     ]
-    stats = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs")).run()
     import gzip
+    if warm is not None:
+        # In-process timing, as ours: the same blocks first run on the 10-record input (their lazy
+        # start-up: UT1 lists, fastText, spaCy, imports), then on the input under CPU time — the
+        # loop of datatrove's executor (_run_for_rank) without its logging and stats files. The
+        # CPU counted is this process's and its extraction child's.
+        from collections import deque
+
+        def run_blocks(reader, writer) -> None:
+            data = None
+            for step in [reader, *blocks, writer]:
+                data = step(data, 0, 1)
+            deque(data or (), maxlen=0)
+
+        def cpu() -> float:  # this process and its reaped children: datatrove extracts in a child
+            # process (ExtractorSandbox, one per run, joined at its end)
+            own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+        import trafilatura  # noqa: F401 — imported here, the sandbox's forked child inherits it (as ours)
+
+        run_blocks(WarcReader(str(warm.parent), glob_pattern=warm.name),
+                   JsonlWriter(str(out / "warm"), output_filename="kept.jsonl.gz"))
+        cpu0 = cpu()
+        run_blocks(WarcReader(str(warc_dir), glob_pattern=glob), JsonlWriter(str(out), output_filename="kept.jsonl.gz"))
+        proc_cpu = cpu() - cpu0
+        with gzip.open(out / "kept.jsonl.gz", "rt") as f:
+            docs = [json.loads(line) for line in f]
+        return {"kept_ids": [d["id"] for d in docs], "kept_urls": [d["metadata"]["url"] for d in docs],
+                "proc_s": 0.0, "proc_cpu_s": proc_cpu}
+    pipeline = [WarcReader(str(warc_dir), glob_pattern=glob), *blocks,
+                JsonlWriter(str(out), output_filename="kept.jsonl.gz")]
+    stats = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs")).run()
     with gzip.open(out / "kept.jsonl.gz", "rt") as f:
         docs = [json.loads(line) for line in f]
     # per-block time (the writer excluded: ours does not time its Parquet writes per stage either)
@@ -126,11 +162,15 @@ def _worker_datatrove(warc_dir: Path, glob: str, out: Path) -> dict[str, Any]:
             "proc_s": proc}
 
 
-def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool) -> dict[str, Any]:
+def _worker_ours(warcs: list[Path], out: Path, extractor: str, gate: bool, stage_cpu: bool = False) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from conf.curate import CurateConfig
     from tasks.curation.process import process_warc
+    from tasks.curation.steps import StepRunner
+
+    if stage_cpu:  # the profile run: per-stage thread CPU seconds instead of wall seconds
+        StepRunner.clock = staticmethod(time.thread_time)
 
     cfg = CurateConfig(extractor=extractor, extract_timeout_s=TIMEOUT_S, language_gate=gate)
     urls, ids, texts, stats = [], [], [], []
@@ -350,7 +390,7 @@ def startup_cpu(tiny: Path, work: Path) -> dict[str, float]:
 
 
 def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Path, dt_glob: str,
-            work: Path, resiliparse: bool, startup: dict[str, float]) -> dict[str, Any]:
+            work: Path, resiliparse: bool, startup: dict[str, float], tiny: Path) -> dict[str, Any]:
     """All sides on one input set; the figures, with the kept sets under '_kept'."""
     from conf.curate import CurateConfig
 
@@ -358,12 +398,16 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     pages = count_pages(warcs)
     runs = {
         "datatrove": [["datatrove", str(work / f"{label}_dt"), str(dt_dir), dt_glob]],
+        "datatrove_inproc": [["datatrove", str(work / f"{label}_dt_inproc"), str(dt_dir), dt_glob, str(tiny)]],
         "ours": [["ours", str(work / f"{label}_ours"), "trafilatura", "plain", *map(str, warcs)]],
         "ours_gate": [["ours", str(work / f"{label}_gate"), "trafilatura", "gate", *map(str, warcs)]],
     }
     if halves:
         runs["ours_2core"] = [["ours", str(work / f"{label}_2core_{k}"), "trafilatura", default_gate,
                                *map(str, h)] for k, h in enumerate(halves)]
+    # the default config again, its per-stage times in thread CPU seconds: the profile
+    runs["ours_profile"] = [["ours", str(work / f"{label}_profile"), "trafilatura", f"{default_gate}+cpu",
+                             *map(str, warcs)]]
     if resiliparse:
         runs["ours_resiliparse"] = [["ours", str(work / f"{label}_res"), "resiliparse", "plain",
                                      *map(str, warcs)]]
@@ -385,7 +429,7 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
         # Ours is also timed inside the worker, after its warm-up (`inproc`): that figure does not
         # carry the start-up measurement's noise (±1.5 s between runs), so it is ours' processing
         # CPU; datatrove cannot be timed so, and keeps whole-process CPU less its start-up.
-        proc_cpu_used = proc_cpu if (side == "ours" and proc_cpu) else proc_cpu_net
+        proc_cpu_used = proc_cpu if proc_cpu else proc_cpu_net
         results[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "docs_per_s": round(pages / wall, 1),
                          "proc_s": round(proc, 2), "proc_docs_per_s": round(pages / proc, 1) if proc else None,
                          "proc_cpu_s": round(proc_cpu_used, 2), "proc_cpu_net_s": round(proc_cpu_net, 2),
@@ -394,9 +438,12 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
                          "post_cpu_s": round(post, 2) if side == "ours" else None,
                          "post_docs": sum(o.get("post_docs", 0) for o in outs) if side == "ours" else None,
                          "kept": len(kept), "load_avg": round(load, 1), "_kept": kept, "_outs": outs}
-    ref, plain = results["datatrove"], results["ours"]
+    ref, plain, ref_in = results["datatrove"], results["ours"], results["datatrove_inproc"]
     for r in results.values():
         r["proc_cpu_vs_datatrove"] = round(ref["proc_cpu_s"] / r["proc_cpu_s"], 2) if r["proc_cpu_s"] > 0 else None
+        # the same against datatrove's blocks timed in-process after their warm-up, as ours are
+        r["proc_cpu_vs_datatrove_inproc"] = (round(ref_in["proc_cpu_s"] / r["proc_cpu_s"], 2)
+                                             if r["proc_cpu_s"] > 0 else None)
         r["speed_vs_datatrove"] = round(ref["wall_s"] / r["wall_s"], 2)
         r["cpu_vs_datatrove"] = round(ref["cpu_s"] / r["cpu_s"], 2)
         r["proc_vs_datatrove"] = round(ref["proc_s"] / r["proc_s"], 2) if r["proc_s"] else None
@@ -409,7 +456,11 @@ def run_set(label: str, warcs: list[Path], halves: list[list[Path]], dt_dir: Pat
     one_core = results["ours_gate" if default_gate == "gate" else "ours"]
     two = results.get("ours_2core")
     default_run = "ours_gate" if default_gate == "gate" else "ours"
+    prof = results.pop("ours_profile")
+    profile = merge_stats(s for o in prof["_outs"] for s in o["stats"]).get("seconds", {})
     return {"label": label, "pages": pages, "gated": gated, "runs": results, "default_gate": default_run,
+            "profile_cpu_s": {"stages": profile, "proc_cpu_s": prof["proc_cpu_s"],
+                              "load_avg": prof["load_avg"]},
             "startup_cpu_s": startup,
             "post_funnel": merge_stats(s for o in results[default_run]["_outs"] for s in o.get("post_stats", [])),
             "one_vs_two_cores": round(_jaccard(one_core["_kept"], two["_kept"]), 4) if two else None,
@@ -464,9 +515,10 @@ def run_benchmark(n_docs: int, seed: int, work: Path, minhash: bool = True,
     print("  measuring start-up (each side on the first 10 records) ...", flush=True)
     startup = startup_cpu(head_warc(warc, 10, work / "tiny_in" / "tiny.warc.gz"), work)
     res["startup_cpu_s"] = startup
-    res["mix"] = run_set("mix", [warc], [[h] for h in halves], mix_dir, warc.name, work, resiliparse, startup)
+    tiny = work / "tiny_in" / "tiny.warc.gz"
+    res["mix"] = run_set("mix", [warc], [[h] for h in halves], mix_dir, warc.name, work, resiliparse, startup, tiny)
     # three small files: no 2-core split (start-up would be all it measures)
-    res["real"] = run_set("real", real, [], real_dir, "*.warc.gz", work, resiliparse, startup)
+    res["real"] = run_set("real", real, [], real_dir, "*.warc.gz", work, resiliparse, startup, tiny)
     print("  quality filters alone, ours vs datatrove's blocks ...", flush=True)
     res["filters"] = filters_alone()
     res["load_avg_after"] = round(os.getloadavg()[0], 1)
@@ -540,9 +592,14 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"processing CPU per core (datatrove: whole-process CPU less start-up {s['startup_cpu_s']} s "
                      f"per process, measured on a 10-record input; ours: timed after warm-up): default run "
                      f"{s['default_gate']} "
-                     f"{d['proc_cpu_vs_datatrove']}× datatrove's, kept-set Jaccard {d['jaccard_vs_datatrove']}; "
+                     f"{d['proc_cpu_vs_datatrove']}× datatrove's ({d['proc_cpu_vs_datatrove_inproc']}× datatrove's "
+                     f"blocks timed in-process after a warm-up, as ours), kept-set Jaccard {d['jaccard_vs_datatrove']}; "
                      f"the corpus-level stages datatrove's recipe lacks (quality classifier, line dedup, "
                      f"PII) took {d['post_cpu_s']} CPU s more on {d['post_docs']} documents")
+        pr = s["profile_cpu_s"]
+        lines.append(f"profile of the default run (thread CPU s per stage, load {pr['load_avg']}; "
+                     f"{pr['proc_cpu_s']} CPU s in all): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(pr["stages"].items(), key=lambda kv: -kv[1])))
         lines += ["", f"Corpus-level stages after the per-WARC recipe ({label}, default run):",
                   funnel_table(s["post_funnel"])]
         lines += ["", f"Our funnel ({label}, plain):", funnel_table(s["ours_funnel"]),
@@ -587,9 +644,10 @@ def main(argv: list[str] | None = None) -> int:
             pass
         kind, out = argv[1], Path(argv[2])
         if kind == "datatrove":
-            res = _worker_datatrove(Path(argv[3]), argv[4], out)
+            res = _worker_datatrove(Path(argv[3]), argv[4], out, Path(argv[5]) if len(argv) > 5 else None)
         else:
-            res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], argv[4] == "gate")
+            mode = argv[4].split("+")
+            res = _worker_ours([Path(p) for p in argv[5:]], out, argv[3], mode[0] == "gate", "cpu" in mode)
         print(json.dumps(res))
         return 0
     ap = build_parser()

@@ -17,7 +17,8 @@ sentencizer run per kept C4 line):
   (`S` a sentence-ending character, `Q` other punctuation, `N` anything else, `W` a
   whitespace token), so a line's sentence count is a regex count over its class string.
 - FineWeb's word count of C4's edited text is the sum of the kept lines' token counts.
-- Gopher's n-gram statistics slice one joined string instead of joining word lists.
+- Gopher's n-gram statistics build no string per n-gram: word ids (top n-grams) and hashed
+  spans of the glued text (duplicated n-grams) with numpy, strings compared only where hashes repeat.
 Every threshold is the block's default (= FineWeb's published settings).
 """
 from __future__ import annotations
@@ -213,6 +214,122 @@ def _dup_count_chars(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
+def _top_grams(words: list[str], sizes: tuple[int, ...]):
+    """For n in `sizes` (2, 3, ... in a row): (n, characters, count) of datatrove's most common n-gram
+    (" ".join of n words; the first to appear among equally common ones, as Counter.most_common).
+
+    Exact without building the strings: no word holds whitespace, so " ".join is one-to-one on
+    word tuples, and an n-gram is identified by (rank of its first n-1 words, id of its last).
+    """
+    import numpy as np
+
+    n_words = len(words)
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=n_words)
+    rank = ids
+    for n in range(2, max(sizes) + 1):
+        if n_words < n:
+            return
+        _, first, rank, counts = np.unique(rank[:-1] * len(vocab) + ids[n - 1:], return_index=True,
+                                           return_inverse=True, return_counts=True)
+        if n in sizes:
+            best = counts.max()
+            i = int(first[counts == best].min())
+            yield n, sum(map(len, words[i:i + n])) + n - 1, int(best)
+
+
+class _GluedGrams:
+    """datatrove's duplicated n-gram characters (find_all_duplicate: n-grams as "".join of n words)
+    of one word list, for several n, with numpy instead of one string per n-gram.
+
+    The n-grams are substrings of the glued text, hashed all at once (polynomial, mod 2^64):
+    equal substrings have equal hashes, so an n-gram whose hash is unique is unique and
+    only the few n-grams whose hash repeats are compared as strings and walked through
+    datatrove's loop. A hash shared by different strings (a collision) returns None, and
+    the caller takes the string path.
+    """
+
+    _B = 0x100000001B3  # odd, so invertible mod 2^64
+
+    def __init__(self, words: list[str]):
+        import numpy as np
+
+        self.glued = "".join(words)
+        self.offsets = np.zeros(len(words) + 1, dtype=np.int64)  # n-gram i is glued[off[i]:off[i + n]]
+        np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)), out=self.offsets[1:])
+        try:
+            c = np.frombuffer(self.glued.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        except UnicodeError:
+            self.prefix = None
+            return
+        with np.errstate(over="ignore"):  # integer arithmetic wraps mod 2^64, as wanted
+            powers = np.full(len(c) + 1, self._B, dtype=np.uint64)
+            powers[0] = 1
+            inverse = np.full(len(c) + 1, pow(self._B, -1, 1 << 64), dtype=np.uint64)
+            inverse[0] = 1
+            self.inverse = np.cumprod(inverse)  # B^-k
+            self.prefix = np.zeros(len(c) + 1, dtype=np.uint64)  # sum_(j<k) c_j B^j
+            np.cumsum(c.astype(np.uint64) * np.cumprod(powers)[:-1], out=self.prefix[1:])
+
+    def repeated_chars(self, n: int) -> int | None:
+        """Characters of the repeated n-grams as datatrove counts them; None on a hash collision."""
+        import numpy as np
+
+        if self.prefix is None:
+            return None
+        off = self.offsets
+        m = len(off) - n
+        a, b = off[:m], off[n:]
+        with np.errstate(over="ignore"):
+            h = (self.prefix[b] - self.prefix[a]) * self.inverse[a]  # sum_k c_(a+k) B^k
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        same = hs[1:] == hs[:-1]
+        if not same.any():
+            return 0  # every n-gram is unique
+        member = np.zeros(m, dtype=bool)
+        member[1:] |= same
+        member[:-1] |= same
+        group = np.cumsum(np.concatenate(([True], ~same)))  # one id per distinct hash, in sorted order
+        where = np.flatnonzero(member)
+        first: dict[int, str] = {}
+        cands = sorted(zip(order[where].tolist(), group[where].tolist()))
+        starts = off.tolist()
+        glued = self.glued
+        for i, g in cands:
+            gram = glued[starts[i]:starts[i + n]]
+            if first.setdefault(g, gram) != gram:
+                return None
+        # datatrove's loop; an n-gram outside `cands` is unique: visiting it only moves on by one
+        seen: set[int] = set()
+        repeated = idx = 0
+        for i, g in cands:
+            if i < idx:
+                continue
+            if g in seen:
+                repeated += starts[i + n] - starts[i]
+                idx = i + n
+            else:
+                seen.add(g)
+                idx = i + 1
+        return repeated
+
+
+def _repeated_chars(words: list[str], n: int) -> int:
+    """datatrove's find_all_duplicate(words, n), as it is (the reference for `_GluedGrams`)."""
+    unique: set[str] = set()
+    repeated, idx = 0, 0
+    while idx < len(words) - n + 1:
+        gram = "".join(words[idx:idx + n])
+        if gram in unique:
+            repeated += len(gram)
+            idx += n
+        else:
+            unique.add(gram)
+            idx += 1
+    return repeated
+
+
 def gopher_repetition(doc: QualityDoc) -> str | None:
     """GopherRepetitionFilter(): None to keep, else its reason."""
     text = doc.text
@@ -235,36 +352,18 @@ def gopher_repetition(doc: QualityDoc) -> str | None:
     if not n_words:
         return None
     n_text = len(text)
-    # n-gram i of size n is spaced[sp[i]:sp[i+n]-1] (" ".join) or glued[gl[i]:gl[i+n]] ("".join)
-    spaced = " ".join(words)
-    gl = list(accumulate(map(len, words), initial=0))
-    sp = [g + i for i, g in enumerate(gl)]  # + one space per word before
-    for n, frac in _TOP_N_GRAMS:
-        m = n_words - n + 1
-        if m <= 0:
-            continue
-        counts = Counter([spaced[sp[i]:sp[i + n] - 1] for i in range(m)])
-        gram, count = max(counts.items(), key=itemgetter(1))  # = most_common(1): first of the ties
-        if len(gram) * count / n_text > frac:
+    top_frac = dict(_TOP_N_GRAMS)
+    for n, chars, count in _top_grams(words, tuple(top_frac)):
+        if chars * count / n_text > top_frac[n]:
             return f"top_{n}_gram"
-    glued = "".join(words)
+    glued_grams = _GluedGrams(words)
     for n, frac in _DUP_N_GRAMS:
         m = n_words - n + 1
         if m <= 0:
             continue  # datatrove: 0 / len(text), never over the threshold
-        grams = [glued[gl[i]:gl[i + n]] for i in range(m)]
-        if len(set(grams)) == m:
-            continue  # no n-gram repeats: 0 repeated characters
-        unique: set[str] = set()
-        repeated, idx = 0, 0
-        while idx < m:
-            g = grams[idx]
-            if g in unique:
-                repeated += len(g)
-                idx += n
-            else:
-                unique.add(g)
-                idx += 1
+        repeated = glued_grams.repeated_chars(n)
+        if repeated is None:
+            repeated = _repeated_chars(words, n)
         if repeated / n_text > frac:
             return f"duplicated_{n}_n_grams"
     return None

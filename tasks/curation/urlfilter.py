@@ -91,6 +91,7 @@ class UrlBlocker:
                                use_integrated_lists=use_ut1_adult, **kwargs)
         self.block.tldextractor = TLDExtract(suffix_list_urls=())  # offline: bundled snapshot
         self.block.download_data()  # loads the bundled lists now, not on the first page
+        self.check("https://example.com/")  # and tldextract's suffix trie (0.5 s), built on its first URL
         log.info("URL filter ready in %.1fs (%d blocked domains, %d user URL prefixes)",
                  time.perf_counter() - t0, len(self.block.block_listed_domains), len(self.user_urls))
 

@@ -135,3 +135,28 @@ def test_equal_to_datatrove_on_real_text(wiki, c4, repo_data):
 
     docs = ["\n\n".join(d) for d in load_english(repo_data)[::25]]  # C4 + Wikipedia windows
     assert not _same_as_datatrove(wiki + c4 + docs)[:5]
+
+
+def test_numpy_n_grams_equal_datatrove_s_functions(c4):
+    """The n-gram statistics without one string per n-gram (ids for " ".join, hashed spans for
+    "".join) equal datatrove's functions — on real text and on words from a tiny alphabet, where
+    different word tuples glue into the same string (hash groups that must be told apart)."""
+    import random
+
+    from datatrove.pipeline.filters.gopher_repetition_filter import (find_all_duplicate, find_top_duplicate,
+                                                                     get_n_grams)
+
+    from tasks.curation.quality import QualityDoc, _GluedGrams, _top_grams
+
+    rng = random.Random(0)
+    tiny = [[rng.choice(["a", "b", "ab", "ba", "aa", "the", "there", "re", "é"]) for _ in range(rng.randint(1, 80))]
+            for _ in range(400)]
+    for words in [QualityDoc(t).words() for t in c4] + tiny:
+        tops = {n: chars * count for n, chars, count in _top_grams(words, (2, 3, 4))}
+        for n in (2, 3, 4):
+            assert tops.get(n, 0) == (find_top_duplicate(get_n_grams(words, n)) if len(words) >= n else 0)
+        glued = _GluedGrams(words)
+        for n in range(5, 11):
+            if len(words) >= n:
+                got = glued.repeated_chars(n)
+                assert got is None or got == find_all_duplicate(words, n), (words, n)
