@@ -42,6 +42,8 @@ def run_probe(model: str, out: str | Path, cfg) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a probe that starts is not complete until it writes this again
+    for tmp in out.glob("*.tmp-*"):  # half-written by a killed probe (core.atomic temp names): never read
+        tmp.unlink(missing_ok=True)
     t0 = time.perf_counter()
     engine, meta = load_engine(model, device=cfg.device)
     style = triviaqa.style_for(meta, cfg.prompt)

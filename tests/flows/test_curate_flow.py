@@ -11,9 +11,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
+from tests.support import kill_resume as kr
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
@@ -262,27 +261,15 @@ def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
     assert sum(st["dropped"].get("near_duplicate", 0) for st in ref_stats["stages"]) > 0
 
     out = tmp_path / "killed"
-    log = open(tmp_path / "killed.log", "wb")
-    # The CLI joins the session's Ray cluster (a second driver): SIGKILL of the driver
-    # kills its Ray job's workers mid-task, as on a real cluster.
+    # The CLI joins the session's Ray cluster (a second driver): SIGKILL of the driver's process
+    # group kills its Ray job's workers mid-task, as on a real cluster. The CLI runs in a child of
+    # the kill tests' forkserver (modules preloaded: no fresh interpreter to start).
     env = _cli_env(prefect_api, ray_cluster.get_runtime_context().gcs_address)
-    proc = subprocess.Popen([sys.executable, "-m", "crawl2chat.cli", *cli_args, "--out", str(out)], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if len(list((out / "work" / "process").glob("*.parquet"))) >= 1:
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-        done_before = sorted((out / "work" / "process").glob("*.parquet"))
-        assert done_before, "no shard finished before the deadline"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    code = kr.run_killed("crawl2chat.cli:main", {"argv": [*cli_args, "--out", str(out)]}, env,
+                         lambda: any((out / "work" / "process").glob("*.parquet")))
+    assert code == -9, f"the CLI ended (exit {code}) before the kill"
+    done_before = sorted((out / "work" / "process").glob("*.parquet"))
+    assert done_before, "no shard finished before the deadline"
     assert not (out / "curated" / "manifest.json").exists()
     assert len(list((out / "work" / "process").glob("*.parquet"))) < 6  # really killed half-way
     _scan_final_files(out)

@@ -3,7 +3,9 @@
 A killed run must be a separate process group. Starting a fresh Python for each stage
 costs ~10 s of imports on these machines, so children are forked from one forkserver
 that preloaded the stage modules once (multiprocessing's "forkserver": it forks from a
-clean single-threaded process, never from pytest's threaded one). Each child makes itself
+clean single-threaded process, never from pytest's threaded one); the forkserver also makes the
+empty MLflow store each child copies for its new store (tests/support/empty_store.py: MLflow's
+migrations cost 5-8 s per process on a busy machine). Each child makes itself
 a process-group leader; `os.killpg(child, SIGKILL)` kills it and everything it started.
 """
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 PRELOAD = ["torch", "mlflow", "prefect", "flows.sft", "flows.rl", "flows.reward", "flows.rlhf", "flows.dpo",
-           "flows.probe", "flows.tokenize", "flows.index", "flows.evaluate"]
+           "flows.probe", "flows.tokenize", "flows.index", "flows.evaluate", "crawl2chat.cli",
+           "tests.support.empty_store"]
 _CTX = None
 
 
