@@ -33,8 +33,12 @@ demo: setup
 	$(BIN)/crawl2chat pipeline --preset $(PRESET) --out $(DEMO_OUT)
 
 # pytest exits 5 when it collects no tests: that must fail, not pass silently.
+# TEST_WORKERS pytest-xdist processes share one Prefect API server and one toy model
+# (tests/support/shared.py); tests/conftest.py keeps a module's shared fixtures on one
+# worker and hands the long tests out first. TEST_WORKERS=0 runs in this one process.
+TEST_WORKERS ?= 2
 test: setup
-	@$(BIN)/python -m pytest -q tests; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests — failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -33,28 +33,70 @@ def repo_data() -> Path:
     return DATA
 
 
+def _owner_pid() -> int:
+    """The pytest process that owns this run: xdist's controller for a worker, else this one."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+
+
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A real Prefect API server (subprocess, sqlite) for the whole session.
+def prefect_api(tmp_path_factory):
+    """A real Prefect API server (subprocess, sqlite) for the whole run, shared by all workers.
 
-    Its URL is exported as PREFECT_API_URL so Ray workers and subprocesses report
-    to the same server.
+    The first process that needs it starts it (tests/support/shared.py); its URL is
+    exported as PREFECT_API_URL so Ray workers and subprocesses report to the same server.
     """
-    from prefect.testing.utilities import prefect_test_harness
+    import prefect.context
+    import prefect.settings
 
-    with prefect_test_harness(server_startup_timeout=180):
-        import prefect.settings
+    from tests.support.shared import prefect_server, shared_root
 
-        url = prefect.settings.PREFECT_API_URL.value()
-        old = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = url
-        try:
+    url = prefect_server(shared_root(tmp_path_factory), _owner_pid())
+    old = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_API_URL: url}), \
+                prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
             yield url
-        finally:
-            if old is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = old
+            _drain_prefect_logs()
+    finally:
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
+
+
+def _drain_prefect_logs() -> None:
+    """Send this process's queued Prefect logs and events before the session ends (as the harness does)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain():
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
+def pytest_unconfigure(config):
+    """The run's owner stops the shared Prefect API server (workers leave it to the owner)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return
+    from tests.support.shared import stop_prefect_server
+
+    stop_prefect_server(factory.getbasetemp())
 
 
 def _ray_init() -> None:
@@ -132,3 +174,34 @@ def s3_server():
         yield boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
     S3FileSystem.clear_instance_cache()
     server.stop()
+
+
+# ---- how `make test` spreads the tests over pytest-xdist workers (--dist loadgroup)
+_SHARED_SCOPES = ("module", "class", "package")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep a module's tests together where they share a module fixture, and start the long ones first.
+
+    A module- or class-scoped fixture (a trained model, a pipeline run, a server) is
+    built once per worker that runs one of its tests, so such a module is one unit
+    (an `xdist_group`) and goes to one worker. Every other test is its own unit. Units
+    holding a `slow` test are handed out first, so the run does not end on one
+    worker finishing a long test while the other idles (with
+    --no-loadscope-reorder, xdist hands units out in this order, two per worker,
+    then one as each finishes). Without xdist this only reorders the run.
+    """
+    def shares_module_fixture(item) -> bool:
+        info = getattr(item, "_fixtureinfo", None)
+        return bool(info) and any(d.scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values() for d in defs)
+
+    groups: dict[str, str] = {}
+    for item in items:
+        if shares_module_fixture(item):
+            group = item.nodeid.split("::", 1)[0]
+            groups[item.nodeid] = group
+            if not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(group))
+    slow_units = {groups.get(i.nodeid, i.nodeid) for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: groups.get(i.nodeid, i.nodeid) not in slow_units)  # stable: collection order within

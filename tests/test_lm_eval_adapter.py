@@ -11,6 +11,7 @@ pytest.importorskip("lm_eval")
 from lm.datasets import benchmarks as bd  # noqa: E402
 from lm.evals import core as core_eval  # noqa: E402
 from lm.checkpoint import load_model  # noqa: E402
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint  # noqa: E402
 
 TASK_YAML = """task: c2c_arc_easy_local
@@ -38,7 +39,7 @@ def test_lm_eval_scores_our_checkpoint_like_our_scorer(tmp_path_factory, tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     torch.set_num_threads(1)
-    ckpt = make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)
+    ckpt = make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)
     qs = bd.arc_questions("ARC-Easy", limit=24)
     data = tmp_path / "arc_easy.jsonl"
     data.write_text("".join(json.dumps({"question": q["question"], "choices": q["choices"], "gold": q["gold"]}) + "\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 SMALL = {"gsm8k_n": 2, "gsm8k_k": 2, "gsm8k_max_new_tokens": 24, "arithmetic_n": 3, "python_n": 2, "compliance_n": 2,
@@ -23,7 +24,7 @@ def test_evaluate_flow_lineage_metrics_report(tmp_path, tmp_path_factory, prefec
     from flows.runtime import mlflow_run, register_checkpoint
     from lm.tokenizer import Tokenizer
 
-    ckpt = make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)
+    ckpt = make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)
     root = tmp_path / "run"
     # a pretrain stage with a loss history, and its registered model
     with mlflow_run("pretrain", root) as run:

@@ -9,12 +9,13 @@ import torch
 from lm.checkpoint import load_model
 from lm.engine import Engine, render_prompt, sample_next
 from lm.tools import ToolRegistry, calculator
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    path = make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)
+    path = make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)
     model, tok, _ = load_model(path)
     return model, tok
 

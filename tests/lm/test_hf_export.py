@@ -21,6 +21,7 @@ from lm.checkpoint import load_model  # noqa: E402
 from lm.engine import Engine  # noqa: E402
 from lm.hf import export_hf, stock_architecture  # noqa: E402
 from lm.model import GPT, GPTConfig  # noqa: E402
+from tests.support.shared import shared_root
 from tests.support.toy import SHAKESPEARE, make_toy_checkpoint  # noqa: E402
 
 CONVERSATION = [
@@ -39,7 +40,7 @@ CONVERSATION = [
 def exported(tmp_path_factory):
     """(our model, tokenizer, export dir): the toy chat model, exported through the CLI."""
     torch.set_num_threads(1)
-    ckpt = make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)  # shared with other tests
+    ckpt = make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)  # shared with other tests
     out = tmp_path_factory.mktemp("hf") / "toy-hf"
     assert main(["export", "--model", str(ckpt), "--format", "hf", "--out", str(out)]) == 0
     model, tok, _ = load_model(ckpt)

@@ -15,6 +15,7 @@ from lm.datasets import benchmarks as bd  # noqa: E402
 from lm.evals import core as core_eval  # noqa: E402
 from lm.checkpoint import load_model  # noqa: E402
 from lm.hf import export_hf  # noqa: E402
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint  # noqa: E402
 
 TASKS = {"openbookqa": "acc_norm", "arc_easy": "acc"}  # short answers (lm-eval refuses one over max_length)
@@ -43,7 +44,7 @@ def test_lm_eval_hf_backend_scores_the_export_like_our_core_suite(tmp_path_facto
         monkeypatch.setenv(var, "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     torch.set_num_threads(1)
-    ckpt = make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)  # shared with other tests
+    ckpt = make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)  # shared with other tests
     model, tok, meta = load_model(ckpt)
     out = export_hf(model, tok, tmp_path / "toy-hf", meta)["out"]
     ours = core_eval.run_core(model, tok, tasks=list(TASKS), limit=16)  # what `eval --suite core` runs

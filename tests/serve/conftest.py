@@ -11,6 +11,7 @@ import uvicorn
 from conf.serve import ServeConfig
 from crawl2chat.serve.app import create_app
 from lm.engine import load_engine
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 MODEL_ID = "crawl2chat-toy"
@@ -24,7 +25,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def toy_model_dir(tmp_path_factory):
-    return make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)
+    return make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)
 
 
 @contextlib.contextmanager

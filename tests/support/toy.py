@@ -73,6 +73,17 @@ def make_toy_checkpoint(directory: str | Path, steps: int = 150, seed: int = 0, 
     params = {"steps": steps, "seed": seed, "vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd,
               "sequence_len": sequence_len}
     directory = Path(directory)
+    # pytest-xdist workers share the run's folder (tests/support/shared.py): one trains, the others wait.
+    from filelock import FileLock
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory.parent / f".{directory.name}.lock"), timeout=1800):
+        return _cached_or_trained(directory, params)
+
+
+def _cached_or_trained(directory: Path, params: dict) -> Path:
+    steps, seed, vocab_size = params["steps"], params["seed"], params["vocab_size"]
+    n_layer, n_embd, sequence_len = params["n_layer"], params["n_embd"], params["sequence_len"]
     cfg_path = directory / "config.json"
     if cfg_path.exists():
         import json

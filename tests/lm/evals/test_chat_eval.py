@@ -10,6 +10,7 @@ from lm.datasets.answers import reply_answer
 from lm.checkpoint import load_model
 from lm.engine import Completion, Engine
 from lm.posttrain.rl import Problem, exact_reward
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 
@@ -17,7 +18,7 @@ from tests.support.toy import make_toy_checkpoint
 def toy(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model, tok, _ = load_model(make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150))
+    model, tok, _ = load_model(make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150))
     yield model, tok
     torch.set_num_threads(threads)
 

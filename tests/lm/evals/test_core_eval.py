@@ -11,6 +11,7 @@ from lm.evals import core as core_eval
 from lm.checkpoint import load_model
 from lm.evals.loglik import Score, score_requests, truncate
 from lm.model import GPT, GPTConfig
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 
@@ -18,7 +19,7 @@ from tests.support.toy import make_toy_checkpoint
 def toy(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide model gains nothing from threads on a busy 2-core box
-    model, tok, _ = load_model(make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150))
+    model, tok, _ = load_model(make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150))
     yield model, tok
     torch.set_num_threads(threads)
 

@@ -11,12 +11,13 @@ from lm.datasets import arithmetic, gsm8k
 from lm.evals.basic import (arithmetic_eval, bits_per_byte, chat_compliance, gsm8k_eval, pass_at_k,
                             sample_generations)
 from lm.model import GPT
+from tests.support.shared import shared_root
 from tests.support.toy import make_toy_checkpoint
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    model, tok, _ = load_model(make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150))
+    model, tok, _ = load_model(make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150))
     return model, tok
 
 

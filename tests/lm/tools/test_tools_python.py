@@ -83,9 +83,10 @@ def test_render_prompt_prepends_system_only_when_missing(tok):
 def test_engine_forces_sandbox_output_and_eval_runs(tmp_path_factory):
     from lm.engine import Engine
     from lm.checkpoint import load_model
+    from tests.support.shared import shared_root
     from tests.support.toy import make_toy_checkpoint
 
-    model, tk, _ = load_model(str(make_toy_checkpoint(tmp_path_factory.getbasetemp() / "toy-model", steps=150)))
+    model, tk, _ = load_model(str(make_toy_checkpoint(shared_root(tmp_path_factory) / "toy-model", steps=150)))
     # The toy model calls its tool with "12+7"; route bare calls to the sandbox to see its output forced.
     reg = ToolRegistry(tools={"python": lambda c: run_python(f"print({c})")}, default="python")
     eng = Engine(model, tk, tools=reg)
