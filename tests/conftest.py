@@ -190,7 +190,9 @@ def pytest_collection_modifyitems(config, items):
     holding a `slow` test are handed out first, so the run does not end on one
     worker finishing a long test while the other idles (with
     --no-loadscope-reorder, xdist hands units out in this order, two per worker,
-    then one as each finishes). Without xdist this only reorders the run.
+    then one as each finishes). A module marked `spread` has module fixtures cheap
+    enough to build on every worker, and long tests worth running side by side.
+    Without xdist this only reorders the run.
     """
     def shares_module_fixture(item) -> bool:
         info = getattr(item, "_fixtureinfo", None)
@@ -198,7 +200,7 @@ def pytest_collection_modifyitems(config, items):
 
     groups: dict[str, str] = {}
     for item in items:
-        if shares_module_fixture(item):
+        if shares_module_fixture(item) and not item.get_closest_marker("spread"):
             group = item.nodeid.split("::", 1)[0]
             groups[item.nodeid] = group
             if not item.get_closest_marker("xdist_group"):

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_pipeline_survives_two_random_kills(tmp_path, ray_cluster):
     out = tmp_path / "chaos"
     r = subprocess.run([sys.executable, "benchmarks/chaos.py", "--quick", "--kills", "2", "--seed", "1",

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 _BLOCK = """
@@ -24,6 +26,7 @@ sys.meta_path.insert(0, _Refuse())
 """
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_records_every_step_with_numbers(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(_BLOCK)

@@ -241,6 +241,7 @@ def _scan_final_files(out: Path) -> None:
             json.loads(p.read_bytes())
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(prefect_api, ray_cluster, tmp_path):
     """`crawl2chat curate` killed with SIGKILL mid-run, then re-run, gives exactly the uninterrupted result."""
     from conf.curate import CurateConfig

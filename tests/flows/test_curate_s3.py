@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import pyarrow.parquet as pq
 
 from tests.conftest import restart_local_ray
@@ -17,6 +19,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 FILES = ("cc-main-2020-34_resiliparse_warcfile.warc.gz", "noncc_wget-2024_dolma_sample-0000.warc.gz")
 
 
+@pytest.mark.slow
 def test_curate_reads_s3_glob_on_ray(prefect_api, ray_cluster, s3_server, tmp_path, monkeypatch):
     from crawl2chat.cli import main
 
