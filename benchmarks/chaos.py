@@ -5,11 +5,11 @@
 
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
 2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times at seeded
-   random instants, each timed from its own attempt's start-up (`KillPlan`): attempt i, with k
-   kills to come, is killed at the earliest of k instants uniform over its start-up (as the
-   attempt before it measured) plus the work left (the uninterrupted run's stage times, less
-   what this run finished or already spent). Re-run after each kill; after the last kill it
-   runs to completion. So the kills reach every stage and all `--kills` of them happen.
+   random instants, each timed from its own attempt's start-up (`KillPlan`): the instants are
+   uniform over the uninterrupted run's stage work, and kill i lands the gap to instant i after
+   its attempt's first stage began; seeded ones of the kills land in start-up instead (as
+   many as the uninterrupted run's share of start-up). Re-run after each kill; after the last
+   kill it runs to completion. So the kills reach every stage and all `--kills` of them happen.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
@@ -111,19 +111,27 @@ def stage_runs(home: Path, since: float = 0.0) -> list[dict[str, Any]]:
 class KillPlan:
     """Seeded kill instants, each timed from its own attempt's start-up.
 
-    Attempt i, with k kills still to come, is killed at the earliest of k instants drawn uniform
-    over what that attempt has ahead of it: its start-up (the previous attempt's, measured) plus
-    the work left (the uninterrupted run's stage times, less the stages this run finished and the
-    time already spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can undo
-    work). An instant inside the start-up kills that long after the attempt began; a later one
-    kills that far past the moment the attempt's first stage began running (the Prefect store
-    says when). So every kill lands before the attempt can finish, whatever its start-up costs,
-    and `--kills` kills happen; the draws depend only on the seed and the measured times."""
+    Drawn once from the seed: which kills land in an attempt's start-up (as many as the share of
+    the uninterrupted run spent starting up) and, for the others, instants uniform over the
+    uninterrupted run's stage work. Work kill j lands the gap between instants j-1 and j after
+    the moment its attempt's first stage began running (the attempt's own Prefect store says
+    when), so a re-run's start-up, however long, is never counted as work; a start-up kill lands
+    a seeded share of the start-up the attempt before it measured. A gap is capped below the
+    work still left (the uninterrupted run's stage times, less the stages this run finished and
+    the time already spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can
+    undo work), so every kill lands before its attempt can finish: `--kills` kills happen."""
 
     floor = 0.2
 
     def __init__(self, rng: random.Random, kills: int, ref_stage_s: dict[str, float], startup_s: float):
-        self.rng, self.left, self.ref, self.startup = rng, kills, ref_stage_s, startup_s
+        self.ref, self.startup = ref_stage_s, startup_s
+        work = sum(ref_stage_s.values())
+        at_startup = set(rng.sample(range(kills), round(kills * startup_s / (startup_s + work))))
+        self.phases = ["start-up" if i in at_startup else "work" for i in range(kills)]
+        instants = sorted(rng.uniform(0, work) for _ in range(self.phases.count("work")))
+        self.gaps = [b - a for a, b in zip([0.0, *instants], instants)]
+        self.shares = [rng.random() for _ in range(kills)]
+        self.i = self.j = 0
 
     def work_left(self, home: Path) -> float:
         runs = stage_runs(home)
@@ -135,15 +143,16 @@ class KillPlan:
         return sum(max(s - spent.get(n, 0.0), self.floor * s) for n, s in self.ref.items() if n not in done)
 
     def next(self, home: Path) -> dict[str, Any] | None:
-        """("start-up", seconds after the attempt began) or ("work", seconds after its first stage began)."""
-        if self.left <= 0:
+        """{"phase": "start-up", "after_s": seconds after the attempt began} or {"phase": "work",
+        "after_s": seconds after its first stage began}; None once every kill is planned."""
+        if self.i >= len(self.phases):
             return None
-        span = self.startup + self.work_left(home)
-        at = span * (1.0 - self.rng.random() ** (1.0 / self.left))  # the earliest of `left` uniform instants
-        self.left -= 1
-        if at < self.startup:
-            return {"phase": "start-up", "after_s": round(at, 2), "span_s": round(span, 1)}
-        return {"phase": "work", "after_s": round(at - self.startup, 2), "span_s": round(span, 1)}
+        phase, share = self.phases[self.i], self.shares[self.i]
+        self.i += 1
+        if phase == "start-up":
+            return {"phase": phase, "after_s": round(share * self.startup, 2)}
+        gap, self.j = self.gaps[self.j], self.j + 1
+        return {"phase": phase, "after_s": round(min(gap, 0.9 * self.work_left(home)), 2)}
 
 
 def attempt(cmd: list[str], env: dict[str, str], log: Path, home: Path, plan: dict[str, Any] | None,
@@ -314,8 +323,8 @@ def run(args) -> dict[str, Any]:
         planner = None
         if name == "chaos":
             ref = runs["reference"]
-            # the first attempt starts on fresh stores, as the reference did: the reference's start-up
-            # is its guess; each later attempt's guess is the start-up the attempt before it measured
+            # the reference's start-up sets the share of start-up kills and the first start-up guess;
+            # after that, a start-up kill takes a share of the start-up the attempt before it measured
             planner = KillPlan(random.Random(args.seed), args.kills, ref["stage_seconds"],
                                ref["attempts"][0]["startup_s"] or 15.0)
         t0, kills, attempts, stray = time.time(), 0, [], 0
