@@ -5,11 +5,12 @@
 
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
 2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times at seeded
-   random instants, each timed from its own attempt's start-up (`KillPlan`): the instants are
-   uniform over the uninterrupted run's stage work, and kill i lands the gap to instant i after
-   its attempt's first stage began; seeded ones of the kills land in start-up instead (as
-   many as the uninterrupted run's share of start-up). Re-run after each kill; after the last
-   kill it runs to completion. So the kills reach every stage and all `--kills` of them happen.
+   random instants, each timed from its own attempt's start-up (`KillPlan`): instants uniform
+   over the uninterrupted run's stage work; kill i lands at instant i's point of the recipe,
+   counted from its attempt's first stage start (less the uninterrupted run's time of the
+   stages already finished); seeded ones land in start-up instead (as many as the
+   uninterrupted run's share of start-up). Re-run after each kill; after the last kill it runs
+   to completion. So the kills reach every stage and all `--kills` of them happen.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
@@ -54,9 +55,10 @@ SETS = [
     "evaluate.honesty_n=4", "evaluate.compliance_n=2", "evaluate.n_samples=1", "evaluate.bpb_max_tokens=2048",
 ]
 # --quick: the stages that hold every kind of state (curated shards, token shards, a pretrain and
-# a post-training checkpoint), steps cut further: the short variant the test suite runs.
+# a post-training checkpoint), a quarter of the generated pages and steps cut further: the short
+# variant the test suite runs.
 QUICK_STAGES = "curate,tokenize,pretrain,sft"
-QUICK_SETS = ["pretrain.max_steps=12",
+QUICK_SETS = ["curate.generated_docs=200", "pretrain.max_steps=12",
               "pretrain.checkpoint_every=4", "sft.steps=6", "sft.checkpoint_every=2", "sft.eval_every=3"]
 # Figures of eval.json that measure the clock, not the model.
 VOLATILE = ("seconds", "wall", "time", "per_s", "_s\"", "run_id", "date", "created")
@@ -109,50 +111,55 @@ def stage_runs(home: Path, since: float = 0.0) -> list[dict[str, Any]]:
 
 
 class KillPlan:
-    """Seeded kill instants, each timed from its own attempt's start-up.
+    """Seeded kill instants on the uninterrupted run's timeline, each timed from its own attempt's start-up.
 
     Drawn once from the seed: which kills land in an attempt's start-up (as many as the share of
     the uninterrupted run spent starting up) and, for the others, instants uniform over the
-    uninterrupted run's stage work. Work kill j lands the gap between instants j-1 and j after
-    the moment its attempt's first stage began running (the attempt's own Prefect store says
-    when), so a re-run's start-up, however long, is never counted as work; a start-up kill lands
-    a seeded share of the start-up the attempt before it measured. A gap is capped below the
-    work still left (the uninterrupted run's stage times, less the stages this run finished and
-    the time already spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can
-    undo work), so every kill lands before its attempt can finish: `--kills` kills happen."""
+    uninterrupted run's stage work, sorted. A work kill at instant t lands t − (the uninterrupted
+    run's time of the stages this run has finished) after its attempt's first stage began
+    running (its own Prefect store says when): at the same point of the recipe as instant t,
+    whatever a re-run's start-up costs and whatever work earlier kills undid, so the kills reach
+    every stage in proportion to its time. A start-up kill lands a seeded share of the start-up
+    the attempt before it measured. A delay is kept below the work still left (the
+    uninterrupted run's stage times, less the stages this run finished and the time already
+    spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can undo work), so
+    every kill lands before its attempt can finish: `--kills` kills happen."""
 
     floor = 0.2
 
     def __init__(self, rng: random.Random, kills: int, ref_stage_s: dict[str, float], startup_s: float):
-        self.ref, self.startup = ref_stage_s, startup_s
+        self.ref, self.startup = ref_stage_s, startup_s  # stage → seconds, in the order they ran
         work = sum(ref_stage_s.values())
         at_startup = set(rng.sample(range(kills), round(kills * startup_s / (startup_s + work))))
         self.phases = ["start-up" if i in at_startup else "work" for i in range(kills)]
-        instants = sorted(rng.uniform(0, work) for _ in range(self.phases.count("work")))
-        self.gaps = [b - a for a, b in zip([0.0, *instants], instants)]
+        self.instants = sorted(rng.uniform(0, work) for _ in range(self.phases.count("work")))
         self.shares = [rng.random() for _ in range(kills)]
         self.i = self.j = 0
 
-    def work_left(self, home: Path) -> float:
+    def progress(self, home: Path) -> tuple[float, float]:
+        """(the uninterrupted run's seconds of the stages finished here, the work left here)."""
         runs = stage_runs(home)
         done = {r["stage"] for r in runs if r["state"] == "COMPLETED"}
         spent: dict[str, float] = {}
         for r in runs:
             if r["stage"] not in done:
                 spent[r["stage"]] = spent.get(r["stage"], 0.0) + ((r["end"] or r["start"]) - r["start"])
-        return sum(max(s - spent.get(n, 0.0), self.floor * s) for n, s in self.ref.items() if n not in done)
+        left = sum(max(s - spent.get(n, 0.0), self.floor * s) for n, s in self.ref.items() if n not in done)
+        return sum(s for n, s in self.ref.items() if n in done), left
 
     def next(self, home: Path) -> dict[str, Any] | None:
         """{"phase": "start-up", "after_s": seconds after the attempt began} or {"phase": "work",
-        "after_s": seconds after its first stage began}; None once every kill is planned."""
+        "after_s": seconds after its first stage began, "instant_s": t}; None once all are planned."""
         if self.i >= len(self.phases):
             return None
         phase, share = self.phases[self.i], self.shares[self.i]
         self.i += 1
         if phase == "start-up":
             return {"phase": phase, "after_s": round(share * self.startup, 2)}
-        gap, self.j = self.gaps[self.j], self.j + 1
-        return {"phase": phase, "after_s": round(min(gap, 0.9 * self.work_left(home)), 2)}
+        t, self.j = self.instants[self.j], self.j + 1
+        finished, left = self.progress(home)
+        # an instant inside a stage this run already finished lands at the start of the next one
+        return {"phase": phase, "after_s": round(min(max(t - finished, 0.0), 0.9 * left), 2), "instant_s": round(t, 1)}
 
 
 def attempt(cmd: list[str], env: dict[str, str], log: Path, home: Path, plan: dict[str, Any] | None,
@@ -339,7 +346,8 @@ def run(args) -> dict[str, Any]:
                   f"(start-up {a['startup_s']}s, plan {plan})", flush=True)
             if a["status"] == "killed":
                 kills += 1
-                time.sleep(2)  # Ray's own fate-sharing gets a moment to stop what it started
+                if not args.ray_address:  # a kill takes only the driver of a joined cluster
+                    time.sleep(2)  # Ray's own fate-sharing gets a moment to stop what it started
                 left = leftovers(str(ray_tmp))
                 stray = max(stray, len(left))
                 reap(left)

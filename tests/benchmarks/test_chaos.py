@@ -47,17 +47,21 @@ def test_kill_plan_is_seeded_and_every_kill_lands_before_the_attempt_can_finish(
     assert {p["phase"] for p in fresh[:-1]} == {"start-up", "work"}  # kills land in start-up and in the stages
     work = [p["after_s"] for p in fresh[:-1] if p["phase"] == "work"]
     assert all(0 <= p["after_s"] < 15.0 for p in fresh[:-1] if p["phase"] == "start-up")
-    assert work == [round(g, 2) for g in plan.gaps] and 50.0 < sum(work) < 55.0  # the instants span the work
+    # on a fresh store a work kill lands at its instant (sorted, spanning the 55 s of work), below 0.9 × 55 s
+    assert work == [round(min(t, 49.5), 2) for t in plan.instants] == sorted(work) and 45.0 < plan.instants[-1] < 55
 
-    # curate and tokenize finished, pretrain ran 27 s over killed attempts: what is left is
-    # pretrain's floor (a kill can undo work), so a work kill lands within 0.9 × 6 s of its start
+    # curate and tokenize finished (25 s of the timeline), pretrain ran 27 s over killed attempts:
+    # what is left is pretrain's floor (a kill can undo work), so a work kill lands within 0.9 × 6 s
+    # of its first stage's start, at its instant's point of the recipe when that comes sooner
     home = tmp_path / "home"
     _prefect_store(home, [("curate", "COMPLETED", 1000.0, 1021.0), ("tokenize", "COMPLETED", 1022.0, 1027.0),
                           ("pretrain", "CRASHED", 1028.0, 1040.0), ("pretrain", "CRASHED", 1050.0, 1065.0)], chaos)
     assert [r["stage"] for r in chaos.stage_runs(home, since=1030.0)] == ["pretrain"]
     plan = chaos.KillPlan(random.Random(0), 20, ref, startup_s=15.0)
-    assert plan.work_left(home) == 6.0
-    assert all(p["after_s"] <= 5.4 for p in (plan.next(home) for _ in range(20)) if p["phase"] == "work")
+    assert plan.progress(home) == (25.0, 6.0)
+    work = [p for p in (plan.next(home) for _ in range(20)) if p["phase"] == "work"]
+    assert [p["after_s"] for p in work] == [round(min(max(t - 25.0, 0.0), 5.4), 2) for t in plan.instants]
+    assert {p["after_s"] for p in work} >= {0.0, 5.4}  # instants in finished stages, and past what is left
 
 
 def test_pipeline_survives_two_random_kills(tmp_path, ray_cluster):
