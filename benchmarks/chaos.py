@@ -4,11 +4,13 @@
     python benchmarks/chaos.py --kills 2 --quick              # the short variant (tests/benchmarks)
 
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
-2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times, each
-   at seeded random instants: N instants uniform over the uninterrupted run's work; attempt i
-   is killed its start-up (measured: imports, Prefect API, Ray) plus the gap to instant i after
-   it starts, so the kills reach every stage. Re-run after each kill; after the last kill it runs
-   to completion.
+2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times at seeded
+   random instants, each timed from its own attempt's start-up (`KillPlan`): instants uniform
+   over the uninterrupted run's stage work; kill i lands at instant i's point of the recipe,
+   counted from its attempt's first stage start (less the uninterrupted run's time of the
+   stages already finished); seeded ones land in start-up instead (as many as the
+   uninterrupted run's share of start-up). Re-run after each kill; after the last kill it runs
+   to completion. So the kills reach every stage and all `--kills` of them happen.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
@@ -23,6 +25,7 @@ Prints kills survived / outputs identical / time lost (chaos wall time − refer
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -52,9 +55,10 @@ SETS = [
     "evaluate.honesty_n=4", "evaluate.compliance_n=2", "evaluate.n_samples=1", "evaluate.bpb_max_tokens=2048",
 ]
 # --quick: the stages that hold every kind of state (curated shards, token shards, a pretrain and
-# a post-training checkpoint), steps cut further: the short variant the test suite runs.
+# a post-training checkpoint), a quarter of the generated pages and steps cut further: the short
+# variant the test suite runs.
 QUICK_STAGES = "curate,tokenize,pretrain,sft"
-QUICK_SETS = ["pretrain.max_steps=12",
+QUICK_SETS = ["curate.generated_docs=200", "pretrain.max_steps=12",
               "pretrain.checkpoint_every=4", "sft.steps=6", "sft.checkpoint_every=2", "sft.eval_every=3"]
 # Figures of eval.json that measure the clock, not the model.
 VOLATILE = ("seconds", "wall", "time", "per_s", "_s\"", "run_id", "date", "created")
@@ -77,36 +81,121 @@ def command(root: Path, preset: str, sets: list[str], stages: str | None) -> lis
     return cmd
 
 
-def startup_seconds(log: Path, offset: int, t0: float) -> float | None:
-    """Seconds from an attempt's start to its first stage subflow (its log from `offset`), if it got there."""
-    import datetime
-
-    with open(log, "rb") as fh:
-        fh.seek(offset)
-        for line in fh.read().decode(errors="replace").splitlines():
-            if "Beginning subflow run" in line:
-                try:
-                    stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                except ValueError:
-                    continue
-                return max(0.0, stamp - t0)
-    return None
+# ------------------------------------------------------------ when to kill
+def _utc(ts: float) -> str:
+    """A Unix time as Prefect's sqlite store writes timestamps (UTC, text), so the two compare as strings."""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def attempt(cmd: list[str], env: dict[str, str], log: Path, kill_after: float | None, timeout: float) -> tuple[str, float]:
-    """Run `cmd` once in its own process group; ("killed"|"exit <rc>", seconds)."""
+def _ts(text: str) -> float:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
+
+
+def stage_runs(home: Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """The stage flow runs (subflows of the pipeline) that started at `since` or later, oldest first.
+
+    Read from the attempt's own Prefect store (sqlite in WAL mode: a reader never blocks the
+    server); a store that does not exist yet, or is busy, reads as no runs."""
+    db = home / "prefect.db"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as c:
+            rows = c.execute(
+                "select f.name, fr.state_type, fr.start_time, fr.end_time from flow_run fr join flow f on f.id = "
+                "fr.flow_id where fr.parent_task_run_id is not null and fr.start_time >= ? order by fr.start_time",
+                (_utc(since),)).fetchall()
+    except sqlite3.Error:
+        return []
+    return [{"stage": n, "state": s, "start": _ts(a), "end": _ts(b) if b else None} for n, s, a, b in rows]
+
+
+class KillPlan:
+    """Seeded kill instants on the uninterrupted run's timeline, each timed from its own attempt's start-up.
+
+    Drawn once from the seed: which kills land in an attempt's start-up (as many as the share of
+    the uninterrupted run spent starting up) and, for the others, instants uniform over the
+    uninterrupted run's stage work, sorted. A work kill at instant t lands t − (the uninterrupted
+    run's time of the stages this run has finished) after its attempt's first stage began
+    running (its own Prefect store says when): at the same point of the recipe as instant t,
+    whatever a re-run's start-up costs and whatever work earlier kills undid, so the kills reach
+    every stage in proportion to its time. A start-up kill lands a seeded share of the start-up
+    the attempt before it measured. A delay is kept below the work still left (the
+    uninterrupted run's stage times, less the stages this run finished and the time already
+    spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can undo work), so
+    every kill lands before its attempt can finish: `--kills` kills happen."""
+
+    floor = 0.2
+
+    def __init__(self, rng: random.Random, kills: int, ref_stage_s: dict[str, float], startup_s: float):
+        self.ref, self.startup = ref_stage_s, startup_s  # stage → seconds, in the order they ran
+        work = sum(ref_stage_s.values())
+        at_startup = set(rng.sample(range(kills), round(kills * startup_s / (startup_s + work))))
+        self.phases = ["start-up" if i in at_startup else "work" for i in range(kills)]
+        self.instants = sorted(rng.uniform(0, work) for _ in range(self.phases.count("work")))
+        self.shares = [rng.random() for _ in range(kills)]
+        self.i = self.j = 0
+
+    def progress(self, home: Path) -> tuple[float, float]:
+        """(the uninterrupted run's seconds of the stages finished here, the work left here)."""
+        runs = stage_runs(home)
+        done = {r["stage"] for r in runs if r["state"] == "COMPLETED"}
+        spent: dict[str, float] = {}
+        for r in runs:
+            if r["stage"] not in done:
+                spent[r["stage"]] = spent.get(r["stage"], 0.0) + ((r["end"] or r["start"]) - r["start"])
+        left = sum(max(s - spent.get(n, 0.0), self.floor * s) for n, s in self.ref.items() if n not in done)
+        return sum(s for n, s in self.ref.items() if n in done), left
+
+    def next(self, home: Path) -> dict[str, Any] | None:
+        """{"phase": "start-up", "after_s": seconds after the attempt began} or {"phase": "work",
+        "after_s": seconds after its first stage began, "instant_s": t}; None once all are planned."""
+        if self.i >= len(self.phases):
+            return None
+        phase, share = self.phases[self.i], self.shares[self.i]
+        self.i += 1
+        if phase == "start-up":
+            return {"phase": phase, "after_s": round(share * self.startup, 2)}
+        t, self.j = self.instants[self.j], self.j + 1
+        finished, left = self.progress(home)
+        # an instant inside a stage this run already finished lands at the start of the next one
+        return {"phase": phase, "after_s": round(min(max(t - finished, 0.0), 0.9 * left), 2), "instant_s": round(t, 1)}
+
+
+def attempt(cmd: list[str], env: dict[str, str], log: Path, home: Path, plan: dict[str, Any] | None,
+            timeout: float) -> dict[str, Any]:
+    """Run `cmd` once in its own process group, SIGKILLing the group at `plan`'s instant."""
     t0 = time.time()
+    began = None  # when this attempt's first stage started running
+    status = None
     with open(log, "ab") as fh:
-        fh.write(f"\n=== attempt at {time.strftime('%H:%M:%S')} kill_after={kill_after}\n".encode())
+        fh.write(f"\n=== attempt at {time.strftime('%H:%M:%S')} kill plan={plan}\n".encode())
         fh.flush()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=kill_after if kill_after is not None else timeout)
-            return f"exit {proc.returncode}", time.time() - t0
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver, Prefect API server, torch/compile workers
-            proc.wait()
-            return ("killed" if kill_after is not None else "timeout"), time.time() - t0
+        while status is None:
+            try:
+                proc.wait(timeout=0.25)
+                status = f"exit {proc.returncode}"
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.time()
+            if began is None:
+                first = stage_runs(home, t0)
+                began = first[0]["start"] if first else None
+            due = (plan is not None and (plan["phase"] == "start-up" and now - t0 >= plan["after_s"]
+                                         or plan["phase"] == "work" and began is not None
+                                         and now - began >= plan["after_s"]))
+            if due or now - t0 > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver, Prefect API server, workers
+                proc.wait()
+                status = "killed" if due else "timeout"
+    secs = time.time() - t0
+    runs = stage_runs(home, t0)
+    began = runs[0]["start"] if runs else began
+    return {"status": status, "seconds": round(secs, 1), "plan": plan,
+            "startup_s": round(began - t0, 1) if began else None,
+            "killed_in": (runs[-1]["stage"] if runs else "start-up") if status == "killed" else None}
 
 
 # ------------------------------------------------------------------ what a run left
@@ -221,17 +310,14 @@ def run(args) -> dict[str, Any]:
                      "false", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
     if args.ray_address:
         base_env["RAY_ADDRESS"] = args.ray_address
-    rng = random.Random(args.seed)
     result: dict[str, Any] = {"kills": args.kills, "seed": args.seed, "sets": sets, "stages": stages}
-    runs = {}
+    runs: dict[str, Any] = {}
     for name in ("reference", "chaos"):
         run_root, home = root / name, root / f"{name}-prefect-home"
         if name == "reference" and args.reuse_reference:  # an earlier run's uninterrupted result, same command
             runs[name] = json.loads((root / "reference.json").read_text())["runs"]["reference"]
             runs[name].update(outputs=outputs(run_root), eval=eval_figures(run_root),
                               tracking=tracking(run_root, home), registered=registered_weights(run_root))
-            gaps, seen_startups = kill_gaps(runs[name], args, rng), [ref_startup(runs[name], args)]
-            result["kill_gaps_s"] = [round(g, 1) for g in gaps]
             continue
         if not args.keep:
             subprocess.run(["rm", "-rf", str(run_root), str(home)], check=True)
@@ -241,27 +327,27 @@ def run(args) -> dict[str, Any]:
         env = {**base_env, "PREFECT_HOME": str(home), "RAY_TMPDIR": str(ray_tmp)}
         cmd = command(run_root, args.preset, sets, stages)
         log = root / f"{name}.log"
+        planner = None
+        if name == "chaos":
+            ref = runs["reference"]
+            # the reference's start-up sets the share of start-up kills and the first start-up guess;
+            # after that, a start-up kill takes a share of the start-up the attempt before it measured
+            planner = KillPlan(random.Random(args.seed), args.kills, ref["stage_seconds"],
+                               ref["attempts"][0]["startup_s"] or 15.0)
         t0, kills, attempts, stray = time.time(), 0, [], 0
         while True:
-            kill_after = None
-            if name == "chaos" and kills < args.kills:
-                # start-up (imports, Prefect API, Ray) is redone by every attempt: the kill lands that
-                # long plus the gap to the next instant on the uninterrupted run's timeline
-                measured = seen_startups[1:] or seen_startups  # the reference's is only the first guess
-                startup = sum(measured) / len(measured)
-                kill_after = max(args.min_delay, startup + gaps[kills])
-            offset = log.stat().st_size if log.exists() else 0
-            t_att = time.time()
-            status, secs = attempt(cmd, env, log, kill_after, args.timeout)
-            began = startup_seconds(log, offset, t_att)
-            if began is not None and name == "chaos":
-                seen_startups.append(began)
-            attempts.append({"status": status, "seconds": round(secs, 1), "kill_after": kill_after,
-                             "startup_s": began})
-            print(f"{name}: attempt {len(attempts)}: {status} after {secs:.1f}s", flush=True)
-            if status == "killed":
+            plan = planner.next(home) if planner else None
+            a = attempt(cmd, env, log, home, plan, args.timeout)
+            attempts.append(a)
+            if planner and a["startup_s"] is not None:
+                planner.startup = a["startup_s"]
+            where = f" in {a['killed_in']}" if a["killed_in"] else ""
+            print(f"{name}: attempt {len(attempts)}: {a['status']}{where} after {a['seconds']:.1f}s "
+                  f"(start-up {a['startup_s']}s, plan {plan})", flush=True)
+            if a["status"] == "killed":
                 kills += 1
-                time.sleep(2)  # Ray's own fate-sharing gets a moment to stop what it started
+                if not args.ray_address:  # a kill takes only the driver of a joined cluster
+                    time.sleep(2)  # Ray's own fate-sharing gets a moment to stop what it started
                 left = leftovers(str(ray_tmp))
                 stray = max(stray, len(left))
                 reap(left)
@@ -269,6 +355,8 @@ def run(args) -> dict[str, Any]:
             break
         runs[name] = {"seconds": round(time.time() - t0, 1), "kills": kills, "attempts": attempts,
                       "max_processes_left_by_a_kill": stray,
+                      "stage_seconds": {r["stage"]: round(r["end"] - r["start"], 2) for r in stage_runs(home)
+                                        if r["state"] == "COMPLETED"},
                       "final_status": attempts[-1]["status"], "outputs": outputs(run_root),
                       "eval": eval_figures(run_root), "tracking": tracking(run_root, home),
                       "registered": registered_weights(run_root)}
@@ -276,28 +364,17 @@ def run(args) -> dict[str, Any]:
             (root / "reference.json").write_text(json.dumps({"runs": {"reference": runs[name]}}, indent=2))
         if name == "reference" and runs[name]["final_status"] != "exit 0":
             raise SystemExit(f"chaos: the uninterrupted run failed ({runs[name]['final_status']}); see {log}")
-        gaps, seen_startups = kill_gaps(runs["reference"], args, rng), [ref_startup(runs["reference"], args)]
-        result["kill_gaps_s"] = [round(g, 1) for g in gaps]
     ref, ch = runs["reference"], runs["chaos"]
     same, diff = identical(runs)
-    result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"],
+    killed_in: dict[str, int] = {}
+    for a in ch["attempts"]:
+        if a["killed_in"]:
+            killed_in[a["killed_in"]] = killed_in.get(a["killed_in"], 0) + 1
+    result.update(runs=runs, differing_files=diff, identical=same, kills_survived=ch["kills"], killed_in=killed_in,
                   time_lost_s=round(ch["seconds"] - ref["seconds"], 1),
                   tracking_truthful=(ch["tracking"]["running_runs"] == 0 and ch["tracking"]["duplicate_steps"] == 0
                                      and ch["tracking"]["running_flow_runs"] in (0, None)))
     return result
-
-
-def ref_startup(ref: dict[str, Any], args) -> float:
-    """The reference's start-up, less its one-time database migrations (a re-run does not redo those)."""
-    began = ref["attempts"][0].get("startup_s") or 60.0
-    return max(args.min_delay, began - args.migrations_s)
-
-
-def kill_gaps(ref: dict[str, Any], args, rng: random.Random) -> list[float]:
-    """Gaps between `--kills` seeded instants, uniform over the uninterrupted run's work (after start-up)."""
-    work = max(1.0, ref["seconds"] - (ref["attempts"][0].get("startup_s") or 60.0))
-    instants = sorted(rng.uniform(0, work) for _ in range(args.kills))
-    return [b - a for a, b in zip([0.0] + instants, instants)]
 
 
 def identical(runs: dict[str, Any]) -> tuple[dict[str, bool], list[str]]:
@@ -331,9 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="comma list (default: every stage)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="more overrides")
     p.add_argument("--quick", action="store_true", help=f"stages {QUICK_STAGES}, fewer steps (the test's variant)")
-    p.add_argument("--min-delay", type=float, default=5.0, help="earliest kill, seconds into an attempt")
-    p.add_argument("--migrations-s", type=float, default=30.0,
-                   help="one-time start-up of a fresh run (database migrations) not redone by a re-run")
     p.add_argument("--timeout", type=float, default=3600.0, help="limit of an uninterrupted attempt")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: each attempt starts its own)")
     p.add_argument("--keep", action="store_true", help="do not clear earlier outputs under --out")
@@ -361,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracking: MLflow runs RUNNING {t['running_runs']}, KILLED {t['killed_runs']}, metric steps logged twice "
           f"{t['duplicate_steps']}; Prefect flow runs Running {t['running_flow_runs']}, Crashed {t['crashed_flow_runs']}")
     print(f"processes a kill left behind (most after one kill): {ch['max_processes_left_by_a_kill']}")
-    print(f"kill instants: gaps {res.get('kill_gaps_s')} s of work after each attempt's start-up")
+    print(f"kills landed in: {res.get('killed_in')} (start-up = before the attempt's first stage ran)")
     print(f"time lost: {res['time_lost_s']:.1f}s (reference {ref['seconds']:.1f}s, chaos {ch['seconds']:.1f}s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
