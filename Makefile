@@ -34,12 +34,12 @@ demo: setup
 
 # pytest exits 5 when it collects no tests: that must fail, not pass silently.
 # TEST_WORKERS pytest-xdist processes share one Prefect API server and one toy model
-# (tests/support/shared.py); tests/conftest.py keeps a module's shared fixtures on one
-# worker and hands the long tests out first. One worker per core, at most 4 (each may start
+# (tests/support/shared.py); a worker takes whole modules (so a module fixture is built
+# once), the modules with long tests first (tests/conftest.py). One worker per core, at most 4 (each may start
 # a local Ray); TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
 test: setup
-	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests — failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -179,34 +179,18 @@ def s3_server():
     server.stop()
 
 
-# ---- how `make test` spreads the tests over pytest-xdist workers (--dist loadgroup)
-_SHARED_SCOPES = ("module", "class", "package")
-
-
-@pytest.hookimpl(tryfirst=True)
+# ---- how `make test` spreads the tests over pytest-xdist workers (--dist loadscope)
 def pytest_collection_modifyitems(config, items):
-    """Keep a module's tests together where they share a module fixture, and start the long ones first.
+    """Start the long tests first.
 
-    A module- or class-scoped fixture (a trained model, a pipeline run, a server) is
-    built once per worker that runs one of its tests, so such a module is one unit
-    (an `xdist_group`) and goes to one worker. Every other test is its own unit. Units
-    holding a `slow` test are handed out first, so the run does not end on one
-    worker finishing a long test while the other idles (with
-    --no-loadscope-reorder, xdist hands units out in this order, two per worker,
-    then one as each finishes). A module marked `spread` has module fixtures cheap
-    enough to build on every worker, and long tests worth running side by side.
+    `make test` hands out whole modules (xdist's loadscope), so a module-scoped
+    fixture (a curate run, the end-to-end pipeline on `crawl2chat up` services) is
+    built once. With --no-loadscope-reorder xdist hands modules out in the order of
+    their first test here, two per worker, then one as each finishes: a module
+    holding a `slow` test goes first, so the run does not end waiting on one long
+    test on one worker while the other idles. (xdist's `loadgroup` would allow
+    finer units, but it renames `item._nodeid`, which pytest 9 no longer reads.)
     Without xdist this only reorders the run.
     """
-    def shares_module_fixture(item) -> bool:
-        info = getattr(item, "_fixtureinfo", None)
-        return bool(info) and any(d.scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values() for d in defs)
-
-    groups: dict[str, str] = {}
-    for item in items:
-        if shares_module_fixture(item) and not item.get_closest_marker("spread"):
-            group = item.nodeid.split("::", 1)[0]
-            groups[item.nodeid] = group
-            if not item.get_closest_marker("xdist_group"):
-                item.add_marker(pytest.mark.xdist_group(group))
-    slow_units = {groups.get(i.nodeid, i.nodeid) for i in items if i.get_closest_marker("slow")}
-    items.sort(key=lambda i: groups.get(i.nodeid, i.nodeid) not in slow_units)  # stable: collection order within
+    slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: i.nodeid.split("::", 1)[0] not in slow)  # stable: collection order within

@@ -20,8 +20,7 @@ from tests.support import kill_resume as kr
 from tests.support.curated_data import write_generated_curated, write_generated_shards
 from tests.support.posttrain_base import generated_preferences, tiny_base
 
-# Nine long tests over cheap module fixtures (a 30-step base, small files): run them side by side.
-pytestmark = [pytest.mark.spread, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # ten kill-and-rerun tests: `make test` starts this module early
 
 POST = {"log_every": 1, "device": "cpu"}
 STAGES = ["probe", "sft", "rl", "reward", "rlhf", "dpo", "tokenize", "index", "evaluate"]
