@@ -22,8 +22,8 @@ from lm.optim import train_step
 from lm.datasets.preferences import RenderedPref
 from lm.posttrain.reward import pad_right
 from lm.runtime import Runtime, wrap_for_training
-from lm.posttrain.loop import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
-                    save_stage_checkpoint, stage_runtime, token_logprobs, try_resume)
+from lm.posttrain.loop import (LogFn, apply_schedule, batch_indices, checkpoint_if_due, make_optimizer, micro_batches,
+                               rank_share, save_stage_checkpoint, stage_runtime, token_logprobs, try_resume)
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,7 @@ def _train_dpo(model, ref_model, tokenizer, train, val, cfg, out_dir, meta, log_
                 log.info("dpo step %d/%d loss %.4f val %s", done, cfg.steps, out["loss"], ev)
             if log_fn and ev:
                 log_fn({f"val/{k}": v for k, v in ev.items()}, done)
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            if rt.master:
-                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done, start_state)
-            rt.barrier()
+        checkpoint_if_due(rt, cfg, done, out_dir, model, tokenizer, meta, opt, start_state)
     res["train"] = evaluate_dpo(model, train, ref_train, cfg.beta, pad, device)
     final = out_dir / "final"
     if rt.master:

@@ -96,6 +96,17 @@ def save_stage_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: To
     return save_checkpoint(directory, model, tokenizer, {**meta, "step": step}, train_state, extra_tensors)
 
 
+def checkpoint_if_due(rt: Runtime, cfg, done: int, out_dir: Path, model: torch.nn.Module, tokenizer: Tokenizer,
+                      meta: dict, opt, state: dict | None = None,
+                      extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Every `cfg.checkpoint_every` steps short of the last (the end writes `final/`): rank 0 saves
+    a resumable `latest/`, and every rank waits for it, so no rank runs ahead of a checkpoint."""
+    if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        if rt.master:
+            save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done, state, extra_tensors)
+        rt.barrier()
+
+
 def resume_step(out_dir: str | Path) -> int:
     """The step a re-run in `out_dir` resumes at (0: starts afresh), without loading the state."""
     from lm.checkpoint import read_meta

@@ -24,8 +24,8 @@ from lm.checkpoint import load_extra, load_model
 from lm.model import GPT
 from lm.optim import train_step
 from lm.runtime import Runtime, wrap_for_training
-from lm.posttrain.loop import (LogFn, apply_schedule, batch_indices, make_optimizer, micro_batches, rank_share,
-                    save_stage_checkpoint, stage_runtime, try_resume)
+from lm.posttrain.loop import (LogFn, apply_schedule, batch_indices, checkpoint_if_due, make_optimizer, micro_batches,
+                               rank_share, save_stage_checkpoint, stage_runtime, try_resume)
 from lm.datasets.preferences import RenderedPref
 from lm.tokenizer import Tokenizer
 
@@ -214,11 +214,7 @@ def _train_reward(rm, tokenizer, train, val, cfg, out_dir, meta, log_fn, rt: Run
                 log.info("reward step %d/%d loss %.4f held-out accuracy %.3f", done, cfg.steps, st["loss"], acc)
             if log_fn:
                 log_fn({"val_accuracy": acc}, done)
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            if rt.master:
-                save_stage_checkpoint(out_dir / "latest", rm.gpt, tokenizer, meta, opt, done, start_state,
-                                      extra_tensors=head_tensors(rm))
-            rt.barrier()
+        checkpoint_if_due(rt, cfg, done, out_dir, rm.gpt, tokenizer, meta, opt, start_state, head_tensors(rm))
     if "val_accuracy" not in res:
         res["val_accuracy"] = pairwise_accuracy(rm, val, pad)
     res["val_by_source"] = accuracy_by_source(rm, val, pad)

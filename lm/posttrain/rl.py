@@ -39,8 +39,8 @@ from lm.optim import train_step
 from lm.runtime import Runtime, all_reduce_sum, wrap_for_training
 from lm.posttrain.policy_gradient import (group_normalized_rewards, loss_normalizer, loss_sum, per_token_pg_loss,
                                 response_log_probs, zero_std_fraction)
-from lm.posttrain.loop import (LogFn, apply_schedule, make_optimizer, micro_batches, rank_share, save_stage_checkpoint,
-                    stage_runtime, step_seed, token_logprobs, try_resume)
+from lm.posttrain.loop import (LogFn, apply_schedule, checkpoint_if_due, make_optimizer, micro_batches, rank_share,
+                               save_stage_checkpoint, stage_runtime, step_seed, token_logprobs, try_resume)
 from lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -348,11 +348,8 @@ def _train_grpo(model, tokenizer, cfg, out_dir, sample_problems, reward_fn, ref_
                 log.warning("%s: stopping early at step %d: %s", kind, done, stop_reason)
         if stop_reason:
             break
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            if rt.master:
-                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done,
-                                      {"history": history, "stop_reason": stop_reason, "trace": trace})
-            rt.barrier()
+        checkpoint_if_due(rt, cfg, done, out_dir, model, tokenizer, meta, opt,
+                          {"history": history, "stop_reason": stop_reason, "trace": trace})
     final_step = steps_done
     result: dict[str, Any] = {"history": history, "stop_reason": stop_reason, "steps_done": final_step,
                               "diagnostics": trace_summary(trace)}

@@ -16,7 +16,7 @@ import torch
 from lm.model import GPT
 from lm.optim import train_step
 from lm.posttrain.policy_gradient import masked_normalize, response_log_probs
-from lm.posttrain.loop import (LogFn, apply_schedule, autocast, batch_indices, make_optimizer,
+from lm.posttrain.loop import (LogFn, apply_schedule, autocast, batch_indices, checkpoint_if_due, make_optimizer,
                                micro_batches, rank_share, save_stage_checkpoint, stage_runtime, try_resume)
 from lm.runtime import Runtime, wrap_for_training
 from lm.posttrain.sft_data import SFTData
@@ -116,10 +116,7 @@ def _train_sft(model, tokenizer, data, cfg, out_dir, meta, log_fn, rt: Runtime) 
                 log.info("sft step %d/%d train_loss %.4f val_loss %.4f", done, cfg.steps, st["loss"], vl)
             if log_fn:
                 log_fn({"val_loss": vl}, done)
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            if rt.master:
-                save_stage_checkpoint(out_dir / "latest", model, tokenizer, meta, opt, done, start_state)
-            rt.barrier()
+        checkpoint_if_due(rt, cfg, done, out_dir, model, tokenizer, meta, opt, start_state)
     if "val_loss" not in metrics:
         metrics["val_loss"] = evaluate_loss(model, Xv, Yv, cfg.batch_size, cfg.eval_batches, device, cfg.dtype)
     final = out_dir / "final"
