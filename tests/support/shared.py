@@ -13,13 +13,14 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from filelock import FileLock
+
+from tests.support.services import free_port
 
 SERVER_INFO = "prefect-server.json"
 
@@ -37,12 +38,6 @@ def built_once(root: Path, name: str):
         yield root / name
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def prefect_server(root: Path, owner_pid: int, timeout: float = 180.0) -> str:
     """URL of the run's Prefect API server, started by the first process that asks.
 
@@ -55,7 +50,7 @@ def prefect_server(root: Path, owner_pid: int, timeout: float = 180.0) -> str:
     with built_once(root, SERVER_INFO) as info:
         if info.exists():
             return json.loads(info.read_text())["url"]
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}"}

@@ -74,10 +74,10 @@ def make_toy_checkpoint(directory: str | Path, steps: int = 150, seed: int = 0, 
               "sequence_len": sequence_len}
     directory = Path(directory)
     # pytest-xdist workers share the run's folder (tests/support/shared.py): one trains, the others wait.
-    from filelock import FileLock
+    from tests.support.shared import built_once
 
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory.parent / f".{directory.name}.lock"), timeout=1800):
+    with built_once(directory.parent, directory.name):
         return _cached_or_trained(directory, params)
 
 
