@@ -422,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    if args.kills < 0:
+        p.error(f"--kills must be 0 or more, not {args.kills}")
     res = recompare(args) if args.recompare else run(args)
     ref, ch = res["runs"]["reference"], res["runs"]["chaos"]
     print(f"kills survived: {res['kills_survived']}/{res['kills']} (chaos ended: {ch['final_status']}, "

@@ -652,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.docs < 1:
+        ap.error(f"--docs must be 1 or more, not {args.docs}")
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
