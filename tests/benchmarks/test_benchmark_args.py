@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
     (["benchmarks/curate_vs_datatrove.py", "--docs", "0"], "--docs must be 1 or more, not 0"),
 ])
 def test_a_count_that_cannot_run_is_refused_before_any_work(tmp_path, args, message):
-    r = subprocess.run([sys.executable, *(str(REPO / a) if a.endswith(".py") else a for a in args)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    cmd = [sys.executable, *(str(REPO / a) if a.endswith(".py") else a for a in args)]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and message in r.stderr.splitlines()[-1], r.stderr[-2000:]
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
