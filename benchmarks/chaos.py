@@ -55,11 +55,11 @@ SETS = [
     "evaluate.honesty_n=4", "evaluate.compliance_n=2", "evaluate.n_samples=1", "evaluate.bpb_max_tokens=2048",
 ]
 # --quick: the stages that hold every kind of state (curated shards, token shards, a pretrain and
-# a post-training checkpoint), a quarter of the generated pages and steps cut further: the short
+# a post-training checkpoint), an eighth of the generated pages and steps cut further: the short
 # variant the test suite runs.
 QUICK_STAGES = "curate,tokenize,pretrain,sft"
-QUICK_SETS = ["curate.generated_docs=200", "pretrain.max_steps=12",
-              "pretrain.checkpoint_every=4", "sft.steps=6", "sft.checkpoint_every=2", "sft.eval_every=3"]
+QUICK_SETS = ["curate.generated_docs=100", "pretrain.max_steps=8",
+              "pretrain.checkpoint_every=4", "sft.steps=4", "sft.checkpoint_every=2", "sft.eval_every=2"]
 # Figures of eval.json that measure the clock, not the model.
 VOLATILE = ("seconds", "wall", "time", "per_s", "_s\"", "run_id", "date", "created")
 

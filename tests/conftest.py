@@ -22,6 +22,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("RAY_ADDRESS", None)
+# Under pytest-xdist the cores are shared out among the workers, before torch is imported, for the
+# torch work of a test and of the pipelines it starts (subprocesses inherit this). torch runs one
+# OpenMP thread per core, and OpenMP threads spin while they wait for each other: with a second
+# process busy on a 2-core box, a thread waits a whole time slice per tiny op. Measured with one
+# CPU hog beside the end-to-end pipeline: 762 s with torch's default (evaluate alone 531 s),
+# 123 s with 1 thread; tests/lm on two workers: 78 s → 61 s.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 
 @pytest.fixture(scope="session")

@@ -112,9 +112,11 @@ def _settle(extractor: str) -> None:
     """After the resources are loaded: warm up, then take everything alive out of the cyclic garbage
     collector's reach (`gc.freeze()`).
 
-    The URL filter's 4.5 M-domain set makes every full collection traverse 4.5 M entries
+    The URL filter's 4.5 M-domain set made every full collection traverse 4.5 M entries
     (0.6 s of CPU each), and the documents' garbage triggers a few per 1,000 pages: 0.9 of
-    7.6 CPU s on the benchmark's mix. Frozen objects are still freed when their last reference
+    7.6 CPU s on the benchmark's mix. (That set is now a mapped index, invisible to the
+    collector — tasks/curation/urlfilter.py — but spaCy's, trafilatura's and tldextract's
+    tables are not.) Frozen objects are still freed when their last reference
     goes (reference counting); only a cycle alive at this point would outlive its use.
     """
     _warm_up(extractor)
