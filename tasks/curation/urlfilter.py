@@ -12,11 +12,11 @@ in its wheel (4.5 M domains), banned words, banned subwords and soft-banned word
   fetch publicsuffix.org on first use; we use tldextract's bundled snapshot;
 - the 4.5 M domains as a memory-mapped index, not a Python set (`HashedDomains`):
   datatrove parses them into a set in every process that filters — 2.3 s and
-  ~800 MB per Ray worker, 3.9 CPU s with the rest of the set-up. The index (their
+  ~640 MB per Ray worker, 3.9 CPU s with the rest of the set-up. The index (their
   sorted 64-bit hashes, 36 MB) is built once per machine next to datatrove's
   extracted list; each process maps it (the page cache shares it between workers)
-  and looks a domain up by binary search. Set-up drops to ~0.6 s, memory to the
-  pages touched. A 64-bit hash can collide: the chance that a domain not on the
+  and looks a domain up by binary search. Set-up drops to 1.0 CPU s, peak memory
+  from 864 to 221 MB (docs/CURATION.md, item 5). A 64-bit hash can collide: the chance that a domain not on the
   list is taken for one is 4.5 M / 2^64 ≈ 2.4e-13 per lookup.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _load_integrated_lists(block) -> None:
 
     safely_create_file(os.path.join(download_dir, archive), extract)
     hashes = np.load(domain_index(os.path.join(download_dir, "domains")), mmap_mode="r")
-    block.block_listed_domains = HashedDomains(hashes, set(block.block_listed_domains))
+    block.block_listed_domains = HashedDomains(hashes, block.block_listed_domains)
     block.block_listed_url = uf.get_list(download_dir, "urls", block.block_listed_url, do_normalize=False)
     block.banned_words = uf.get_list(uf.ASSETS_PATH, "banned_words.txt", block.banned_words)
     block.banned_subwords = uf.get_list(uf.ASSETS_PATH, "banned_subwords.txt", block.banned_subwords)
@@ -188,7 +188,6 @@ class UrlBlocker:
         self.block.tldextractor = TLDExtract(suffix_list_urls=())  # offline: bundled snapshot
         if use_ut1_adult:
             _load_integrated_lists(self.block)  # the bundled lists now, not on the first page
-
         self.check("https://example.com/")  # and tldextract's suffix trie (0.5 s), built on its first URL
         log.info("URL filter ready in %.1fs (%d blocked domains, %d user URL prefixes)",
                  time.perf_counter() - t0, len(self.block.block_listed_domains), len(self.user_urls))
