@@ -49,6 +49,7 @@ from prefect.futures import as_completed
 from conf.curate import CurateConfig
 from core.atomic import write_json
 from flows import runtime
+from flows.results import AtomicResultStorage, result_storage
 from tasks.curation.curate import (
     InputUnavailable, cluster_task, finalize_batch_task, finalize_task, line_count_task, line_pass_task, lsh_task,
     minhash_task, process_batch_task, process_warc_task,
@@ -110,7 +111,7 @@ def input_fingerprints(srcs: list[str], policy: RetryPolicy | None = None) -> li
         return list(pool.map(lambda s: input_fingerprint(s, policy), srcs))
 
 
-def _opts(task_obj, name: str, out_path: str | Path, results: Path):
+def _opts(task_obj, name: str, out_path: str | Path, results: AtomicResultStorage):
     """Per-call options: readable run name, shared result storage, refresh if the output is gone."""
     return task_obj.with_options(task_run_name=name, result_storage=results,
                                  refresh_cache=not Path(out_path).exists())
@@ -136,25 +137,6 @@ def _funnel_metrics(stats: dict[str, Any]) -> dict[str, float]:
     for what, n in stats.get("retried", {}).items():
         metrics[f"retried.{clean(what)}"] = n
     return metrics
-
-
-def drop_broken_results(results: Path) -> int:
-    """Delete persisted Prefect results that do not parse (a run killed mid-write); returns how many.
-
-    Prefect writes result files in place, not via a temp name; a truncated one
-    would make the cache lookup fail instead of recomputing the task.
-    """
-    n = 0
-    for p in results.glob("*"):
-        if not p.is_file():
-            continue
-        try:
-            json.loads(p.read_bytes())
-        except (ValueError, OSError):
-            log.warning("removing unreadable Prefect result %s (an interrupted run)", p)
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
 
 
 def _clean_stale(curated: Path, keep: set[str], work: Path) -> None:
@@ -299,7 +281,7 @@ def _finalize_in_batches(k: int, names: list[str], fargs: dict[int, tuple]) -> d
 
 def _line_pass(cfg: CurateConfig, ok: list[int], names: list[str], ppaths: list[str], pkeys: list[str],
                dedup_path: str | None, ckey: str, chash: str, task_cfg: dict[str, Any], work: Path,
-               results: Path) -> tuple[dict[int, dict[str, Any]], str]:
+               results: AtomicResultStorage) -> tuple[dict[int, dict[str, Any]], str]:
     """line_pass ×N (hashes + scores), the classifier's cut, line_count ×1; returns finalize's `lines`
     argument per shard and a key for everything they depend on."""
     from tasks.curation.line_dedup import n_partitions
@@ -363,7 +345,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
     for d in (work / "process", work / "minhash", work / "lsh", work / "cluster", work / "finalize",
               curated, results):
         d.mkdir(parents=True, exist_ok=True)
-    drop_broken_results(results)
+    store = result_storage(results)
     # This run rewrites the output: it is not complete until the manifest is back.
     (curated / "manifest.json").unlink(missing_ok=True)
     srcs = list(inputs)[: cfg.max_warc_files] if cfg.max_warc_files else list(inputs)
@@ -382,7 +364,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
         pfuts = {}
         if cfg.inputs_per_task == 1:  # one task per input; else batches (_process_in_batches, below)
             for i, (src, pp) in enumerate(zip(srcs, ppaths)):
-                f = _opts(process_warc_task, f"process-{names[i]}", pp, results).submit(src, pp, task_cfg, pkeys[i])
+                f = _opts(process_warc_task, f"process-{names[i]}", pp, store).submit(src, pp, task_cfg, pkeys[i])
                 pfuts[f] = i
         proc_stats: dict[int, dict[str, Any]] = {}
         failed: dict[int, str] = {}
@@ -408,7 +390,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
             progress.update(n_done, documents=kept)
             if cfg.dedup:
                 mp = str(work / "minhash" / f"{names[i]}.npz")
-                mfuts[i] = _opts(minhash_task, f"minhash-{names[i]}", mp, results).submit(
+                mfuts[i] = _opts(minhash_task, f"minhash-{names[i]}", mp, store).submit(
                     ppaths[i], mp, i, task_cfg, _key("minhash", pkeys[i], chash))
         if cfg.inputs_per_task > 1:
             _process_in_batches(cfg, srcs, names, ppaths, pkeys, task_cfg, chash, work, proc_stats, failed, mfuts,
@@ -438,19 +420,19 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
                         name = f"lsh-band-{band:03d}-part-{part:04d}"
                     lkeys.append(lk)
                     lpaths.append(lp)
-                    lfuts.append(_opts(lsh_task, name, lp, results).submit(sig_paths, band, lp, lk, part, n_parts))
+                    lfuts.append(_opts(lsh_task, name, lp, store).submit(sig_paths, band, lp, lk, part, n_parts))
             n_pairs = sum(f.result() for f in lfuts)
             logger.info("lsh: %d candidate pairs over %d band partitions", n_pairs, len(lfuts))
             dedup_path = str(work / "cluster" / "duplicates.parquet")  # a directory of parts if n_parts > 1
             ckey = _key("cluster", lkeys)
-            cstats = _opts(cluster_task, "cluster", dedup_path, results).submit(
+            cstats = _opts(cluster_task, "cluster", dedup_path, store).submit(
                 lpaths, dedup_path, ckey, n_parts, sig_paths, cfg.dedup_jaccard_threshold).result()
             logger.info("cluster: %s", cstats)
 
         # 3. corpus-level quality classifier + exact line dedup: per shard, line hashes and scores
         #    of the documents dedup kept; then lines in ≥ 2 documents, counted by hash range
         lines_args, lkey = _line_pass(cfg, ok, names, ppaths, pkeys, dedup_path, ckey, chash, task_cfg, work,
-                                      results)
+                                      store)
 
         # 4. finalize ×N: drop duplicates and low-quality documents, remove lines, scrub PII
         ffuts = {}
@@ -459,7 +441,7 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
                      _key("finalize", pkeys[i], ckey, lkey, chash), lines_args.get(i)) for i in ok}
         if cfg.inputs_per_task == 1:
             for i in ok:
-                ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fargs[i][3], results).submit(*fargs[i])
+                ffuts[i] = _opts(finalize_task, f"finalize-{names[i]}", fargs[i][3], store).submit(*fargs[i])
             fin_stats = {i: f.result() for i, f in ffuts.items()}
         else:
             fin_stats = _finalize_in_batches(cfg.inputs_per_task, names, fargs)

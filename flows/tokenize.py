@@ -5,6 +5,7 @@
           ├─ tokenize-shard ×N (Ray)      <out>/tokens/{train,val}_NNNNN.bin
           └─ compression-report (Ray)     bytes/token vs GPT-2 on held-out docs
       └─ manifest                         <out>/tokens/meta.json, written last
+    the tasks' Prefect cache:             <out>/work/prefect-results/ (JSON, atomic: flows/results.py)
 
 Tracked in the MLflow run `tokenize`: config as params, the curated data as
 input, token counts and bytes/token as metrics, the compression table, the
@@ -23,6 +24,7 @@ from prefect.futures import as_completed
 
 from conf import load
 from conf.tokenize import TokenizeConfig
+from flows.results import result_storage
 from flows.runtime import log_dataset, mlflow_run, publish_markdown, publish_table, ray_runner
 from lm.tokenizer import Tokenizer
 from lm.tokens import META_NAME, SPLITS, TOKENS_DIR, read_meta, write_meta
@@ -114,15 +116,17 @@ def tokenize(data: str, out: str, preset: str | None = "tiny", vocab_size: int |
         (tokens_dir / META_NAME).unlink(missing_ok=True)
         tok_path = out_dir / "tokenizer.json"
         cols = dict(split_seed=cfg.split_seed, text_column=cfg.text_column, id_column=cfg.id_column)
-        val_fraction = val_split_task.submit(parquet, cfg.val_fraction, cfg.min_val_docs, sources=sources,
-                                             **cols).result()
+        # the tasks' Prefect cache, under the run root and written atomically (flows/results.py)
+        store = result_storage(out_dir / "work" / "prefect-results")
+        val_fraction = val_split_task.with_options(result_storage=store).submit(
+            parquet, cfg.val_fraction, cfg.min_val_docs, sources=sources, **cols).result()
         if val_fraction != cfg.val_fraction:
             logger.info("tokenize: val_fraction raised %s → %.6g to hold out %d document(s)", cfg.val_fraction,
                         val_fraction, cfg.min_val_docs)
         common = dict(val_fraction=val_fraction, **cols)
 
         def train(refresh: bool) -> dict[str, Any]:
-            return train_tokenizer_task.with_options(refresh_cache=refresh).submit(
+            return train_tokenizer_task.with_options(refresh_cache=refresh, result_storage=store).submit(
                 parquet, cfg.vocab_size, str(out_dir), cfg.max_chars, cfg.min_frequency, sources=sources,
                 **common).result()
 
@@ -139,7 +143,7 @@ def tokenize(data: str, out: str, preset: str | None = "tiny", vocab_size: int |
                                        gpt2_merges=cfg.gpt2_merges, **common)
 
         def submit(i: int, refresh: bool):
-            return tokenize_shard_task.with_options(refresh_cache=refresh).submit(
+            return tokenize_shard_task.with_options(refresh_cache=refresh, result_storage=store).submit(
                 parquet[i], trained["path"], str(tokens_dir), i, batch_docs=cfg.batch_docs,
                 tokenizer_sha256=tok.sha256(), source=sources[i], **common)
 

@@ -373,7 +373,11 @@ def run_compression(tokenizer_path: str | Path, parquet_paths: Sequence[str | Pa
 # ------------------------------------------------------- Prefect wrappers
 # Inputs are paths plus content fingerprints (source sizes/mtimes, tokenizer
 # sha256), so a cache hit means same inputs → same outputs across runs.
-@task(name="train-tokenizer", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+# JSON results (never unpickled); the flow puts them under the run root (flows/results.py)
+_CACHED = {"cache_policy": INPUTS + TASK_SOURCE, "persist_result": True, "result_serializer": "json"}
+
+
+@task(name="train-tokenizer", **_CACHED)
 def train_tokenizer_task(parquet_paths: list[str], vocab_size: int, out_dir: str, max_chars: int,
                          min_frequency: int, val_fraction: float, split_seed: str, text_column: str,
                          id_column: str, sources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -382,7 +386,7 @@ def train_tokenizer_task(parquet_paths: list[str], vocab_size: int, out_dir: str
                            split_seed, text_column, id_column)
 
 
-@task(name="tokenize-shard", cache_policy=INPUTS + TASK_SOURCE, persist_result=True, retries=1)
+@task(name="tokenize-shard", **_CACHED, retries=1)
 def tokenize_shard_task(parquet_path: str, tokenizer_path: str, tokens_dir: str, index: int,
                         val_fraction: float, split_seed: str, text_column: str, id_column: str,
                         batch_docs: int, tokenizer_sha256: str, source: dict[str, Any]) -> dict[str, Any]:
@@ -391,7 +395,7 @@ def tokenize_shard_task(parquet_path: str, tokenizer_path: str, tokens_dir: str,
                           text_column, id_column, batch_docs)
 
 
-@task(name="val-split", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+@task(name="val-split", **_CACHED)
 def val_split_task(parquet_paths: list[str], val_fraction: float, min_val_docs: int, split_seed: str,
                    text_column: str, id_column: str, sources: list[dict[str, Any]]) -> float:
     """`effective_val_fraction` as a cached Prefect task (`sources` only keys the cache)."""

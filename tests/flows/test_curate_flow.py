@@ -229,16 +229,23 @@ def _scan_final_files(out: Path) -> None:
     for p in out.rglob("*"):
         if not p.is_file() or ".tmp-" in p.name or p.name.startswith("mlflow.db"):
             continue
-        if p.suffix == ".parquet":
-            pq.read_table(p)
-        elif p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                for k in z.files:
-                    z[k]
-        elif p.suffix == ".npy":
-            np.load(p, allow_pickle=False)
-        elif p.suffix == ".json" or p.parent.name == "prefect-results":
-            json.loads(p.read_bytes())
+        try:
+            _open_final(p)
+        except Exception as exc:  # noqa: BLE001 — say which file, whatever the reader raised
+            raise AssertionError(f"{p} ({p.stat().st_size} bytes) does not open: {exc!r}") from exc
+
+
+def _open_final(p: Path) -> None:
+    if p.suffix == ".parquet":
+        pq.read_table(p)
+    elif p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            for k in z.files:
+                z[k]
+    elif p.suffix == ".npy":
+        np.load(p, allow_pickle=False)
+    elif p.suffix == ".json" or p.parent.name == "prefect-results":
+        json.loads(p.read_bytes())
 
 
 @pytest.mark.slow

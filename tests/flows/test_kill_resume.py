@@ -108,10 +108,11 @@ def _spec(stage: str, inputs, request, ray_address: str | None):
 
 def _outputs(out: Path) -> list[str]:
     """Every file a stage wrote: its manifest aside (it names the MLflow run and the wall time), Tantivy's
-    segment files (named by random UUIDs; the index's content is checked through its manifest) and the
-    report card (a view with dates and links; its figures are eval.json's)."""
+    segment files (named by random UUIDs; the index's content is checked through its manifest), the
+    report card (a view with dates and links; its figures are eval.json's) and Prefect's task cache (named
+    by hashes of the task inputs, which hold the output path)."""
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"
-                  and not {"tantivy", "report"} & set(p.relative_to(out).parts))
+                  and not {"tantivy", "report", "prefect-results"} & set(p.relative_to(out).parts))
 
 
 def _content(out: Path, name: str) -> str:
