@@ -40,6 +40,7 @@ from typing import Any
 
 from core.atomic import write_text
 from core.telemetry import TELEMETRY_OFF
+from flows.prefect_db import default_db, seed
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ def _base_env(state: Path) -> dict[str, str]:
 def _prefect_cmd(s: Settings) -> tuple[list[str], dict[str, str]]:
     home = s.state_dir / "prefect"
     home.mkdir(parents=True, exist_ok=True)
+    seed(default_db(home))  # a new store starts as a copy of a migrated one (flows/prefect_db.py)
     cmd = [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(s.prefect_port), "--analytics-off"]
     return cmd, {"PREFECT_HOME": str(home), "PREFECT_UI_API_URL": s.prefect_api_url,
                  "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(s.prefect_port)}

@@ -66,7 +66,10 @@ def ensure_prefect_api(timeout: int = 90) -> str:
     # the driver and the Ray workers (via PREFECT_API_URL) share one server.
     server = SubprocessASGIServer()
     if not server.running:
-        log.info("starting a local Prefect API server (first start runs sqlite migrations: ~20 s)")
+        from flows.prefect_db import default_db, seed
+
+        seed(default_db())  # a new store starts as a copy of a migrated one (flows/prefect_db.py)
+        log.info("starting a local Prefect API server")
         server.start(timeout=timeout)
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ[EMBEDDED_API_ENV] = server.api_url

@@ -24,7 +24,9 @@ Every threshold is the block's default (= FineWeb's published settings).
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
@@ -47,9 +49,45 @@ _WS_SPLIT = re.compile(r"(\s+)")
 _SENTENCE_BREAK = re.compile(r"S[SQ]*[NW]")
 
 
+class _NoTorchForThinc(importlib.abc.MetaPathFinder):
+    """Refuses `import torch` to thinc.compat alone (any other importer, any thread, gets torch)."""
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ARG002 — the finder protocol
+        if name == "torch" or name.startswith("torch."):
+            frame = sys._getframe(1)
+            while frame is not None:
+                if frame.f_globals.get("__name__") == "thinc.compat":
+                    raise ModuleNotFoundError("spaCy's tokenizer needs no torch", name=name)
+                frame = frame.f_back
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _import_spacy():
+    """spaCy, imported without torch where torch is not loaded yet.
+
+    spaCy's ML library thinc imports torch when it is installed (thinc.compat), and spaCy's
+    tokenizer never uses it: ~1.2 s of a 2.1 s import, paid by every process that filters
+    (each Ray worker of each curate run). thinc then runs without its torch shims, which
+    the tokenizer does not touch; torch itself stays importable for everything else.
+    """
+    if "torch" in sys.modules or "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+    finder = _NoTorchForThinc()
+    sys.meta_path.insert(0, finder)
+    try:
+        import spacy
+    finally:
+        sys.meta_path.remove(finder)
+    return spacy
+
+
 @functools.lru_cache(maxsize=1)
 def _datatrove_sets() -> tuple[frozenset[str], tuple[str, ...], frozenset[str]]:
     """(PUNCTUATION_SET, FineWeb's stop chars, spaCy's sentence punctuation), from the packages."""
+    _import_spacy()
     from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
     from spacy.pipeline.sentencizer import Sentencizer
 
@@ -65,9 +103,7 @@ def _spacy_english():
     most of the time spent on new chunks; the one attribute we need, is_punct, is computed
     with spaCy's own function (`_is_punct`).
     """
-    import spacy
-
-    nlp = spacy.blank("en")
+    nlp = _import_spacy().blank("en")
     nlp.vocab.lex_attr_getters = {}
     return nlp
 
@@ -80,6 +116,7 @@ def _special_cases() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1)
 def _is_punct_fn():
+    _import_spacy()
     from spacy.lang.lex_attrs import is_punct
 
     return is_punct

@@ -50,6 +50,9 @@ def prefect_server(root: Path, owner_pid: int, timeout: float = 180.0) -> str:
     with built_once(root, SERVER_INFO) as info:
         if info.exists():
             return json.loads(info.read_text())["url"]
+        from flows.prefect_db import seed
+
+        seed(root / "prefect.db")  # migrated once per machine (flows/prefect_db.py), as the product does
         port = free_port()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -160,3 +160,34 @@ def test_numpy_n_grams_equal_datatrove_s_functions(c4):
             if len(words) >= n:
                 got = glued.repeated_chars(n)
                 assert got is None or got == find_all_duplicate(words, n), (words, n)
+
+
+_FRESH_PROCESS = """
+import sys, threading
+from tasks.curation.quality import check_text
+# another thread importing torch while spaCy loads gets torch: only thinc.compat is refused it
+seen = []
+t = threading.Thread(target=lambda: seen.append(__import__("torch").__name__))
+t.start()
+verdict = check_text("The quick brown fox can't jump over the lazy dog's 10km fence. " * 20)
+t.join()
+import thinc.compat
+print(isinstance(verdict, tuple), seen, thinc.compat.has_torch)
+"""
+
+
+def test_spacy_loads_without_torch_and_torch_stays_importable():
+    """A filtering process (a Ray worker) imports spaCy without thinc's torch (~1.2 s each); torch
+    is still there for anyone else who imports it, in any thread."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    quiet = _FRESH_PROCESS.replace("t.start()", "").replace("t.join()", "")
+    out = subprocess.run([sys.executable, "-c", quiet + "print('torch' in sys.modules)"], cwd=repo,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["True [] False", "False"]  # verdict made, no torch loaded, thinc without it
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("True ['torch']")
