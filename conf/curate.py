@@ -111,6 +111,11 @@ class CurateSettings(Settings):
     # share only. The output is the same for any value; benchmarks/curate_scale.py
     # measured ~0.2 KB per document of a band-partition (5 M docs ≈ 1 GB a worker).
     dedup_docs_per_partition: int = setting(5_000_000, gt=0)
+    # LSH work per Prefect task, in band × documents: the bands of a small corpus share
+    # a task (one band per task while documents ≥ this). Each task run costs ~0.2 CPU s
+    # of Prefect bookkeeping (a worker's API client and settings, the server's state
+    # changes), more than bucketing one band of fewer than ~100k documents.
+    lsh_band_docs_per_task: int = setting(1_000_000, gt=0)
 
     # --- model-based quality classifier (stage quality_classifier; tasks/curation/quality_classifier.py)
     # fastText P(high quality) of every document near-duplicate removal kept, written as the

@@ -2,7 +2,7 @@
 
 The DAG (every box is a Prefect task; the work runs on Ray):
 
-    process_warc ×N ─▶ minhash ×N ─▶ lsh ×bands·P ─▶ cluster ×1 ─▶ line_pass ×N ─▶ line_count ×1 ─▶ finalize ×N
+    process_warc ×N ─▶ minhash ×N ─▶ lsh ≤bands·P ─▶ cluster ×1 ─▶ line_pass ×N ─▶ line_count ×1 ─▶ finalize ×N
     (filter one WARC)   (signatures)   (pairs)        (components)  (line hashes,   (lines in ≥ 2    (drop dups and
                                                                      quality scores) docs, P Ray tasks) low quality, lines, PII)
 
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 # Fields that change how the run is executed, not what it produces.
 _COMPUTE_ONLY = {"ray_address", "max_warc_files", "dedup_docs_per_partition", "inputs_per_task",
-                 "line_dedup_hashes_per_partition"}
+                 "line_dedup_hashes_per_partition", "lsh_band_docs_per_task"}
 # How a file is read (retries, timeouts, checkpoints): the tasks need them, but
 # they do not change the output, so they stay out of the cache keys.
 _READ_POLICY = {"remote_retries", "remote_backoff_s", "remote_backoff_max_s", "remote_read_timeout_s",
@@ -409,20 +409,27 @@ def curate(inputs: list[str], out: str, config: dict[str, Any] | None = None,
             logger.info("minhash signatures done for %d shards (%d documents; %d partition(s) per band)",
                         len(ok), n_signed, n_parts)
             lkeys, lpaths, lfuts = [], [], []
-            for band in range(cfg.minhash_buckets):
+            # a small corpus: several bands per task (cfg.lsh_band_docs_per_task); partitioned: one each
+            per_task = 1 if n_parts > 1 else max(1, cfg.lsh_band_docs_per_task // max(1, n_signed))
+            for lo in range(0, cfg.minhash_buckets, per_task):
+                bands = list(range(lo, min(lo + per_task, cfg.minhash_buckets)))
                 for part in range(n_parts):
                     if n_parts == 1:
-                        lp, lk, name = (str(work / "lsh" / f"band_{band:03d}.npy"), _key("lsh", band, mkeys, chash),
-                                        f"lsh-band-{band:03d}")
+                        lp = [str(work / "lsh" / f"band_{b:03d}.npy") for b in bands]
+                        lk = [_key("lsh", b, mkeys, chash) for b in bands]
+                        name = f"lsh-band-{bands[0]:03d}" + (f"-to-{bands[-1]:03d}" if len(bands) > 1 else "")
                     else:
-                        lp = str(work / "lsh" / f"band_{band:03d}-part_{part:04d}-of-{n_parts:04d}.npy")
-                        lk = _key("lsh", band, part, n_parts, mkeys, chash)
-                        name = f"lsh-band-{band:03d}-part-{part:04d}"
-                    lkeys.append(lk)
-                    lpaths.append(lp)
-                    lfuts.append(_opts(lsh_task, name, lp, store).submit(sig_paths, band, lp, lk, part, n_parts))
+                        lp = [str(work / "lsh" / f"band_{b:03d}-part_{part:04d}-of-{n_parts:04d}.npy") for b in bands]
+                        lk = [_key("lsh", b, part, n_parts, mkeys, chash) for b in bands]
+                        name = f"lsh-band-{bands[0]:03d}-part-{part:04d}"
+                    lkeys += lk
+                    lpaths += lp
+                    missing = next((p for p in lp if not Path(p).exists()), lp[0])  # refresh if any is gone
+                    lfuts.append(_opts(lsh_task, name, missing, store).submit(sig_paths, bands, lp, lk, part,
+                                                                               n_parts))
             n_pairs = sum(f.result() for f in lfuts)
-            logger.info("lsh: %d candidate pairs over %d band partitions", n_pairs, len(lfuts))
+            logger.info("lsh: %d candidate pairs over %d band partitions in %d task(s)", n_pairs, len(lpaths),
+                        len(lfuts))
             dedup_path = str(work / "cluster" / "duplicates.parquet")  # a directory of parts if n_parts > 1
             ckey = _key("cluster", lkeys)
             cstats = _opts(cluster_task, "cluster", dedup_path, store).submit(

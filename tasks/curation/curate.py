@@ -155,13 +155,15 @@ def minhash_task(parquet_path: str, out_path: str, shard_index: int, cfg: dict[s
 
 
 @task(name="lsh", **_PERSIST, retries=1, retry_delay_seconds=1)
-def lsh_task(signature_paths: list[str], band: int, out_path: str, key: str, part: int = 0,
+def lsh_task(signature_paths: list[str], bands: list[int], out_paths: list[str], keys: list[str], part: int = 0,
              n_parts: int = 1) -> int:
-    """Candidate duplicate pairs of one LSH band (one partition of it) across all shards; returns the count."""
+    """Candidate duplicate pairs of LSH bands (one partition of each) across all shards, one output
+    file per band; returns the count. Each band is skipped on its own when already done."""
     from tasks.curation.minhash import lsh_band
 
-    return run_once(f"lsh band {band} part {part}/{n_parts}", out_path, sidecar_for(out_path), key,
-                    lambda: lsh_band(signature_paths, band, out_path, part, n_parts))
+    return sum(run_once(f"lsh band {band} part {part}/{n_parts}", out, sidecar_for(out), key,
+                        lambda band=band, out=out: lsh_band(signature_paths, band, out, part, n_parts))
+               for band, out, key in zip(bands, out_paths, keys, strict=True))
 
 
 @task(name="cluster", **_PERSIST, retries=1, retry_delay_seconds=1)

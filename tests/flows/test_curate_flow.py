@@ -174,8 +174,11 @@ def test_rerun_skips_finished_shards(sample_run):
     stats_after = json.loads((out / "stats.json").read_text())
     assert stats_after["stages"] == stats_before["stages"]
     runs = _task_runs(second["prefect_flow_run_id"])
-    assert len(runs) == 4 + 4 + 14 + 1 + 4 + 4 + 1  # + line_pass ×4, line_count
+    assert len(runs) == 4 + 4 + 1 + 1 + 4 + 4 + 1  # one lsh task for the 14 bands; line_pass ×4, line_count
     assert {tr.state.name for tr in runs} == {"Cached"}, sorted((tr.name, tr.state.name) for tr in runs)
+    # the one lsh task wrote every band's file (the partitioned run below, one task per band, agrees)
+    assert [tr.name for tr in runs if tr.name.startswith("lsh")] == ["lsh-band-000-to-013"]
+    assert len(list((out / "work" / "lsh").glob("band_*.npy"))) == 14
     assert (out / "curated" / "manifest.json").exists()
 
 
