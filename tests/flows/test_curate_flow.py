@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -85,14 +84,11 @@ def _cli_env(prefect_api: str, ray_address: str) -> dict[str, str]:
 # ------------------------------------------------------- shared sample run
 @pytest.fixture(scope="module")
 def sample_run(prefect_api, ray_cluster, tmp_path_factory):
-    """One flow run over every real sample WARC (MLflow on sqlite under the output root)."""
-    from conf.curate import CurateConfig
-    from flows.curate import run_curate
+    """One flow run over every real sample WARC (MLflow on sqlite under the output root), the one the
+    two-node Ray test compares with (tests/support/sample_curation.py)."""
+    from tests.support.sample_curation import sample_curation
 
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    out = tmp_path_factory.mktemp("curate-samples")
-    summary = run_curate([str(p) for p in sorted(SAMPLES.glob("*.warc*.gz"))], out, CurateConfig())
-    return out, summary
+    return sample_curation(tmp_path_factory)
 
 
 def test_curate_samples_end_to_end(sample_run):

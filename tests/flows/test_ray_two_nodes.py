@@ -4,8 +4,9 @@
 make a two-node cluster; a curation driven from a fresh process runs on it: its
 tasks land on both nodes (seen in each node's worker logs) and the curated
 output is identical to the same curation on one node (the session's local Ray,
-run in-process: no second cluster start, no second driver process). Only the
-processes started here are stopped afterwards (no `ray stop`).
+run in-process, once for this test and the curate flow module: no second cluster
+start, no second driver process). Only the processes started here are stopped
+afterwards (no `ray stop`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import pytest
 from crawl2chat import services
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
 
 DRIVER = r"""
 import json, sys
@@ -33,15 +33,6 @@ cfg = CurateConfig(**{**json.loads(sys.argv[4]), "ray_address": sys.argv[3]})
 summary = run_curate(json.loads(sys.argv[1]), sys.argv[2], cfg)
 print("SUMMARY " + json.dumps(summary))
 """
-
-
-def _config() -> dict:
-    """The tiny preset's curate config, read once so both runs get the same one."""
-    import conf
-    from conf.curate import CurateConfig
-
-    preset = "tiny" if "tiny" in conf.preset_names() else None
-    return conf.load(CurateConfig, preset).model_dump(mode="json")
 
 
 def _free_port(span: int = 3) -> int:
@@ -115,10 +106,13 @@ def _tasks_on_node(temp_dir: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # real services on 2 cores; the suite-wide 900 s is too tight here
-def test_curate_on_two_node_ray_cluster_matches_single_node(prefect_api, ray_cluster, tmp_path):
-    inputs = sorted(str(p) for p in SAMPLES.glob("*.warc.gz"))
+def test_curate_on_two_node_ray_cluster_matches_single_node(prefect_api, ray_cluster, tmp_path, tmp_path_factory):
+    from conf.curate import CurateConfig
+    from tests.support.sample_curation import sample_curation, sample_inputs
+
+    inputs = sample_inputs()
     assert len(inputs) >= 3
-    cfg = _config()
+    cfg = CurateConfig().model_dump(mode="json")  # the shared single-node run's config
     port = _free_port()
     # Ray's sockets must fit in 107 bytes: short temp dirs, one per node.
     tag = hashlib.sha1(str(tmp_path).encode()).hexdigest()[:8]
@@ -149,15 +143,12 @@ def test_curate_on_two_node_ray_cluster_matches_single_node(prefect_api, ray_clu
         assert on_worker, f"no task ran on the second node ({worker_tmp})"
         assert on_head, f"no task ran on the head node ({head_tmp})"
 
-        # The same curation on one node: the session's local Ray, driven from this process.
-        from conf.curate import CurateConfig
-        from flows.curate import run_curate
-
-        single = run_curate(inputs, tmp_path / "single", CurateConfig(**{
-            **cfg, "ray_address": ray_cluster.get_runtime_context().gcs_address}))
+        # The same curation on one node: the session's local Ray, driven in-process, run once for
+        # this test and the curate flow module (tests/support/sample_curation.py).
+        single_out, single = sample_curation(tmp_path_factory)
         assert len(ray_cluster.nodes()) == 1
         assert single["documents"] == double["documents"] > 0
-        a, b = _content(tmp_path / "single"), _content(tmp_path / "double")
+        a, b = _content(single_out), _content(tmp_path / "double")
         assert a["shards"] == b["shards"]
         assert a["funnel"] == b["funnel"]
         assert a["rows"] == b["rows"]
