@@ -35,9 +35,11 @@ demo: setup
 # pytest exits 5 when it collects no tests: that must fail, not pass silently.
 # TEST_WORKERS pytest-xdist processes share one Prefect API server and one toy model
 # (tests/support/shared.py); a worker takes whole modules (so a module fixture is built
-# once), the modules with long tests first (tests/conftest.py). One worker per core, at most 4 (each may start
-# a local Ray); TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
+# once), the modules with long tests first (tests/conftest.py). One worker per core plus one, at most 4
+# (each may start a local Ray): the tests wait on services and subprocesses ~13 % of the time, and
+# a third worker on 2 cores fills it (8 min 5 s against 9 min 6 s with two, back to back).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n + 1 > 4 ? 4 : n + 1 )))
 test: setup
 	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests — failing" >&2; exit 1; fi; \
