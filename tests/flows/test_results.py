@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 _WRITE_BIG_RESULT = """
 import sys
 from flows.results import AtomicResultStorage
-AtomicResultStorage(basepath=sys.argv[1]).write_path("r", b"{" + b" " * 400_000_000 + b"}")
+AtomicResultStorage(basepath=sys.argv[1]).write_path("r", b"{" + b" " * 200_000_000 + b"}")
 """
 
 
@@ -25,7 +25,7 @@ def test_result_storage_killed_mid_write_leaves_no_result_file(tmp_path):
     """Prefect's results go through a temp name: SIGKILL mid-write leaves no cut file under the final name.
 
     (Prefect's own LocalFileSystem writes into the final name; CI once saw an empty result
-    file after the curate SIGKILL test.) The 400 MB result makes the write long enough to kill.
+    file after the curate SIGKILL test.) The 200 MB result makes the write long enough to kill.
     """
     from flows.results import AtomicResultStorage
 
