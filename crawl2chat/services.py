@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text
+from core.procs import pid_alive as _alive
 from core.telemetry import TELEMETRY_OFF
 from flows.prefect_db import default_db, seed
 
@@ -173,15 +174,6 @@ def _psutil():
     import psutil
 
     return psutil
-
-
-def _alive(pid: int) -> bool:
-    psutil = _psutil()
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def group_processes(pgids: set[int]) -> list[Any]:

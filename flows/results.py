@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from prefect.filesystems import LocalFileSystem
 
 from core.atomic import write_bytes
+from core.procs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,11 @@ def result_storage(folder: Path) -> AtomicResultStorage:
     drop_broken_results(folder)
     for tmp in folder.glob("*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             tmp.unlink(missing_ok=True)
     store = AtomicResultStorage(basepath=str(folder))
     store.save("results-" + hashlib.sha256(str(folder).encode()).hexdigest()[:16], overwrite=True)
     return store
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def drop_broken_results(results: Path) -> int:

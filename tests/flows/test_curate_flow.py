@@ -161,11 +161,12 @@ def test_rerun_skips_finished_shards(sample_run):
     """A second run of the same inputs: every task is a Prefect cache hit and no output is rewritten."""
     from conf.curate import CurateConfig
     from flows.curate import run_curate
+    from tests.support.sample_curation import sample_inputs
 
     out, first = sample_run
     before = _mtimes(out)
     stats_before = json.loads((out / "stats.json").read_text())
-    second = run_curate([str(p) for p in sorted(SAMPLES.glob("*.warc*.gz"))], out, CurateConfig())
+    second = run_curate(sample_inputs(), out, CurateConfig())
     assert _mtimes(out) == before
     stats_after = json.loads((out / "stats.json").read_text())
     assert stats_after["stages"] == stats_before["stages"]
@@ -184,10 +185,11 @@ def test_batched_inputs_and_partitioned_dedup_change_nothing(sample_run, tmp_pat
 
     from conf.curate import CurateConfig
     from flows.curate import run_curate
+    from tests.support.sample_curation import sample_inputs
 
     out, _ = sample_run
     out2 = tmp_path / "batched"
-    summary = run_curate([str(p) for p in sorted(SAMPLES.glob("*.warc*.gz"))], out2,
+    summary = run_curate(sample_inputs(), out2,
                          CurateConfig(inputs_per_task=3, dedup_docs_per_partition=8))
     assert _curated_ids(out2) == _curated_ids(out)
     one, two = (json.loads((o / "stats.json").read_text()) for o in (out, out2))
