@@ -5,12 +5,13 @@
 
 1. An uninterrupted run of the command (steps shortened with `--set`) → ROOT/reference.
 2. The same command → ROOT/chaos, its whole process group SIGKILLed `--kills` times at seeded
-   random instants, each timed from its own attempt's start-up (`KillPlan`): instants uniform
-   over the uninterrupted run's stage work; kill i lands at instant i's point of the recipe,
-   counted from its attempt's first stage start (less the uninterrupted run's time of the
-   stages already finished); seeded ones land in start-up instead (as many as the
+   random instants (`KillPlan`): instants uniform over the uninterrupted run's stage work; kill
+   i lands at instant i's point of the recipe, timed within its stage from when that stage
+   began in the attempt (its own Prefect store says when), and at the latest when the
+   attempt sees that stage end; seeded ones land in start-up instead (as many as the
    uninterrupted run's share of start-up). Re-run after each kill; after the last kill it runs
-   to completion. So the kills reach every stage and all `--kills` of them happen.
+   to completion. So the kills reach every stage and all `--kills` of them happen, however
+   much faster or slower the machine runs than it did for the uninterrupted run.
 3. Compare: sha256 of every final checkpoint, the curated Parquet, the tokenizer and token
    shards; eval.json's figures; the registered model versions (count per model and the
    sha256 of the weights under `@current`). Tracking: no MLflow run left RUNNING, no
@@ -111,21 +112,25 @@ def stage_runs(home: Path, since: float = 0.0) -> list[dict[str, Any]]:
 
 
 class KillPlan:
-    """Seeded kill instants on the uninterrupted run's timeline, each timed from its own attempt's start-up.
+    """Seeded kill instants on the uninterrupted run's timeline, each anchored to its stage.
 
     Drawn once from the seed: which kills land in an attempt's start-up (as many as the share of
     the uninterrupted run spent starting up) and, for the others, instants uniform over the
-    uninterrupted run's stage work, sorted. A work kill at instant t lands t − (the uninterrupted
-    run's time of the stages this run has finished) after its attempt's first stage began
-    running (its own Prefect store says when): at the same point of the recipe as instant t,
-    whatever a re-run's start-up costs and whatever work earlier kills undid, so the kills reach
-    every stage in proportion to its time. A start-up kill lands a seeded share of the start-up
-    the attempt before it measured. A delay is kept below the work still left (the
-    uninterrupted run's stage times, less the stages this run finished and the time already
-    spent in the unfinished ones, each kept ≥ `floor` of its time: a kill can undo work), so
-    every kill lands before its attempt can finish: `--kills` kills happen."""
+    uninterrupted run's stage work, sorted. Instant t falls in stage S, `offset` seconds into it;
+    its kill lands once S has run `offset` seconds in its attempt (less what earlier attempts
+    already spent in S), so it reaches every stage in proportion to its time whatever a re-run's
+    start-up costs, whatever work earlier kills undid and whatever the machine's load does to
+    the other stages. Timing only within the stage keeps a kill inside it on a machine
+    running faster or slower than it did for the uninterrupted run (CI's load varies by 40 %
+    between the two runs): the delay is at most `cap` of what is left of S (its uninterrupted
+    time less the time spent in it, ≥ `floor` of its time: a kill can undo work), and should
+    S still end first, the kill lands the moment the attempt sees it end or a later stage
+    start (`due`). An instant in a stage this run already finished lands at the start of the
+    first stage it has not. A start-up kill lands a seeded share of the start-up the attempt
+    before it measured. So every planned kill lands: `--kills` kills happen."""
 
     floor = 0.2
+    cap = 0.5
 
     def __init__(self, rng: random.Random, kills: int, ref_stage_s: dict[str, float], startup_s: float):
         self.ref, self.startup = ref_stage_s, startup_s  # stage → seconds, in the order they ran
@@ -136,20 +141,30 @@ class KillPlan:
         self.shares = [rng.random() for _ in range(kills)]
         self.i = self.j = 0
 
-    def progress(self, home: Path) -> tuple[float, float]:
-        """(the uninterrupted run's seconds of the stages finished here, the work left here)."""
+    def progress(self, home: Path) -> tuple[set[str], dict[str, float]]:
+        """(the stages this run finished, seconds spent so far in each unfinished one)."""
         runs = stage_runs(home)
         done = {r["stage"] for r in runs if r["state"] == "COMPLETED"}
         spent: dict[str, float] = {}
         for r in runs:
             if r["stage"] not in done:
                 spent[r["stage"]] = spent.get(r["stage"], 0.0) + ((r["end"] or r["start"]) - r["start"])
-        left = sum(max(s - spent.get(n, 0.0), self.floor * s) for n, s in self.ref.items() if n not in done)
-        return sum(s for n, s in self.ref.items() if n in done), left
+        return done, spent
+
+    def locate(self, t: float) -> tuple[str, float]:
+        """The stage instant t of the uninterrupted run's work falls in, and how far into it."""
+        acc = 0.0
+        for stage, secs in self.ref.items():
+            if t < acc + secs:
+                return stage, t - acc
+            acc += secs
+        stage = list(self.ref)[-1]
+        return stage, self.ref[stage]
 
     def next(self, home: Path) -> dict[str, Any] | None:
         """{"phase": "start-up", "after_s": seconds after the attempt began} or {"phase": "work",
-        "after_s": seconds after its first stage began, "instant_s": t}; None once all are planned."""
+        "stage": S, "after_s": seconds after S began in the attempt, "instant_s": t}; None once
+        all are planned."""
         if self.i >= len(self.phases):
             return None
         phase, share = self.phases[self.i], self.shares[self.i]
@@ -157,16 +172,44 @@ class KillPlan:
         if phase == "start-up":
             return {"phase": phase, "after_s": round(share * self.startup, 2)}
         t, self.j = self.instants[self.j], self.j + 1
-        finished, left = self.progress(home)
-        # an instant inside a stage this run already finished lands at the start of the next one
-        return {"phase": phase, "after_s": round(min(max(t - finished, 0.0), 0.9 * left), 2), "instant_s": round(t, 1)}
+        stage, offset = self.locate(t)
+        done, spent = self.progress(home)
+        if stage in done:
+            stage = next((s for s in self.ref if s not in done), stage)
+            after = 0.0
+        else:
+            secs, gone = self.ref[stage], spent.get(stage, 0.0)
+            after = min(max(offset - gone, 0.0), self.cap * max(secs - gone, self.floor * secs))
+        return {"phase": phase, "stage": stage, "after_s": round(after, 2), "instant_s": round(t, 1)}
+
+
+ENDED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def due(plan: dict[str, Any] | None, order: list[str], t0: float, runs: list[dict[str, Any]], now: float) -> bool:
+    """Whether `plan`'s kill is due `now` in an attempt begun at t0 whose stage runs so far are `runs`.
+
+    A work kill is due once its stage has run `after_s` here, or has ended, or a stage after it
+    in the recipe (`order`) has started: a stage that runs faster than planned is still killed
+    before the attempt can finish."""
+    if plan is None:
+        return False
+    if plan["phase"] == "start-up":
+        return now - t0 >= plan["after_s"]
+    target = plan["stage"]
+    later = set(order[order.index(target) + 1:]) if target in order else set()
+    for r in runs:
+        if r["stage"] == target and (r["state"] in ENDED or now - r["start"] >= plan["after_s"]):
+            return True
+        if r["stage"] in later:
+            return True
+    return False
 
 
 def attempt(cmd: list[str], env: dict[str, str], log: Path, home: Path, plan: dict[str, Any] | None,
-            timeout: float) -> dict[str, Any]:
-    """Run `cmd` once in its own process group, SIGKILLing the group at `plan`'s instant."""
+            timeout: float, order: list[str] | None = None) -> dict[str, Any]:
+    """Run `cmd` once in its own process group, SIGKILLing the group when `plan`'s kill is `due`."""
     t0 = time.time()
-    began = None  # when this attempt's first stage started running
     status = None
     with open(log, "ab") as fh:
         fh.write(f"\n=== attempt at {time.strftime('%H:%M:%S')} kill plan={plan}\n".encode())
@@ -180,25 +223,19 @@ def attempt(cmd: list[str], env: dict[str, str], log: Path, home: Path, plan: di
             except subprocess.TimeoutExpired:
                 pass
             now = time.time()
-            if began is None:
-                first = stage_runs(home, t0)
-                began = first[0]["start"] if first else None
-            due = (plan is not None and (plan["phase"] == "start-up" and now - t0 >= plan["after_s"]
-                                         or plan["phase"] == "work" and began is not None
-                                         and now - began >= plan["after_s"]))
-            if due or now - t0 > timeout:
+            kill = due(plan, order or [], t0, stage_runs(home, t0) if plan is not None else [], now)
+            if kill or now - t0 > timeout:
                 os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver, Prefect API server, workers
                 proc.wait()
-                status = "killed" if due else "timeout"
+                status = "killed" if kill else "timeout"
     secs = time.time() - t0
     runs = stage_runs(home, t0)
-    began = runs[0]["start"] if runs else began
+    began = runs[0]["start"] if runs else None
     return {"status": status, "seconds": round(secs, 1), "plan": plan,
             "startup_s": round(began - t0, 1) if began else None,
             "killed_in": (runs[-1]["stage"] if runs else "start-up") if status == "killed" else None}
 
 
-# ------------------------------------------------------------------ what a run left
 def parquet_digest(path: Path, root: Path) -> str:
     """sha256 of a Parquet table's rows, with the run root in its values replaced (the generated
     WARC input lives under the run root, and curated rows name their WARC file)."""
@@ -337,7 +374,7 @@ def run(args) -> dict[str, Any]:
         t0, kills, attempts, stray = time.time(), 0, [], 0
         while True:
             plan = planner.next(home) if planner else None
-            a = attempt(cmd, env, log, home, plan, args.timeout)
+            a = attempt(cmd, env, log, home, plan, args.timeout, list(planner.ref) if planner else None)
             attempts.append(a)
             if planner and a["startup_s"] is not None:
                 planner.startup = a["startup_s"]
