@@ -1,4 +1,4 @@
-"""benchmarks/chaos.py: its kill plan (seeded, timed from each attempt's own start-up) and its
+"""benchmarks/chaos.py: its kill plan (seeded, each kill anchored to its stage) and its
 short variant: `crawl2chat pipeline` (curate → tokenize → pretrain → sft, tiny steps) SIGKILLed
 twice at seeded random instants, re-run to completion, compared with an uninterrupted run:
 identical curated Parquet, token shards, checkpoints and registered weights; tracking truthful."""
