@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,38 @@ def _drain_prefect_logs() -> None:
             await result
 
     run_coro_as_sync(drain())
+
+
+# What a run writes into the working directory when nobody gave it a root: MLflow's ./mlruns
+# (artifacts of an experiment made without a location) and ./mlflow.db, crawl2chat's default run
+# root ./runs and `up`'s state folder ./.crawl2chat. No command writes into the current directory
+# unless told to (docs/CONTRACTS.md), and a test tells it to write under tmp_path: the suite
+# runs from the repository, so whatever forgets its root shows up here and fails the run.
+_STRAYS = ("mlruns", "mlflow.db", "mlartifacts", "runs", ".crawl2chat")
+_SESSION_START = time.time()
+
+
+def _written_since(path: Path, since: float) -> bool:
+    if not path.exists():
+        return False
+    if path.is_file():
+        return path.stat().st_mtime >= since
+    return any(Path(d).stat().st_mtime >= since for d, _, _ in os.walk(path))  # a new entry touches its folder
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when tests wrote a run, store or state folder into the repository or the working directory."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    where = {REPO, Path(session.config.invocation_params.dir)}
+    strays = sorted(str(d / n) for d in where for n in _STRAYS if _written_since(d / n, _SESSION_START))
+    if strays:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"tests wrote into the working directory: {', '.join(strays)} "
+                                "(give the run, store or experiment a root under tmp_path)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config):

@@ -17,11 +17,11 @@ def test_every_stage_s_loss_is_train_loss():
     assert "@" not in metric_name("acc@k")
 
 
-def test_pretrain_and_sft_runs_compare_on_one_name(mlflow_uri):
+def test_pretrain_and_sft_runs_compare_on_one_name(tmp_path, mlflow_uri):
     import mlflow
 
     client = mlflow.MlflowClient()
-    exp = mlflow.create_experiment("metric-names")
+    exp = mlflow.create_experiment("metric-names", artifact_location=(tmp_path / "artifacts").as_uri())
     runs = [client.create_run(exp).info.run_id for _ in range(2)]
     MLflowLogger(runs[0]).log_metrics({"loss": 7.0, "val_bpb": 2.5, "flag": True}, 1)  # as lm.train logs
     MLflowLogger(runs[1]).log_metrics({"train_loss": 3.0, "val_loss": 3.2}, 1)  # as lm.posttrain.sft logs

@@ -15,7 +15,7 @@ def test_two_process_torchrun_launch_logs_to_the_given_mlflow_run(tmp_path, mlfl
     tokens = make_generated_token_dataset(tmp_path / "tokenize")
     cfg = {**MICRO, "max_steps": 4, "eval_every": 4, "checkpoint_every": 0, "device_batch_size": 4,
            "nproc_per_node": 2}
-    exp = mlflow.create_experiment("pretrain-task-test")
+    exp = mlflow.create_experiment("pretrain-task-test", artifact_location=(tmp_path / "artifacts").as_uri())
     run = mlflow.MlflowClient().create_run(exp)
     summary = run_pretrain(str(tokens), str(tmp_path / "out"), cfg, mlflow_run_id=run.info.run_id,
                            tracking_uri=mlflow_uri)
