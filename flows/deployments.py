@@ -68,8 +68,12 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def specs() -> list[dict[str, Any]]:
-    """Every deployment as {flow, name, parameters, entrypoint}, from the flows that exist now."""
+def specs(parameters: bool = True) -> list[dict[str, Any]]:
+    """Every deployment as {flow, name, parameters, entrypoint}, from the flows that exist now.
+
+    `parameters=False` leaves them out (None): the curate deployments' default inputs include
+    a GENERATED WARC under the runs folder, built when their parameters are made, and listing
+    names must not write a file."""
     out: list[dict[str, Any]] = []
     for p in presets():
         out.append({"flow": pipeline.FLOW_NAME, "name": p, "parameters": {"preset": p},
@@ -83,7 +87,8 @@ def specs() -> list[dict[str, Any]]:
             root = pipeline.default_root(p)
             entry = f"{MODULE}.{_attr(st.name)}" if st.ray else None
             out.append({"flow": st.flow_name, "name": dep_name, "stage": st.name,
-                        "parameters": st.args(root, p, {"deployment": True}), "entrypoint": entry,
+                        "parameters": st.args(root, p, {"deployment": True}) if parameters else None,
+                        "entrypoint": entry,
                         "description": f"stage {st.name} of runs/llm-pipeline-{p} (preset {p!r})"})
     return out
 
@@ -107,7 +112,7 @@ def build(path: str | Path | None = None) -> list[Any]:
 
 
 def deployment_names() -> list[str]:
-    return [f"{s['flow']}/{s['name']}" for s in specs()]
+    return [f"{s['flow']}/{s['name']}" for s in specs(parameters=False)]
 
 
 async def _serve(ready_file: Path | None) -> None:

@@ -110,6 +110,17 @@ def test_refusals_write_nothing_into_the_current_directory(tmp_path, capsys, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no mlflow.db, mlartifacts/, o*/
 
 
+def test_listing_deployments_writes_nothing(tmp_path, capsys, monkeypatch):
+    """`crawl2chat deploy` lists names; it used to build the curate deployments' GENERATED WARC
+    (800 pages) under ./runs/llm-pipeline-tiny/inputs/ just to print them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRAWL2CHAT_RUNS_DIR", raising=False)
+    assert main(["deploy"]) == 0
+    out = capsys.readouterr().out
+    assert "llm-pipeline/tiny" in out and "curate/default" in out
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- failures are exit 1, summaries never crash
 def test_a_failed_evaluation_is_exit_1():
     from core.errors import StageFailedError

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from flows import deployments, runtime
 
     if not args.work_pool:
-        for spec in deployments.specs():
+        for spec in deployments.specs(parameters=False):  # names only: nothing built, nothing written
             print(f"{spec['flow']}/{spec['name']:<10} {spec['description']}")
         print("serve them with `crawl2chat up`, or register on a pool with --work-pool NAME")
         return 0

@@ -4,8 +4,20 @@ process work pool with entrypoints a worker can import."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+
+import pytest
 
 from flows import deployments, pipeline
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _runs_dir(tmp_path_factory):
+    """Deployment parameters name the runs folder, and building them makes the curate
+    deployments' GENERATED input there: this module's go under its own temp folder, not ./runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRAWL2CHAT_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
+        yield
 
 
 def test_deployment_names_cover_every_flow():
@@ -44,3 +56,7 @@ def test_apply_to_work_pool(prefect_api, tmp_path):
     cur = deps["curate/default"]
     assert cur.entrypoint == "flows.deployments.curate_flow"
     assert cur.parameters["inputs"] and cur.parameters["out"].endswith("llm-pipeline-tiny/curate")
+    runs = pipeline.runs_dir()
+    assert cur.parameters["out"].startswith(str(runs))  # $CRAWL2CHAT_RUNS_DIR decides where deployments write
+    made = [p for p in cur.parameters["inputs"] if p.startswith(str(runs))]
+    assert len(made) == 1 and made[0].endswith(".warc.gz") and Path(made[0]).exists()  # the GENERATED input, built
