@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from core.atomic import temp_name
+from core.cache import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crawl2chat"
 
 
 def template(timeout: float = 300) -> Path:

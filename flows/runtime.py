@@ -21,17 +21,19 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.cache import cache_dir
 from core.telemetry import disable_telemetry
 
 log = logging.getLogger(__name__)
@@ -267,38 +269,73 @@ def tracking_uri(root: str | Path) -> str:
 
 def _create_sqlite_store(db: Path) -> None:
     """Create a new sqlite store whole, or not at all: MLflow's table creation (migrations) killed
-    half-way leaves a file no later run can open, so a copy of an empty store is renamed into place."""
+    half-way leaves a file no later run can open, so a copy of an empty store is renamed into place.
+
+    The copy's Default experiment keeps its artifacts beside the store, as crawl2chat's own
+    experiment does (`_artifact_location`): MLflow would put them under ./mlruns of whatever
+    directory the store was first made in."""
     if db.exists():
         return
     tmp = db.with_name(f"{db.name}.tmp-{os.getpid()}")
     shutil.copyfile(_empty_store(), tmp)
+    with closing(sqlite3.connect(tmp)) as c, c:
+        c.execute("update experiments set artifact_location = ? where experiment_id = 0",
+                  ((db.parent.resolve() / "mlartifacts" / "0").as_uri(),))
     os.replace(tmp, db)
 
 
-_EMPTY_STORES: dict[tuple[str, str], Path] = {}
+_EMPTY_STORES: dict[str, Path] = {}
 _EMPTY_STORES_LOCK = threading.Lock()
+
+# Run in a subprocess: the process that migrates keeps MLflow's engine open on the file.
+_MIGRATE_MLFLOW = "import sys\nfrom mlflow import MlflowClient\nMlflowClient(f'sqlite:///{sys.argv[1]}').search_experiments()\n"
 
 
 def _empty_store() -> Path:
-    """An empty, migrated sqlite store, made once per process and copied for each new store.
+    """An empty, migrated sqlite store of this MLflow version, copied for each new store.
 
-    MLflow's migrations take 5-8 s on a busy 2-core machine (every stage run on a fresh root paid
-    it, and a re-run after a kill waited on it too); a copy takes 0.1 s. Keyed by MLflow version and
-    working directory: the Default experiment's artifact location names the latter. Never opened
-    again after creation, so no run ever lands in it."""
+    MLflow's migrations (tracking + registry) take 1.4 s in an idle process and 5-8 s on a busy
+    2-core machine; every process that made a store paid them: each `crawl2chat <stage>` on a
+    new root, each re-run after a kill, each of the test suite's subprocesses. So the empty
+    store is built once per machine and MLflow version under ~/.cache/crawl2chat/ (as
+    flows/prefect_db.py does for Prefect's), and a copy takes a few ms. When the cache cannot be
+    written, one is built per process in a temp folder. Never opened again after creation, so
+    no run ever lands in it."""
     import mlflow
-    from mlflow import MlflowClient
 
-    key = (mlflow.__version__, os.getcwd())
     with _EMPTY_STORES_LOCK:
-        path = _EMPTY_STORES.get(key)
+        path = _EMPTY_STORES.get(mlflow.__version__)
         if path is None or not path.exists():
-            folder = Path(tempfile.mkdtemp(prefix="c2c-mlflow-empty-"))
-            atexit.register(_remove_own, folder, os.getpid())
-            path = folder / "mlflow.db"
-            MlflowClient(f"sqlite:///{path}").search_experiments()  # runs the migrations (tracking + registry)
-            _EMPTY_STORES[key] = path
+            try:
+                path = _store_template(cache_dir() / f"mlflow-{mlflow.__version__}-empty.db")
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                log.warning("no MLflow store template in the cache (%s); one for this process", exc)
+                folder = Path(tempfile.mkdtemp(prefix="c2c-mlflow-empty-"))
+                atexit.register(_remove_own, folder, os.getpid())
+                path = _store_template(folder / "mlflow.db")
+            _EMPTY_STORES[mlflow.__version__] = path
         return path
+
+
+def _store_template(path: Path) -> Path:
+    """Build the migrated empty store at `path` unless it is there (whole or absent: a racing
+    builder's copy is the same)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="c2c-mlflow-db-", dir=path.parent) as tmp:
+        db = Path(tmp) / "mlflow.db"
+        env = {k: v for k, v in os.environ.items() if k != TRACKING_URI_ENV}
+        log.info("building an empty MLflow store (once per machine and MLflow version): %s", path)
+        r = subprocess.run([sys.executable, "-c", _MIGRATE_MLFLOW, str(db)], cwd=tmp, env=env,
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"MLflow's migrations failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        with closing(sqlite3.connect(db)) as c:  # one self-contained file, no -wal/-shm beside it
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("PRAGMA journal_mode=DELETE")
+        os.replace(db, path)
+    return path
 
 
 def _remove_own(folder: Path, pid: int) -> None:
