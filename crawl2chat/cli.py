@@ -16,6 +16,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     name = f"crawl2chat {args.command}"
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone away is then a BrokenPipeError below
+    except BrokenPipeError:
+        # The reader of our output went away (`crawl2chat deploy | head -3`): stop quietly with the
+        # status of a command SIGPIPE ends, as the shell's own tools do; not a crash with a log.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
+        return 128 + signal.SIGPIPE
     except CommandError as e:
         print(f"{name}: {'error' if e.exit_code == EXIT_REFUSED else 'failed'}: {_one_line(e)}", file=sys.stderr)
         return e.exit_code

@@ -121,6 +121,17 @@ def test_listing_deployments_writes_nothing(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`crawl2chat deploy | head -3` printed "failed: BrokenPipeError … full log: …" and exited 1.
+    Now it stops as a command SIGPIPE ends (128 + 13), saying nothing."""
+    proc = subprocess.Popen([sys.executable, "-m", "crawl2chat.cli", "deploy"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "failed" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+
+
 # ---------------------------------------------------------------- failures are exit 1, summaries never crash
 def test_a_failed_evaluation_is_exit_1():
     from core.errors import StageFailedError
