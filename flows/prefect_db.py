@@ -16,14 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from core.atomic import temp_name
-from core.cache import cache_dir
+from core.cache import cache_dir, sqlite_template
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +45,14 @@ def template(timeout: float = 300) -> Path:
     """The migrated empty database of this Prefect version, built on first use."""
     import prefect
 
-    path = cache_dir() / f"prefect-{prefect.__version__}-empty.db"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="c2c-prefect-db-", dir=path.parent) as tmp:
-        db = Path(tmp) / "prefect.db"
-        env = {**os.environ, "PREFECT_HOME": tmp,
+    def env_for(db: Path) -> dict[str, str]:
+        env = {**os.environ, "PREFECT_HOME": str(db.parent),
                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}"}
         env.pop("PREFECT_API_URL", None)
-        log.info("building an empty Prefect database (once per machine and Prefect version): %s", path)
-        r = subprocess.run([sys.executable, "-c", _MIGRATE], env=env, capture_output=True, text=True,
-                           timeout=timeout)
-        if r.returncode != 0:
-            raise RuntimeError(f"Prefect's migrations failed (exit {r.returncode}): {r.stderr[-2000:]}")
-        # one self-contained file: the write-ahead log folded in, no -wal/-shm beside it
-        with sqlite3.connect(db) as c:
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            c.execute("PRAGMA journal_mode=DELETE")
-        c.close()
-        os.replace(db, path)  # whole or absent: a racing builder's copy is the same
-    return path
+        return env
+
+    return sqlite_template(cache_dir() / f"prefect-{prefect.__version__}-empty.db", _MIGRATE, env_for, "Prefect",
+                           timeout)
 
 
 def default_db(home: str | Path | None = None) -> Path | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.cache import cache_dir
+from core.cache import cache_dir, sqlite_template
 from core.telemetry import disable_telemetry
 
 log = logging.getLogger(__name__)
@@ -318,24 +318,9 @@ def _empty_store() -> Path:
 
 
 def _store_template(path: Path) -> Path:
-    """Build the migrated empty store at `path` unless it is there (whole or absent: a racing
-    builder's copy is the same)."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="c2c-mlflow-db-", dir=path.parent) as tmp:
-        db = Path(tmp) / "mlflow.db"
-        env = {k: v for k, v in os.environ.items() if k != TRACKING_URI_ENV}
-        log.info("building an empty MLflow store (once per machine and MLflow version): %s", path)
-        r = subprocess.run([sys.executable, "-c", _MIGRATE_MLFLOW, str(db)], cwd=tmp, env=env,
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            raise RuntimeError(f"MLflow's migrations failed (exit {r.returncode}): {r.stderr[-2000:]}")
-        with closing(sqlite3.connect(db)) as c:  # one self-contained file, no -wal/-shm beside it
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            c.execute("PRAGMA journal_mode=DELETE")
-        os.replace(db, path)
-    return path
+    """Build the migrated empty store at `path` unless it is there (core/cache.py)."""
+    env = {k: v for k, v in os.environ.items() if k != TRACKING_URI_ENV}
+    return sqlite_template(path, _MIGRATE_MLFLOW, lambda db: env, "MLflow")
 
 
 def _remove_own(folder: Path, pid: int) -> None:

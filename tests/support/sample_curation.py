@@ -17,6 +17,8 @@ SAMPLES = REPO / "data" / "samples"
 
 
 def sample_inputs() -> list[str]:
+    """Every sample, the WET file included (flows/pipeline.sample_inputs, the pipeline's default,
+    takes the .warc.gz files only): curate must read both kinds."""
     return [str(p) for p in sorted(SAMPLES.glob("*.warc*.gz"))]
 
 
